@@ -1,0 +1,53 @@
+"""Typed per-host connection settings, as resolved from an inventory."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+Connection = Literal["ssh", "local"]
+
+DEFAULT_SCRATCH_DIR = "/var/tmp/dcctl"
+DEFAULT_PYTHON = "python3"
+
+
+@dataclass(frozen=True)
+class Host:
+    """One inventory host with every variable resolved (host > child group > parent > all).
+
+    `address` is what the transport connects to (`host`/`ansible_host`, else the name);
+    `port`, `user` and `key_file` left as None fall back to ~/.ssh/config, then to SSH defaults.
+    """
+
+    name: str
+    address: str
+    connection: Connection = "ssh"
+    port: int | None = None
+    user: str | None = None
+    key_file: str | None = None
+    python: str = DEFAULT_PYTHON
+    jump: str | None = None
+    env: dict[str, str] = field(default_factory=dict)
+    fabric_address: str | None = None
+    scratch_dir: str = DEFAULT_SCRATCH_DIR
+    expect: dict[str, Any] = field(default_factory=dict)
+    groups: tuple[str, ...] = ()
+
+    @property
+    def rendezvous_address(self) -> str:
+        return self.fabric_address or self.address
+
+
+@dataclass(frozen=True)
+class Inventory:
+    """Resolved inventory: hosts in file order, group name -> member host names."""
+
+    source: str
+    hosts: tuple[Host, ...]
+    groups: dict[str, tuple[str, ...]]
+
+    def host(self, name: str) -> Host:
+        for host in self.hosts:
+            if host.name == name:
+                return host
+        raise KeyError(name)
