@@ -1,0 +1,96 @@
+"""The `dcctl` command: global options, then one module per command."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from dcctl import __version__
+from dcctl.cli import check, inventory
+from dcctl.cli.options import GlobalOptions
+from dcctl.results.store import default_state_dir
+
+app = typer.Typer(
+    name="dcctl",
+    help="Check, benchmark and certify GPU clusters over SSH. Agentless: nodes need only SSH "
+    "and Python 3.",
+    epilog="Examples:\n\n"
+    "  dcctl check                          # this machine, no inventory needed\n\n"
+    "  dcctl -i rack1.yaml check            # every host of an inventory\n\n"
+    "  dcctl -i rack1.yaml -l 'gpu0*,!gpu007' --json check > run.json\n\n"
+    "Exit codes: 0 passed, 1 a check failed, 2 usage or input error, "
+    "3 a host could not be evaluated, 130 interrupted.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+    rich_markup_mode=None,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+app.add_typer(inventory.app, name="inventory")
+app.command(name="check")(check.check)
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"dcctl {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def main(
+    ctx: typer.Context,
+    inventory_path: str | None = typer.Option(
+        None,
+        "-i",
+        "--inventory",
+        help="Inventory YAML. Default: $DCCTL_INVENTORY, else localhost only.",
+        show_default=False,
+    ),
+    limit: str | None = typer.Option(
+        None,
+        "-l",
+        "--limit",
+        help="Host patterns: names, groups, globs, node[01:08], !exclude, &intersect, a,b.",
+    ),
+    forks: int = typer.Option(64, "--forks", min=1, help="Hosts worked on at once."),
+    json_output: bool = typer.Option(
+        False, "--json", help="Print the run document as JSON on stdout; nothing else there."
+    ),
+    state_dir: Path | None = typer.Option(
+        None,
+        "--state-dir",
+        help="Where runs and trusted host keys are kept. Default: $XDG_STATE_HOME/dcctl.",
+        show_default=False,
+    ),
+    verbose: bool = typer.Option(False, "-v", "--verbose", help="More detail."),
+    quiet: bool = typer.Option(False, "-q", "--quiet", help="No progress; only problems."),
+    strict: bool = typer.Option(False, "--strict", help="Treat warnings as failures (exit 1)."),
+    accept_new_host_keys: bool = typer.Option(
+        False,
+        "--accept-new-host-keys",
+        help="Trust and record host keys seen for the first time. Changed keys are always refused.",
+    ),
+    connect_timeout: float = typer.Option(
+        10.0, "--connect-timeout", min=0.1, help="Seconds for TCP connect, SSH banner and auth."
+    ),
+    version: bool = typer.Option(
+        False, "--version", callback=_version, is_eager=True, help="Show the version and exit."
+    ),
+) -> None:
+    ctx.obj = GlobalOptions(
+        inventory=inventory_path,
+        limit=limit,
+        forks=forks,
+        json=json_output,
+        state_dir=state_dir or default_state_dir(),
+        verbose=verbose,
+        quiet=quiet,
+        strict=strict,
+        accept_new_host_keys=accept_new_host_keys,
+        connect_timeout_s=connect_timeout,
+    )
+
+
+def run() -> None:
+    app()

@@ -1,0 +1,330 @@
+"""Judge a node's facts against the inventory's `expect`: one Result per expectation.
+
+Facts nobody set an expectation for are reported, not judged, with one exception: a node
+with no NVIDIA driver, where nothing demands GPUs, gets a `gpu.present` skip so the report
+says why no GPU line appears.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass
+from fnmatch import fnmatchcase
+from typing import Any
+
+from dcctl.evaluate.result import Result, Status
+from dcctl.evaluate.versions import parse_requirement
+from dcctl.inventory.expect_keys import EXPECT_KEYS
+
+NO_DRIVER = "NVIDIA driver not loaded"
+GPU_SKIP_MESSAGE = "no NVIDIA driver loaded; GPU checks skipped"
+
+
+class _BadExpectation(ValueError):
+    """The expectation's value has the wrong shape; reported as an `error` result."""
+
+
+def _probe_error(facts: dict[str, Any], probes: tuple[str, ...]) -> str | None:
+    """Why the node could not tell: the failed probes' messages, or None."""
+    errors = facts.get("probe_errors") or {}
+    found = [f"{name} probe failed: {errors[name]}" for name in probes if name in errors]
+    return "; ".join(found) or None
+
+
+def _judged(ok: bool, result_id: str, message: str, observed: Any, expected: Any) -> Result:
+    status: Status = "pass" if ok else "fail"
+    return Result(result_id, status, message, observed, expected)
+
+
+def _number(key: str, value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise _BadExpectation(f"invalid expectation {key}: expected a number, got {value!r}")
+    return float(value)
+
+
+def _integer(key: str, value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise _BadExpectation(f"invalid expectation {key}: expected an integer, got {value!r}")
+    return value
+
+
+def _glob_match(pattern: str, text: str) -> bool:
+    # Case-insensitive: "*h100*" written by hand should match "NVIDIA H100 80GB HBM3".
+    return fnmatchcase(text.lower(), pattern.lower())
+
+
+def _version_check(result_id: str, what: str, observed: str | None, expected: Any) -> Result:
+    try:
+        requirement = parse_requirement(expected)
+    except ValueError as exc:
+        return Result(result_id, "error", str(exc), observed, expected)
+    if observed is None:
+        return Result(result_id, "fail", f"{what} unknown (expected {requirement})", None, expected)
+    try:
+        ok = requirement.satisfied_by(observed)
+    except ValueError:
+        return Result(
+            result_id, "error", f"cannot read {what} {observed!r} as a version", observed, expected
+        )
+    return _judged(ok, result_id, f"{what} {observed} (expected {requirement})", observed, expected)
+
+
+def _driver_loaded(facts: dict[str, Any]) -> bool:
+    return facts.get("gpu_source") not in (None, "none")
+
+
+def _check_os(facts: dict[str, Any], expected: Any) -> list[Result]:
+    if not isinstance(expected, str):
+        raise _BadExpectation(f"invalid expectation os: expected a glob string, got {expected!r}")
+    pretty = (facts.get("os") or {}).get("pretty_name")
+    if pretty is None:
+        message = f"OS unknown: no PRETTY_NAME in os-release (expected {expected})"
+        return [Result("os.release", "fail", message, None, expected)]
+    ok = _glob_match(expected, pretty)
+    return [_judged(ok, "os.release", f"OS {pretty} (expected {expected})", pretty, expected)]
+
+
+def _check_kernel(facts: dict[str, Any], expected: Any) -> list[Result]:
+    return [_version_check("kernel.version", "kernel", facts.get("kernel"), expected)]
+
+
+def _no_driver(result_id: str, expected: Any, shown: str) -> Result:
+    return Result(result_id, "fail", f"{NO_DRIVER} (expected {shown})", None, expected)
+
+
+def _check_driver(facts: dict[str, Any], expected: Any) -> list[Result]:
+    if not _driver_loaded(facts):
+        return [_no_driver("driver.version", expected, str(expected))]
+    return [_version_check("driver.version", "driver", facts.get("driver"), expected)]
+
+
+def _check_cuda(facts: dict[str, Any], expected: Any) -> list[Result]:
+    if not _driver_loaded(facts):
+        return [_no_driver("cuda.version", expected, f"CUDA {expected}")]
+    return [_version_check("cuda.version", "CUDA driver version", facts.get("cuda"), expected)]
+
+
+def _check_gpu_count(facts: dict[str, Any], expected: Any) -> list[Result]:
+    want = _integer("gpu_count", expected)
+    if want > 0 and not _driver_loaded(facts):
+        return [_no_driver("gpu.count", expected, f"{want} GPUs")]
+    count = len(facts.get("gpus") or [])
+    message = f"{count} GPUs (expected {want})"
+    return [_judged(count == want, "gpu.count", message, count, expected)]
+
+
+def _check_gpu_model(facts: dict[str, Any], expected: Any) -> list[Result]:
+    if not isinstance(expected, str):
+        raise _BadExpectation(f"invalid expectation gpu_model: expected a glob, got {expected!r}")
+    if not _driver_loaded(facts):
+        return [_no_driver("gpu.model", expected, expected)]
+    gpus = facts.get("gpus") or []
+    names = sorted({str(gpu.get("name")) for gpu in gpus})
+    if not gpus:
+        return [Result("gpu.model", "fail", f"no GPUs found (expected {expected})", [], expected)]
+    wrong = [gpu for gpu in gpus if not _glob_match(expected, str(gpu.get("name")))]
+    if wrong:
+        listed = ", ".join(f"GPU {gpu.get('index')} is {gpu.get('name')}" for gpu in wrong)
+        return [Result("gpu.model", "fail", f"{listed} (expected {expected})", names, expected)]
+    message = f"{_gpu_summary(gpus)} (expected {expected})"
+    return [Result("gpu.model", "pass", message, names, expected)]
+
+
+def _check_memory(facts: dict[str, Any], expected: Any) -> list[Result]:
+    want = _number("min_memory_gb", expected)
+    total = (facts.get("memory") or {}).get("total_gb")
+    if total is None:
+        message = f"memory size unknown (expected at least {want:g} GiB)"
+        return [Result("memory.total", "fail", message, None, expected)]
+    message = f"memory {total:g} GiB (expected at least {want:g} GiB)"
+    return [_judged(total >= want, "memory.total", message, total, expected)]
+
+
+def _swap_wanted(expected: Any) -> str:
+    # YAML 1.1 reads a bare `swap: off` as False, so booleans are accepted as well.
+    if isinstance(expected, bool):
+        return "on" if expected else "off"
+    if isinstance(expected, str) and expected.strip().lower() in ("on", "off"):
+        return expected.strip().lower()
+    raise _BadExpectation(f"invalid expectation swap: expected 'on' or 'off', got {expected!r}")
+
+
+def _check_swap(facts: dict[str, Any], expected: Any) -> list[Result]:
+    want = _swap_wanted(expected)
+    swap = facts.get("swap")
+    if swap is None:
+        return [Result("swap.state", "fail", f"swap unknown (expected {want})", None, want)]
+    state = "on" if swap.get("total_gb", 0) > 0 else "off"
+    message = f"swap {state} (expected {want})"
+    if state == "on":
+        size = f"{swap['total_gb']:g} GiB, {swap.get('used_gb', 0):g} GiB used"
+        message = f"swap on: {size} (expected {want})"
+    return [_judged(state == want, "swap.state", message, state, want)]
+
+
+def _normalize_mountpoint(path: str) -> str:
+    return path.rstrip("/") or "/"
+
+
+def _check_mounts(facts: dict[str, Any], expected: Any) -> list[Result]:
+    wanted = [expected] if isinstance(expected, str) else expected
+    if not isinstance(wanted, list) or not all(isinstance(p, str) for p in wanted):
+        raise _BadExpectation(
+            f"invalid expectation mounts: expected a list of paths, got {expected!r}"
+        )
+    if facts.get("mounts") is None:
+        error = _probe_error(facts, ("mounts",)) or "mount table unknown: no /proc/mounts"
+        return [Result(f"mounts.present:{p}", "error", error, None, p) for p in wanted]
+    # Later entries shadow earlier ones on the same mount point, as the kernel shows them.
+    table = {_normalize_mountpoint(m["mountpoint"]): m for m in facts["mounts"]}
+    results = []
+    for path in wanted:
+        result_id = f"mounts.present:{path}"
+        mount = table.get(_normalize_mountpoint(path))
+        if mount is None:
+            results.append(Result(result_id, "fail", f"{path} not mounted", None, path))
+        else:
+            message = f"{path} mounted ({mount['fstype']} from {mount['device']})"
+            results.append(Result(result_id, "pass", message, mount, path))
+    return results
+
+
+def _ib_ports(facts: dict[str, Any]) -> list[dict[str, Any]]:
+    # RoCE NICs (link_layer Ethernet) sit in /sys/class/infiniband too; they are not IB ports.
+    return [p for p in facts.get("ib") or [] if p.get("link_layer") in (None, "InfiniBand")]
+
+
+def _port_name(port: dict[str, Any]) -> str:
+    return f"{port.get('device')}/{port.get('port')}"
+
+
+def _check_ib_ports(facts: dict[str, Any], expected: Any) -> list[Result]:
+    want = _integer("ib_ports", expected)
+    ports = _ib_ports(facts)
+    active = [p for p in ports if p.get("state") == "ACTIVE"]
+    message = f"{len(active)} of {len(ports)} InfiniBand ports ACTIVE (expected {want})"
+    down = [p for p in ports if p.get("state") != "ACTIVE"]
+    if down and len(active) < want:
+        listed = ", ".join(
+            f"{_port_name(p)} {p.get('state')} ({p.get('phys_state')})" for p in down
+        )
+        message += f"; not active: {listed}"
+    return [_judged(len(active) >= want, "ib.ports", message, len(active), expected)]
+
+
+def _slow_port(port: dict[str, Any]) -> str:
+    rate = port.get("rate_gbps")
+    text = (
+        f"{_port_name(port)} at {rate:g} Gb/s"
+        if rate is not None
+        else f"{_port_name(port)} rate unknown"
+    )
+    return text if port.get("state") == "ACTIVE" else f"{text} ({port.get('state')})"
+
+
+def _check_ib_rate(facts: dict[str, Any], expected: Any) -> list[Result]:
+    want = _number("ib_rate", expected)
+    ports = _ib_ports(facts)
+    if not ports:
+        message = f"no InfiniBand ports found (expected {want:g} Gb/s)"
+        return [Result("ib.rate", "fail", message, None, expected)]
+    rates = [p.get("rate_gbps") for p in ports]
+    slowest = min((r for r in rates if r is not None), default=None)
+    slow = [p for p in ports if p.get("rate_gbps") is None or p["rate_gbps"] < want]
+    if not slow:
+        message = (
+            f"{len(ports)} InfiniBand ports at {slowest:g} Gb/s or faster (expected {want:g} Gb/s)"
+        )
+        return [Result("ib.rate", "pass", message, slowest, expected)]
+    listed = ", ".join(_slow_port(p) for p in slow)
+    message = f"{listed} (expected {want:g} Gb/s on every port)"
+    return [Result("ib.rate", "fail", message, slowest, expected)]
+
+
+@dataclass(frozen=True)
+class _Expectation:
+    """How one `expect` key is judged: the Result id, the fact it reads and its probes."""
+
+    result_id: str
+    fact: str
+    probes: tuple[str, ...]
+    check: Callable[[dict[str, Any], Any], list[Result]]
+
+
+# In EXPECT_KEYS order; results come out in this order.
+_EXPECTATIONS: dict[str, _Expectation] = {
+    "os": _Expectation("os.release", "os", ("os",), _check_os),
+    "kernel": _Expectation("kernel.version", "kernel", ("kernel",), _check_kernel),
+    "driver": _Expectation("driver.version", "driver", ("gpu",), _check_driver),
+    "cuda": _Expectation("cuda.version", "cuda", ("gpu", "nvml"), _check_cuda),
+    "gpu_count": _Expectation("gpu.count", "gpus", ("gpu",), _check_gpu_count),
+    "gpu_model": _Expectation("gpu.model", "gpus", ("gpu",), _check_gpu_model),
+    "min_memory_gb": _Expectation("memory.total", "memory", ("memory",), _check_memory),
+    "swap": _Expectation("swap.state", "swap", ("memory",), _check_swap),
+    "mounts": _Expectation("mounts.present", "mounts", ("mounts",), _check_mounts),
+    "ib_ports": _Expectation("ib.ports", "ib", ("ib",), _check_ib_ports),
+    "ib_rate": _Expectation("ib.rate", "ib", ("ib",), _check_ib_rate),
+}
+
+_GPU_DEMANDS = ("driver", "cuda", "gpu_model")
+
+
+def _demands_gpus(expect: dict[str, Any]) -> bool:
+    count = expect.get("gpu_count")
+    wants_count = isinstance(count, int) and not isinstance(count, bool) and count > 0
+    return wants_count or any(key in expect for key in _GPU_DEMANDS)
+
+
+def _evaluate_one(facts: dict[str, Any], key: str, expected: Any) -> list[Result]:
+    spec = _EXPECTATIONS[key]
+    error = _probe_error(facts, spec.probes)
+    # A probe error only matters when it left the fact unknown (a fallback may have filled it);
+    # mounts reports it per path itself.
+    if error is not None and facts.get(spec.fact) is None and key != "mounts":
+        return [Result(spec.result_id, "error", error, None, expected)]
+    try:
+        return spec.check(facts, expected)
+    except _BadExpectation as exc:
+        return [Result(spec.result_id, "error", str(exc), None, expected)]
+
+
+def evaluate_facts(facts: dict[str, Any], expect: dict[str, Any]) -> list[Result]:
+    """One Result per expectation (one per path for `mounts`), in EXPECT_KEYS order.
+
+    Unknown keys (the inventory validator should have refused them) become `error` results.
+    """
+    results: list[Result] = []
+    for key in expect:
+        if key not in _EXPECTATIONS:
+            message = f"unknown expectation {key!r} (known: {', '.join(EXPECT_KEYS)})"
+            results.append(Result(f"expect.{key}", "error", message, None, expect[key]))
+    for key in _EXPECTATIONS:
+        if key == "driver" and not _demands_gpus(expect) and _no_driver_and_no_error(facts):
+            results.append(Result("gpu.present", "skip", GPU_SKIP_MESSAGE))
+        if key in expect:
+            results.extend(_evaluate_one(facts, key, expect[key]))
+    return results
+
+
+def _no_driver_and_no_error(facts: dict[str, Any]) -> bool:
+    return facts.get("gpu_source") == "none" and "gpu" not in (facts.get("probe_errors") or {})
+
+
+def _gpu_summary(gpus: list[dict[str, Any]]) -> str:
+    counts = Counter(str(gpu.get("name")) for gpu in gpus)
+    return ", ".join(f"{count}x {name}" for name, count in sorted(counts.items()))
+
+
+def summarize_facts(facts: dict[str, Any]) -> dict[str, str]:
+    """Short display strings {os, kernel, driver, cuda, gpus} for one console table row."""
+    gpu_failed = "gpu" in (facts.get("probe_errors") or {})
+    absent = "unknown" if gpu_failed else "none"
+    gpus = facts.get("gpus")
+    return {
+        "os": (facts.get("os") or {}).get("pretty_name") or "unknown",
+        "kernel": facts.get("kernel") or "unknown",
+        "driver": facts.get("driver") or absent,
+        "cuda": facts.get("cuda") or ("unknown" if _driver_loaded(facts) else absent),
+        "gpus": _gpu_summary(gpus) if gpus else ("unknown" if gpus is None else "none"),
+    }

@@ -1,0 +1,123 @@
+"""Ships the node runtime (dcctl.node as an in-memory zipapp, named by content hash) and runs tasks.
+
+Checking the cache and running the task is one exec; the upload is a second exec, only on a miss,
+because every exec on a node pays for a login-shell start.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import zipfile
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+from dcctl.inventory.model import Host
+from dcctl.node.payload import extract_payload
+from dcctl.transport.base import HostError, Transport
+
+MISSING_MARK = "<dcctl-runtime-missing>"
+NO_PYTHON_MARK = "<dcctl-no-python>"
+
+# Fixed shell text; everything that comes from an inventory is passed as a positional argument.
+_CACHE_DIR = '"${XDG_CACHE_HOME:-$HOME/.cache}/dcctl"'
+RUN_SCRIPT = (
+    f'f={_CACHE_DIR}/runtime-$1.pyz\n'
+    f'[ -f "$f" ] || {{ echo "{MISSING_MARK}"; exit 97; }}\n'
+    'py=$2; shift 2\n'
+    f'command -v "$py" >/dev/null 2>&1 || {{ echo "{NO_PYTHON_MARK}"; exit 98; }}\n'
+    'exec "$py" "$f" "$@"\n'
+)
+UPLOAD_SCRIPT = (
+    f"d={_CACHE_DIR}\n"
+    'umask 077 && mkdir -p "$d" && chmod 700 "$d" && t="$d/.runtime-$1.$$" '
+    '&& cat > "$t" && mv -f "$t" "$d/runtime-$1.pyz"\n'
+)
+_ZIP_EPOCH = (1980, 1, 1, 0, 0, 0)
+_ZIP_MAIN = b"import sys\nfrom dcctl.node.main import main\nsys.exit(main())\n"
+
+
+@dataclass(frozen=True)
+class Runtime:
+    digest: str
+    archive: bytes
+
+
+@lru_cache(maxsize=1)
+def build_runtime() -> Runtime:
+    """The zipapp, byte-identical for identical sources so its hash names it across runs."""
+    node_dir = Path(__file__).resolve().parent.parent / "node"
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
+        _add(archive, "__main__.py", _ZIP_MAIN)
+        _add(archive, "dcctl/__init__.py", b"")
+        for source in sorted(node_dir.rglob("*.py")):
+            relative = source.relative_to(node_dir.parent.parent).as_posix()
+            _add(archive, relative, source.read_bytes())
+    data = buffer.getvalue()
+    return Runtime(digest=hashlib.sha256(data).hexdigest()[:16], archive=data)
+
+
+def _add(archive: zipfile.ZipFile, name: str, data: bytes) -> None:
+    info = zipfile.ZipInfo(name, date_time=_ZIP_EPOCH)
+    info.compress_type = zipfile.ZIP_DEFLATED
+    info.external_attr = 0o644 << 16
+    archive.writestr(info, data)
+
+
+def task_argv(host: Host, runtime: Runtime, task: str, params: dict[str, Any]) -> list[str]:
+    env_assignments = [f"{name}={value}" for name, value in host.env.items()]
+    return [
+        "env", *env_assignments,
+        "sh", "-c", RUN_SCRIPT, "dcctl-run", runtime.digest, host.python, task,
+        json.dumps(params, separators=(",", ":")),
+    ]  # fmt: skip
+
+
+def upload_argv(runtime: Runtime) -> list[str]:
+    return ["sh", "-c", UPLOAD_SCRIPT, "dcctl-upload", runtime.digest]
+
+
+def run_task(
+    transport: Transport, host: Host, task: str, params: dict[str, Any], deadline: float
+) -> dict[str, Any]:
+    """Run one node task and return its payload; every failure is a HostError with its kind."""
+    runtime = build_runtime()
+    argv = task_argv(host, runtime, task, params)
+    result = transport.run(argv, deadline)
+    if result.exit_code == 97 and MISSING_MARK in result.stdout:
+        upload = transport.run(upload_argv(runtime), deadline, stdin=runtime.archive)
+        if upload.exit_code != 0:
+            raise HostError(
+                "runtime",
+                f"cannot install the node runtime in ~/.cache/dcctl: {_last_line(upload.stderr)}",
+            )
+        result = transport.run(argv, deadline)
+    if result.exit_code == 98 and NO_PYTHON_MARK in result.stdout:
+        raise HostError(
+            "runtime",
+            f"python interpreter {host.python!r} not found on {host.name}; "
+            "set `python` for this host in the inventory",
+        )
+    if result.timed_out:
+        raise HostError(
+            "timeout", f"task {task!r} did not finish before its deadline; killed on the node"
+        )
+    payload = extract_payload(result.stdout)
+    if payload is None:
+        raise HostError(
+            "runtime",
+            f"{host.python} exited {result.exit_code} without a result: "
+            f"{_last_line(result.stderr) or 'no output'}",
+        )
+    if "error" in payload:
+        raise HostError("runtime", f"node runtime failed in {task!r}: {payload['error']}")
+    return payload
+
+
+def _last_line(text: str) -> str:
+    lines = [line for line in text.strip().splitlines() if line.strip()]
+    return lines[-1].strip() if lines else ""

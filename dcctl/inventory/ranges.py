@@ -1,0 +1,130 @@
+"""Host ranges, as in Ansible inventories: `gpu[001:016]`, `node[1:10:2]`, `rack[a:f]`.
+
+A name may hold several ranges; it expands to their cartesian product, leftmost range
+varying slowest, so `r[1:2]n[1:2]` gives r1n1, r1n2, r2n1, r2n2.
+"""
+
+from __future__ import annotations
+
+import itertools
+import re
+import string
+
+from dcctl.errors import InputError
+
+# A typo such as `node[1:1000000]` must fail fast instead of filling memory.
+MAX_EXPANSION = 65536
+
+# `[x:y]` or `[x:y:z]` somewhere in the text; `[abc]` alone is a glob character class.
+_RANGE_LIKE = re.compile(r"\[[^\[\]]*:[^\[\]]*\]")
+
+
+class HostRangeError(InputError):
+    """A malformed host range. `reason` is the message without the pattern, for callers
+    that add their own location (an inventory line, the --limit option)."""
+
+    def __init__(self, pattern: str, reason: str) -> None:
+        super().__init__(f"{pattern}: bad host range: {reason}")
+        self.pattern = pattern
+        self.reason = reason
+
+
+def has_host_range(text: str) -> bool:
+    """True when `text` holds something shaped like `[start:end]`."""
+    return _RANGE_LIKE.search(text) is not None
+
+
+def expand_host_range(pattern: str) -> list[str]:
+    """Every name `pattern` stands for, in order; a name without brackets is itself."""
+    parts = _split_parts(pattern)
+    total = 1
+    for choices in parts:
+        total *= len(choices)
+    if total > MAX_EXPANSION:
+        raise HostRangeError(pattern, f"expands to {total} names, more than {MAX_EXPANSION}")
+    return ["".join(combo) for combo in itertools.product(*parts)]
+
+
+def _split_parts(pattern: str) -> list[list[str]]:
+    """Literal text becomes a one-choice part, each `[...]` the list of values it covers."""
+    parts: list[list[str]] = []
+    position = 0
+    while position < len(pattern):
+        opening = pattern.find("[", position)
+        literal_end = len(pattern) if opening < 0 else opening
+        _reject_stray_closing(pattern, pattern[position:literal_end])
+        parts.append([pattern[position:literal_end]])
+        if opening < 0:
+            break
+        closing = _matching_bracket(pattern, opening)
+        parts.append(_expand_bounds(pattern, pattern[opening + 1 : closing]))
+        position = closing + 1
+    return parts
+
+
+def _reject_stray_closing(pattern: str, literal: str) -> None:
+    if "]" in literal:
+        raise HostRangeError(pattern, "']' without a matching '['")
+
+
+def _matching_bracket(pattern: str, opening: int) -> int:
+    closing = pattern.find("]", opening + 1)
+    if closing < 0:
+        raise HostRangeError(pattern, "'[' is never closed")
+    if "[" in pattern[opening + 1 : closing]:
+        raise HostRangeError(pattern, "ranges cannot be nested")
+    return closing
+
+
+def _expand_bounds(pattern: str, inside: str) -> list[str]:
+    fields = inside.split(":")
+    if len(fields) not in (2, 3):
+        raise HostRangeError(pattern, f"'[{inside}]' is not [start:end] or [start:end:step]")
+    start, end = fields[0], fields[1]
+    step = _parse_step(pattern, fields[2]) if len(fields) == 3 else 1
+    if start.isdigit() and end.isdigit():
+        return _number_range(pattern, start, end, step)
+    if _is_letter(start) and _is_letter(end):
+        return _letter_range(pattern, start, end, step)
+    raise HostRangeError(
+        pattern, f"bounds '{start}' and '{end}' must both be numbers or both single letters"
+    )
+
+
+def _parse_step(pattern: str, text: str) -> int:
+    if not text.isdigit() or int(text) == 0:
+        raise HostRangeError(pattern, f"step '{text}' is not a positive integer")
+    return int(text)
+
+
+def _number_range(pattern: str, start: str, end: str, step: int) -> list[str]:
+    first, last = int(start), int(end)
+    if first > last:
+        raise HostRangeError(pattern, f"start {start} is after end {end}")
+    width = _padding_width(pattern, start, end)
+    return [str(number).zfill(width) for number in range(first, last + 1, step)]
+
+
+def _padding_width(pattern: str, start: str, end: str) -> int:
+    """Zero padding is kept as written: `[01:10]` gives 01..10, `[1:10]` gives 1..10."""
+    padded = any(len(bound) > 1 and bound.startswith("0") for bound in (start, end))
+    if not padded:
+        return 0
+    if len(start) != len(end):
+        # `[01:100]` could mean width 2 or 3; refuse to guess.
+        raise HostRangeError(pattern, f"zero-padded bounds {start} and {end} differ in width")
+    return len(start)
+
+
+def _is_letter(text: str) -> bool:
+    return len(text) == 1 and text in string.ascii_letters
+
+
+def _letter_range(pattern: str, start: str, end: str, step: int) -> list[str]:
+    alphabet = string.ascii_lowercase if start.islower() else string.ascii_uppercase
+    if end not in alphabet:
+        raise HostRangeError(pattern, f"letters {start} and {end} differ in case")
+    first, last = alphabet.index(start), alphabet.index(end)
+    if first > last:
+        raise HostRangeError(pattern, f"start {start} is after end {end}")
+    return list(alphabet[first : last + 1 : step])

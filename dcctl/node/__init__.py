@@ -1,0 +1,1 @@
+"""Node runtime: runs on the server, standard library only at import time."""

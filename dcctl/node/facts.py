@@ -1,0 +1,72 @@
+"""The `facts` task: every probe, each isolated so one failure cannot hide the others."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from dcctl.node.probes import gpu, ib, software, system
+
+DEFAULT_SCRATCH_DIR = "/var/tmp/dcctl"
+
+
+class TaskParamsError(ValueError):
+    """The controller sent parameters the task cannot use (exit 2, like bad JSON)."""
+
+
+@dataclass(frozen=True)
+class Probe:
+    """A named probe and the facts keys it fills; they are set to None when it raises."""
+
+    name: str
+    keys: tuple[str, ...]
+    collect: Callable[[dict[str, Any]], dict[str, Any]]
+
+
+PROBES: tuple[Probe, ...] = (
+    Probe("os", ("os",), lambda p: {"os": system.collect_os()}),
+    Probe("kernel", ("kernel",), lambda p: {"kernel": system.collect_kernel()}),
+    Probe("cpu", ("cpu",), lambda p: {"cpu": system.collect_cpu()}),
+    Probe("memory", ("memory", "swap"), lambda p: system.collect_memory()),
+    Probe("uptime", ("uptime_s",), lambda p: {"uptime_s": system.collect_uptime()}),
+    Probe("python", ("python",), lambda p: {"python": system.collect_python()}),
+    Probe("gpu", ("driver", "cuda", "gpus", "gpu_source"), lambda p: gpu.collect_gpu()),
+    Probe("torch", ("torch",), lambda p: {"torch": software.collect_torch(gpu.driver_loaded())}),
+    Probe("fio", ("fio",), lambda p: {"fio": software.collect_fio()}),
+    Probe("mounts", ("mounts",), lambda p: {"mounts": system.collect_mounts()}),
+    Probe("scratch", ("scratch",), lambda p: {"scratch": system.collect_scratch(p["scratch_dir"])}),
+    Probe("ib", ("ib",), lambda p: {"ib": ib.collect_ib()}),
+)
+
+
+def _params(raw: dict[str, Any]) -> dict[str, Any]:
+    scratch_dir = raw.get("scratch_dir", DEFAULT_SCRATCH_DIR)
+    if not isinstance(scratch_dir, str) or not scratch_dir.startswith("/"):
+        raise TaskParamsError(f"scratch_dir must be an absolute path, got {scratch_dir!r}")
+    return {"scratch_dir": scratch_dir}
+
+
+def collect_facts(params: dict[str, Any], probes: Sequence[Probe] = PROBES) -> dict[str, Any]:
+    """Run every probe; a probe that raises leaves its keys None and a line in probe_errors.
+
+    A probe may also return its own "probe_errors" (a source it fell back from).
+    """
+    facts: dict[str, Any] = {}
+    errors: dict[str, str] = {}
+    for probe in probes:
+        try:
+            found = probe.collect(params)
+        except Exception as exc:  # isolation is the point: report it, keep going
+            found = dict.fromkeys(probe.keys)
+            errors[probe.name] = f"{type(exc).__name__}: {exc}"
+        errors.update(found.pop("probe_errors", None) or {})
+        facts.update(found)
+    if errors:
+        facts["probe_errors"] = errors
+    return facts
+
+
+def facts_task(raw_params: dict[str, Any]) -> dict[str, Any]:
+    """Task entry point: `runtime.pyz facts '{"scratch_dir": "/var/tmp/dcctl"}'`."""
+    return collect_facts(_params(raw_params))

@@ -1,0 +1,65 @@
+"""Entry point on the node: `python runtime.pyz <task> '<json-params>'`.
+
+Prints exactly one payload line. Exit 0 when the task ran (findings are in the payload),
+2 for an unusable request, 1 when the runtime itself broke.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import traceback
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+from dcctl.node.facts import TaskParamsError, facts_task
+from dcctl.node.payload import format_payload
+
+EXIT_OK = 0
+EXIT_BROKEN = 1
+EXIT_BAD_REQUEST = 2
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    # Only for the checker: subscripted generics do not exist at runtime on Python 3.8.
+    Task = Callable[[dict[str, Any]], dict[str, Any]]
+
+TASKS: Mapping[str, Task] = {"facts": facts_task}
+
+
+def _emit(obj: dict[str, Any]) -> None:
+    sys.stdout.write(format_payload(obj))
+    sys.stdout.flush()
+
+
+def _bad_request(message: str) -> int:
+    _emit({"error": message})
+    return EXIT_BAD_REQUEST
+
+
+def main(argv: list[str] | None = None, tasks: Mapping[str, Task] | None = None) -> int:
+    """Run one task and print its payload; returns the exit status."""
+    args = sys.argv[1:] if argv is None else argv
+    table = TASKS if tasks is None else tasks
+    if len(args) not in (1, 2):
+        return _bad_request("usage: runtime.pyz <task> ['<json-params>']")
+    name = args[0]
+    task = table.get(name)
+    if task is None:
+        return _bad_request(f"unknown task {name!r} (known: {', '.join(sorted(table))})")
+    try:
+        params = json.loads(args[1]) if len(args) == 2 else {}
+    except ValueError as exc:
+        return _bad_request(f"params are not valid JSON: {exc}")
+    if not isinstance(params, dict):
+        return _bad_request(f"params must be a JSON object, got {type(params).__name__}")
+    try:
+        result = task(params)
+    except TaskParamsError as exc:
+        return _bad_request(f"bad params for {name}: {exc}")
+    except Exception as exc:  # the runtime broke: report it in the payload, not as noise
+        _emit({"error": f"{type(exc).__name__}: {exc}", "traceback": traceback.format_exc()})
+        return EXIT_BROKEN
+    _emit(result)
+    return EXIT_OK

@@ -1,0 +1,1 @@
+"""Probes: a reader (file, command or NVML) plus a pure parser tested from fixtures."""

@@ -1,0 +1,104 @@
+"""Console output: the per-host table of a run, generic tables, one-line errors. Only stderr for
+human text when --json owns stdout."""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import Any, Sequence
+
+from rich.console import Console
+from rich.table import Table
+from rich.text import Text
+
+from dcctl.evaluate.check import summarize_facts
+
+_STATUS_STYLE = {
+    "passed": "green",
+    "failed": "bold red",
+    "error": "bold yellow",
+    "pass": "green",
+    "warn": "yellow",
+    "fail": "bold red",
+    "skip": "dim",
+}
+# Failures first: a person reading a 1,000-row table looks at the top.
+_STATUS_ORDER = {"failed": 0, "error": 1, "passed": 2}
+
+
+def stdout_console() -> Console:
+    return Console(highlight=False, soft_wrap=False)
+
+
+def stderr_console() -> Console:
+    return Console(stderr=True, highlight=False)
+
+
+def print_json(document: Any) -> None:
+    sys.stdout.write(json.dumps(document, indent=2) + "\n")
+
+
+def print_table(title: str | None, columns: Sequence[str], rows: Sequence[Sequence[str]]) -> None:
+    table = Table(title=title, title_justify="left", show_lines=False)
+    for column in columns:
+        table.add_column(column)
+    for row in rows:
+        table.add_row(*row)
+    stdout_console().print(table)
+
+
+def print_error(message: str) -> None:
+    stderr_console().print(Text(f"dcctl: error: {message}", style="bold red"))
+
+
+def print_run(document: dict[str, Any], run_dir: str, only_problems: bool = False) -> None:
+    table = Table(show_lines=False)
+    for column in ("Host", "Status", "OS", "Kernel", "Driver", "CUDA", "GPUs"):
+        table.add_column(column, no_wrap=True, overflow="ellipsis")
+    table.add_column("Findings", overflow="fold", ratio=1)
+    hosts = sorted(document["hosts"], key=lambda h: _STATUS_ORDER.get(h["status"], 3))
+    if only_problems:
+        hosts = [host for host in hosts if host["status"] != "passed"]
+    for host in hosts:
+        summary = summarize_facts(host["facts"]) if host["facts"] else {}
+        table.add_row(
+            host["name"],
+            Text(host["status"], style=_STATUS_STYLE.get(host["status"], "")),
+            summary.get("os", "-"),
+            summary.get("kernel", "-"),
+            summary.get("driver", "-"),
+            summary.get("cuda", "-"),
+            summary.get("gpus", "-"),
+            _findings(host),
+        )
+    console = stdout_console()
+    if hosts:
+        console.print(table)
+    console.print(_summary_line(document, run_dir))
+
+
+def _findings(host: dict[str, Any]) -> Text:
+    if host["error"] is not None:
+        return Text(f"{host['error']['kind']}: {host['error']['message']}", style="yellow")
+    text = Text()
+    for result in host["results"]:
+        if result["status"] in ("fail", "warn", "error"):
+            if text:
+                text.append("\n")
+            text.append(result["message"], style=_STATUS_STYLE.get(result["status"], ""))
+    return text
+
+
+def _summary_line(document: dict[str, Any], run_dir: str) -> Text:
+    summary = document["summary"]
+    line = Text(f"{summary['hosts']} host(s): ")
+    line.append(f"{summary['passed']} passed", style="green")
+    line.append(", ")
+    line.append(f"{summary['failed']} failed", style="red" if summary["failed"] else "")
+    line.append(", ")
+    line.append(f"{summary['error']} error", style="yellow" if summary["error"] else "")
+    line.append(f", {summary['warnings']} warning(s)")
+    if document["status"] == "interrupted":
+        line.append(" (interrupted)", style="bold yellow")
+    line.append(f"  run {document['run_id']} in {run_dir}", style="dim")
+    return line

@@ -1,0 +1,448 @@
+"""SSH transport over paramiko: host keys, auth, ProxyJump, deadlines that also kill on the node.
+
+The only module that imports paramiko, so `dcctl --help` never pays for it.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import select
+import shlex
+import socket
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Sequence
+
+import paramiko
+
+from dcctl.inventory.model import Host
+from dcctl.transport.base import (
+    KILL_GRACE_S,
+    POLL_INTERVAL_S,
+    CommandResult,
+    HostError,
+    check_cancelled,
+    remote_timeout_argv,
+)
+
+SSH_PORT = 22
+DEFAULT_IDENTITY_FILES = ("id_ed25519", "id_ecdsa", "id_rsa")
+PASSPHRASE_ENV = "DCCTL_SSH_KEY_PASSPHRASE"
+READ_CHUNK = 65536
+
+# paramiko logs failed handshakes with tracebacks; dcctl reports each failure as one line.
+logging.getLogger("paramiko").addHandler(logging.NullHandler())
+
+
+@dataclass
+class SshOptions:
+    """Per-run SSH settings, shared by every host of the run."""
+
+    trusted_keys_file: Path
+    user_known_hosts: Path = field(default_factory=lambda: Path.home() / ".ssh" / "known_hosts")
+    ssh_config: Path = field(default_factory=lambda: Path.home() / ".ssh" / "config")
+    accept_new_host_keys: bool = False
+    connect_timeout_s: float = 10.0
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """Where to connect and as whom, after ~/.ssh/config has filled what the inventory left open."""
+
+    display: str
+    address: str
+    port: int
+    user: str
+    identity_files: tuple[str, ...]
+    jump: str | None
+
+    @property
+    def known_hosts_name(self) -> str:
+        return self.address if self.port == SSH_PORT else f"[{self.address}]:{self.port}"
+
+
+class HostKeyStore:
+    """known_hosts entries read once per run; new keys appended to dcctl's own file on request."""
+
+    def __init__(self, options: SshOptions) -> None:
+        self._keys = paramiko.HostKeys()
+        for path in (options.user_known_hosts, options.trusted_keys_file):
+            if path.is_file():
+                self._keys.load(str(path))
+        self._trusted_file = options.trusted_keys_file
+        self._accept_new = options.accept_new_host_keys
+        self._lock = threading.Lock()
+
+    def known_types(self, name: str) -> list[str]:
+        entry = self._keys.lookup(name)
+        return list(entry.keys()) if entry is not None else []
+
+    def verify(self, name: str, key: paramiko.PKey) -> None:
+        with self._lock:
+            entry = self._keys.lookup(name)
+            known = entry.get(key.get_name()) if entry is not None else None
+            if known is not None:
+                if known == key:
+                    return
+                raise HostError(
+                    "host_key",
+                    f"host key for {name} has CHANGED ({key.get_name()} "
+                    f"{key.fingerprint}); refusing to connect. If the host was reinstalled, "
+                    "remove its old line from known_hosts and verify the new key",
+                )
+            if not self._accept_new:
+                raise HostError(
+                    "host_key",
+                    f"unknown host key for {name} ({key.get_name()} {key.fingerprint}); "
+                    "add it to ~/.ssh/known_hosts or rerun with --accept-new-host-keys",
+                )
+            self._keys.add(name, key.get_name(), key)
+            self._append_trusted(name, key)
+
+    def _append_trusted(self, name: str, key: paramiko.PKey) -> None:
+        self._trusted_file.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        fd = os.open(self._trusted_file, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        with os.fdopen(fd, "a") as out:
+            out.write(f"{name} {key.get_name()} {key.get_base64()}\n")
+
+
+class KeyRing:
+    """Private keys and agent keys, each loaded at most once per run."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._files: dict[str, paramiko.PKey | str] = {}
+        self._agent: list[paramiko.AgentKey] | None = None
+
+    def keys_for(self, identity_files: Sequence[str]) -> tuple[list[paramiko.PKey], list[str]]:
+        """Keys to offer, and a note per key file that could not be used (for the auth error)."""
+        keys: list[paramiko.PKey] = []
+        problems: list[str] = []
+        for path in identity_files:
+            loaded = self._load_file(path)
+            if isinstance(loaded, str):
+                problems.append(loaded)
+            else:
+                keys.append(loaded)
+        keys.extend(self._agent_keys())
+        return keys, problems
+
+    def _load_file(self, path: str) -> paramiko.PKey | str:
+        with self._lock:
+            if path not in self._files:
+                self._files[path] = _read_private_key(path)
+            return self._files[path]
+
+    def _agent_keys(self) -> list[paramiko.AgentKey]:
+        with self._lock:
+            if self._agent is None:
+                self._agent = (
+                    list(paramiko.Agent().get_keys()) if os.environ.get("SSH_AUTH_SOCK") else []
+                )
+            return self._agent
+
+
+def _read_private_key(path: str) -> paramiko.PKey | str:
+    try:
+        return paramiko.PKey.from_path(path, password=os.environ.get(PASSPHRASE_ENV))
+    except FileNotFoundError:
+        return f"key file {path} not found"
+    except paramiko.PasswordRequiredException:
+        return f"key file {path} is encrypted: load it into ssh-agent or set {PASSPHRASE_ENV}"
+    except (paramiko.SSHException, OSError, ValueError) as exc:
+        return f"key file {path} unreadable: {exc}"
+
+
+class SshContext:
+    """What all SSH hosts of one run share: host keys, loaded keys, jump-host connections."""
+
+    def __init__(self, options: SshOptions) -> None:
+        self.options = options
+        self.host_keys = HostKeyStore(options)
+        self.keyring = KeyRing()
+        self._config = _load_ssh_config(options.ssh_config)
+        self._jumps: dict[str, paramiko.Transport] = {}
+        self._jump_locks: dict[str, threading.Lock] = {}
+        self._lock = threading.Lock()
+
+    def endpoint(self, host: Host) -> Endpoint:
+        return self.resolve(host.name, host.address, host.port, host.user, host.key_file, host.jump)
+
+    def resolve(
+        self,
+        name: str,
+        address: str,
+        port: int | None,
+        user: str | None,
+        key_file: str | None,
+        jump: str | None,
+    ) -> Endpoint:
+        """Inventory values win; ~/.ssh/config fills the rest, as OpenSSH would."""
+        config = self._config.lookup(address)
+        config_files = [os.path.expanduser(p) for p in config.get("identityfile", [])]
+        if key_file:
+            identity_files: list[str] = [key_file]
+        elif config_files:
+            identity_files = config_files
+        else:
+            ssh_dir = Path.home() / ".ssh"
+            identity_files = [
+                str(ssh_dir / n) for n in DEFAULT_IDENTITY_FILES if (ssh_dir / n).is_file()
+            ]
+        proxy_jump = config.get("proxyjump")
+        return Endpoint(
+            display=name,
+            address=config.get("hostname", address),
+            port=port or int(config.get("port", SSH_PORT)),
+            user=user or config.get("user") or _local_user(),
+            identity_files=tuple(identity_files),
+            jump=jump or (proxy_jump if proxy_jump and proxy_jump != "none" else None),
+        )
+
+    def jump_channel(
+        self, jump: str, target: Endpoint, cancel: threading.Event | None
+    ) -> paramiko.Channel:
+        """A direct-tcpip channel to target through one shared connection to the jump host."""
+        if "," in jump:
+            raise HostError("unreachable", f"jump {jump!r}: only one jump host is supported")
+        with self._lock:
+            lock = self._jump_locks.setdefault(jump, threading.Lock())
+        with lock:
+            transport = self._jumps.get(jump)
+            if transport is None or not transport.is_active():
+                transport = self._connect_jump(jump, cancel)
+                self._jumps[jump] = transport
+        try:
+            return transport.open_channel(
+                "direct-tcpip",
+                (target.address, target.port),
+                ("127.0.0.1", 0),
+                timeout=self.options.connect_timeout_s,
+            )
+        except (paramiko.SSHException, OSError) as exc:
+            raise HostError(
+                "unreachable",
+                f"jump host {jump} cannot reach {target.address}:{target.port}: {exc}",
+            ) from exc
+
+    def _connect_jump(self, jump: str, cancel: threading.Event | None) -> paramiko.Transport:
+        user, _, hostport = jump.rpartition("@")
+        address, port = _split_host_port(hostport)
+        endpoint = self.resolve(jump, address, port, user or None, None, None)
+        sock = _tcp_connect(endpoint, self.options.connect_timeout_s)
+        try:
+            return _handshake(self, sock, endpoint, cancel)
+        except HostError as exc:
+            raise HostError(exc.kind, f"jump host {jump}: {exc.message}") from exc
+
+    def close(self) -> None:
+        with self._lock:
+            for transport in self._jumps.values():
+                transport.close()
+            self._jumps.clear()
+
+
+class SshTransport:
+    """One authenticated connection per host, opened on first use and reused by every step."""
+
+    def __init__(
+        self, host: Host, context: SshContext, cancel: threading.Event | None = None
+    ) -> None:
+        self._endpoint = context.endpoint(host)
+        self._context = context
+        self._cancel = cancel
+        self._transport: paramiko.Transport | None = None
+        self._sock: socket.socket | paramiko.Channel | None = None
+
+    def _connection(self) -> paramiko.Transport:
+        if self._transport is not None and self._transport.is_active():
+            return self._transport
+        check_cancelled(self._cancel)
+        endpoint = self._endpoint
+        if endpoint.jump:
+            self._sock = self._context.jump_channel(endpoint.jump, endpoint, self._cancel)
+        else:
+            self._sock = _tcp_connect(endpoint, self._context.options.connect_timeout_s)
+        try:
+            self._transport = _handshake(self._context, self._sock, endpoint, self._cancel)
+        except HostError:
+            self._sock.close()
+            raise
+        return self._transport
+
+    def run(
+        self, argv: Sequence[str], deadline: float, stdin: bytes | None = None
+    ) -> CommandResult:
+        try:
+            return self._run(argv, deadline, stdin)
+        except HostError:
+            raise
+        except (paramiko.SSHException, OSError, EOFError) as exc:
+            check_cancelled(self._cancel)
+            raise HostError(
+                "unreachable", f"connection to {self._endpoint.display} lost: {exc}"
+            ) from exc
+
+    def _run(self, argv: Sequence[str], deadline: float, stdin: bytes | None) -> CommandResult:
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            raise HostError("timeout", f"no time left to run {argv[0]} on {self._endpoint.display}")
+        channel = self._connection().open_session(timeout=self._context.options.connect_timeout_s)
+        try:
+            channel.exec_command(shlex.join(remote_timeout_argv(argv, remaining)))
+            if stdin:
+                channel.sendall(stdin)
+            channel.shutdown_write()
+            return self._collect(channel, deadline)
+        finally:
+            channel.close()
+
+    def _collect(self, channel: paramiko.Channel, deadline: float) -> CommandResult:
+        stdout: list[bytes] = []
+        stderr: list[bytes] = []
+        give_up_at = deadline + KILL_GRACE_S + 1.0
+        timed_out = False
+        while True:
+            if _drain(channel, stdout, stderr):
+                continue
+            if channel.exit_status_ready() and (channel.eof_received or channel.closed):
+                break
+            if _transport_gone(channel):
+                raise HostError(
+                    "unreachable", f"connection to {self._endpoint.display} lost mid-command"
+                )
+            check_cancelled(self._cancel)
+            if time.monotonic() > give_up_at:
+                timed_out = True
+                break
+            select.select([channel], [], [], POLL_INTERVAL_S)
+        # Ctrl-C closes the connection under us, which reads like an ordinary channel close.
+        check_cancelled(self._cancel)
+        # exit-signal (killed on the node) leaves paramiko's exit_status at -1.
+        exit_code = 124 if timed_out else channel.exit_status
+        return CommandResult(
+            exit_code=exit_code,
+            stdout=b"".join(stdout).decode(errors="replace"),
+            stderr=b"".join(stderr).decode(errors="replace"),
+            timed_out=timed_out or (exit_code in (124, 137) and time.monotonic() >= deadline),
+        )
+
+    def close(self) -> None:
+        """Safe from another thread: unblocks a connect or read in progress (used by Ctrl-C)."""
+        if self._transport is not None:
+            self._transport.close()
+        if self._sock is not None:
+            self._sock.close()
+
+
+def _drain(channel: paramiko.Channel, stdout: list[bytes], stderr: list[bytes]) -> bool:
+    drained = False
+    while channel.recv_ready():
+        stdout.append(channel.recv(READ_CHUNK))
+        drained = True
+    while channel.recv_stderr_ready():
+        stderr.append(channel.recv_stderr(READ_CHUNK))
+        drained = True
+    return drained
+
+
+def _transport_gone(channel: paramiko.Channel) -> bool:
+    transport = channel.get_transport()
+    return transport is None or not transport.is_active()
+
+
+def _tcp_connect(endpoint: Endpoint, timeout_s: float) -> socket.socket:
+    where = f"{endpoint.display} ({endpoint.address}:{endpoint.port})"
+    try:
+        return socket.create_connection((endpoint.address, endpoint.port), timeout=timeout_s)
+    except socket.timeout as exc:
+        raise HostError("unreachable", f"{where}: connect timed out after {timeout_s:g}s") from exc
+    except ConnectionRefusedError as exc:
+        raise HostError("unreachable", f"{where}: connection refused (is sshd running?)") from exc
+    except socket.gaierror as exc:
+        raise HostError("unreachable", f"{where}: cannot resolve host name ({exc})") from exc
+    except OSError as exc:
+        raise HostError("unreachable", f"{where}: {exc.strerror or exc}") from exc
+
+
+def _handshake(
+    context: SshContext,
+    sock: socket.socket | paramiko.Channel,
+    endpoint: Endpoint,
+    cancel: threading.Event | None,
+) -> paramiko.Transport:
+    timeout_s = context.options.connect_timeout_s
+    where = f"{endpoint.display} ({endpoint.address}:{endpoint.port})"
+    transport = paramiko.Transport(sock)
+    transport.banner_timeout = timeout_s
+    transport.handshake_timeout = timeout_s
+    transport.auth_timeout = timeout_s
+    known_types = context.host_keys.known_types(endpoint.known_hosts_name)
+    if known_types:
+        # Ask for the key type we already trust, so a host with several keys is not "unknown".
+        options = transport.get_security_options()
+        options.key_types = tuple(
+            known_types + [t for t in options.key_types if t not in known_types]
+        )
+    try:
+        # Longer than banner_timeout, so a silent peer fails on the banner with a clear error
+        # instead of start_client returning early with no session.
+        transport.start_client(timeout=2 * timeout_s + 1)
+        if not transport.is_active():
+            raise HostError("timeout", f"{where}: SSH handshake did not finish in time")
+        context.host_keys.verify(endpoint.known_hosts_name, transport.get_remote_server_key())
+        _authenticate(context, transport, endpoint)
+    except HostError:
+        transport.close()
+        raise
+    except (paramiko.SSHException, EOFError, OSError) as exc:
+        transport.close()
+        check_cancelled(cancel)
+        if "banner" in str(exc).lower() or isinstance(exc, socket.timeout):
+            raise HostError(
+                "timeout", f"{where}: no SSH banner within {timeout_s:g}s (host hung?)"
+            ) from exc
+        raise HostError("unreachable", f"{where}: SSH handshake failed: {exc}") from exc
+    return transport
+
+
+def _authenticate(context: SshContext, transport: paramiko.Transport, endpoint: Endpoint) -> None:
+    keys, problems = context.keyring.keys_for(endpoint.identity_files)
+    for key in keys:
+        try:
+            transport.auth_publickey(endpoint.user, key)
+        except paramiko.AuthenticationException:
+            continue
+        if transport.is_authenticated():
+            return
+    tried = f"{len(keys)} key(s) offered" + (f"; {'; '.join(problems)}" if problems else "")
+    raise HostError(
+        "auth",
+        f"authentication failed for {endpoint.user}@{endpoint.display} ({tried}); "
+        "check `user` and `key_file` in the inventory or load the key into ssh-agent",
+    )
+
+
+def _load_ssh_config(path: Path) -> paramiko.SSHConfig:
+    if path.is_file():
+        return paramiko.SSHConfig.from_path(str(path))
+    return paramiko.SSHConfig()
+
+
+def _split_host_port(hostport: str) -> tuple[str, int | None]:
+    if hostport.startswith("["):
+        address, _, rest = hostport[1:].partition("]")
+        return address, int(rest[1:]) if rest.startswith(":") else None
+    if hostport.count(":") == 1:
+        address, port = hostport.split(":")
+        return address, int(port)
+    return hostport, None
+
+
+def _local_user() -> str:
+    import getpass
+
+    return getpass.getuser()

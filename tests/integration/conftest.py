@@ -1,0 +1,46 @@
+"""Fixtures for integration tests against real OpenSSH servers on loopback (see sshlab.py)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from sshlab import SSHD_BIN, Sshd, SshLab, sshd_available, write_known_hosts
+
+HEALTHY_ADDRESSES = ["127.0.0.2", "127.0.0.3", "127.0.0.4"]
+_HERE = Path(__file__).parent
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Every test under tests/integration gets the `integration` marker."""
+    for item in items:
+        if _HERE in Path(item.path).parents:
+            item.add_marker(pytest.mark.integration)
+
+
+@pytest.fixture(scope="session")
+def ssh_lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SshLab]:
+    if not sshd_available():
+        pytest.fail(
+            f"{SSHD_BIN} is missing: integration tests need a real OpenSSH server. "
+            "Install it with `apt-get install openssh-server`.",
+            pytrace=False,
+        )
+    lab = SshLab(tmp_path_factory.mktemp("sshlab"))
+    try:
+        yield lab
+    finally:
+        lab.stop()
+
+
+@pytest.fixture(scope="session")
+def healthy_sshd(ssh_lab: SshLab) -> Sshd:
+    """One sshd listening on 127.0.0.2, 127.0.0.3 and 127.0.0.4 (same free port)."""
+    return ssh_lab.start_sshd(HEALTHY_ADDRESSES)
+
+
+@pytest.fixture(scope="session")
+def lab_known_hosts(ssh_lab: SshLab, healthy_sshd: Sshd) -> Path:
+    """known_hosts with healthy_sshd's host key for each of its addresses."""
+    return write_known_hosts(ssh_lab.root / "known_hosts", [healthy_sshd])

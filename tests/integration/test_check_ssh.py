@@ -1,0 +1,281 @@
+"""`dcctl check` end to end over real OpenSSH servers on loopback, healthy and faulty."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import pytest
+from cli_runner import dcctl_env, load_schema, run_dcctl
+from sshlab import SilentListener, Sshd, SshLab, refused_endpoint, write_inventory
+
+NODE_PYTHON = "/usr/bin/python3"
+CONNECT_TIMEOUT_S = 2.0
+
+
+def lab_host(lab: SshLab, sshd: Sshd, name: str, address: str, **extra: Any) -> dict[str, Any]:
+    return {"name": name, **lab.host_vars(sshd, address), "python": NODE_PYTHON, **extra}
+
+
+@pytest.fixture
+def state_dir(tmp_path: Path, lab_known_hosts: Path) -> Path:
+    """A state dir whose trusted known_hosts holds the healthy lab hosts' keys."""
+    state = tmp_path / "state"
+    state.mkdir()
+    shutil.copy(lab_known_hosts, state / "known_hosts")
+    return state
+
+
+@pytest.fixture
+def healthy_hosts(ssh_lab: SshLab, healthy_sshd: Sshd) -> list[dict[str, Any]]:
+    return [
+        lab_host(ssh_lab, healthy_sshd, f"node{i}", address)
+        for i, address in enumerate(healthy_sshd.addresses, start=1)
+    ]
+
+
+def check(tmp_path: Path, state: Path, inventory: Path, *args: str) -> Any:
+    return run_dcctl(
+        ["-i", str(inventory), "--state-dir", str(state),
+         "--connect-timeout", str(CONNECT_TIMEOUT_S), *args],
+        home=tmp_path / "home",
+    )  # fmt: skip
+
+
+def test_healthy_hosts_pass_and_document_matches_schema(
+    tmp_path: Path, state_dir: Path, healthy_hosts: list[dict[str, Any]]
+) -> None:
+    inventory = write_inventory(
+        tmp_path / "inv.yaml", healthy_hosts, {"expect": {"kernel": ">=3.10", "swap": "off"}}
+    )
+    result = check(tmp_path, state_dir, inventory, "--json", "check")
+    assert result.code == 0, result.stderr
+    document = result.json()
+    jsonschema.validate(document, load_schema())
+    assert [h["name"] for h in document["hosts"]] == ["node1", "node2", "node3"]
+    assert {h["status"] for h in document["hosts"]} == {"passed"}
+    kernel = next(r for r in document["hosts"][0]["results"] if r["id"] == "kernel.version")
+    assert kernel["status"] == "pass"
+    assert kernel["observed"] == os.uname().release
+    run_dir = state_dir / "runs" / document["run_id"]
+    stored = json.loads((run_dir / "run.json").read_text())
+    assert stored == document
+    assert sorted(p.name for p in (run_dir / "hosts").iterdir()) == [
+        "node1.json", "node2.json", "node3.json"
+    ]  # fmt: skip
+    assert (run_dir / "run.json").stat().st_mode & 0o777 == 0o600
+    assert run_dir.stat().st_mode & 0o777 == 0o700
+
+
+def test_runtime_is_uploaded_once_into_a_private_cache(
+    tmp_path: Path, state_dir: Path, healthy_hosts: list[dict[str, Any]]
+) -> None:
+    from dcctl.fleet.runtime import build_runtime
+
+    inventory = write_inventory(tmp_path / "inv.yaml", healthy_hosts[:1])
+    assert check(tmp_path, state_dir, inventory, "check").code == 0
+    # The lab's sshd logs in as this same user, so the node's cache is under our real home.
+    cache = Path.home() / ".cache" / "dcctl"
+    runtime = cache / f"runtime-{build_runtime().digest}.pyz"
+    assert runtime.is_file()
+    assert cache.stat().st_mode & 0o777 == 0o700
+    assert runtime.stat().st_mode & 0o777 == 0o600
+    first_upload = runtime.stat().st_mtime_ns
+    assert check(tmp_path, state_dir, inventory, "check").code == 0
+    assert runtime.stat().st_mtime_ns == first_upload
+
+
+def test_unreachable_and_silent_hosts_are_errors_not_hangs(
+    tmp_path: Path, state_dir: Path, ssh_lab: SshLab, healthy_hosts: list[dict[str, Any]]
+) -> None:
+    refused_address, refused_port = refused_endpoint("127.0.0.1")
+    with SilentListener("127.0.0.1") as silent:
+        faulty = [
+            {"name": "refused", "host": refused_address, "port": refused_port,
+             "key_file": str(ssh_lab.client_key)},
+            {"name": "silent", "host": silent.address, "port": silent.port,
+             "key_file": str(ssh_lab.client_key)},
+        ]  # fmt: skip
+        inventory = write_inventory(tmp_path / "inv.yaml", healthy_hosts + faulty)
+        result = check(tmp_path, state_dir, inventory, "--json", "check")
+    assert result.code == 3, result.stderr
+    hosts = {h["name"]: h for h in result.json()["hosts"]}
+    assert [hosts[f"node{i}"]["status"] for i in (1, 2, 3)] == ["passed"] * 3
+    assert hosts["refused"]["error"]["kind"] == "unreachable"
+    assert "connection refused" in hosts["refused"]["error"]["message"]
+    assert hosts["silent"]["error"]["kind"] == "timeout", hosts["silent"]["error"]
+    assert "no SSH banner" in hosts["silent"]["error"]["message"]
+    # Bounded by the connect timeout, not by a TCP or SSH default of minutes.
+    assert hosts["silent"]["duration_s"] < CONNECT_TIMEOUT_S + 5
+
+
+def test_wrong_client_key_is_an_auth_error(
+    tmp_path: Path, state_dir: Path, ssh_lab: SshLab, healthy_hosts: list[dict[str, Any]]
+) -> None:
+    stranger_key = tmp_path / "stranger"
+    subprocess.run(
+        ["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(stranger_key)], check=True
+    )
+    host = {**healthy_hosts[0], "key_file": str(stranger_key)}
+    inventory = write_inventory(tmp_path / "inv.yaml", [host])
+    result = check(tmp_path, state_dir, inventory, "--json", "check")
+    assert result.code == 3
+    error = result.json()["hosts"][0]["error"]
+    assert error["kind"] == "auth"
+    assert "authentication failed" in error["message"]
+
+
+def test_unknown_host_key_refused_unless_accepted_then_remembered(
+    tmp_path: Path, healthy_hosts: list[dict[str, Any]]
+) -> None:
+    state = tmp_path / "fresh-state"
+    inventory = write_inventory(tmp_path / "inv.yaml", healthy_hosts[:1])
+    refused = check(tmp_path, state, inventory, "--json", "check")
+    assert refused.code == 3
+    error = refused.json()["hosts"][0]["error"]
+    assert error["kind"] == "host_key"
+    assert "unknown host key" in error["message"]
+    assert "--accept-new-host-keys" in error["message"]
+
+    accepted = check(tmp_path, state, inventory, "--accept-new-host-keys", "check")
+    assert accepted.code == 0, accepted.stdout + accepted.stderr
+    assert (state / "known_hosts").stat().st_mode & 0o777 == 0o600
+    assert check(tmp_path, state, inventory, "check").code == 0
+
+
+def test_changed_host_key_is_always_refused(
+    tmp_path: Path, state_dir: Path, ssh_lab: SshLab, healthy_sshd: Sshd
+) -> None:
+    # Another sshd, with a new key, answering where the trusted key was recorded.
+    impostor = ssh_lab.start_sshd(["127.0.0.9"], host_key=ssh_lab.new_host_key())
+    try:
+        with (state_dir / "known_hosts").open("a") as known:
+            known.write(f"[127.0.0.9]:{impostor.port} {healthy_sshd.host_key_pub}\n")
+        host = lab_host(ssh_lab, impostor, "moved", "127.0.0.9")
+        inventory = write_inventory(tmp_path / "inv.yaml", [host])
+        result = check(tmp_path, state_dir, inventory, "--json", "--accept-new-host-keys", "check")
+    finally:
+        impostor.stop()
+    assert result.code == 3
+    error = result.json()["hosts"][0]["error"]
+    assert error["kind"] == "host_key"
+    assert "CHANGED" in error["message"]
+
+
+def test_missing_python_names_the_interpreter(
+    tmp_path: Path, state_dir: Path, healthy_hosts: list[dict[str, Any]]
+) -> None:
+    host = {**healthy_hosts[0], "python": "/opt/nowhere/bin/python3"}
+    inventory = write_inventory(tmp_path / "inv.yaml", [host])
+    result = check(tmp_path, state_dir, inventory, "--json", "check")
+    assert result.code == 3
+    error = result.json()["hosts"][0]["error"]
+    assert error["kind"] == "runtime"
+    assert "/opt/nowhere/bin/python3" in error["message"]
+
+
+def slow_python(tmp_path: Path) -> tuple[Path, Path]:
+    """An 'interpreter' that records its pid and hangs, standing in for a stuck node task."""
+    pid_file = tmp_path / "slow.pid"
+    script = tmp_path / "slow-python"
+    script.write_text(f"#!/bin/sh\necho $$ > {pid_file}\nexec sleep 600\n")
+    script.chmod(0o755)
+    return script, pid_file
+
+
+def wait_for(predicate: Any, timeout_s: float) -> bool:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.05)
+    return bool(predicate())
+
+
+def process_alive(pid: int) -> bool:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except FileNotFoundError:
+        return False
+    return stat.split(")")[-1].split()[0] != "Z"
+
+
+def test_command_past_deadline_is_killed_on_the_node(
+    tmp_path: Path, state_dir: Path, healthy_hosts: list[dict[str, Any]]
+) -> None:
+    script, pid_file = slow_python(tmp_path)
+    host = {**healthy_hosts[0], "python": str(script)}
+    inventory = write_inventory(tmp_path / "inv.yaml", [host])
+    result = check(tmp_path, state_dir, inventory, "--json", "check", "--timeout", "2")
+    assert result.code == 3
+    error = result.json()["hosts"][0]["error"]
+    assert error["kind"] == "timeout"
+    pid = int(pid_file.read_text())
+    assert wait_for(lambda: not process_alive(pid), timeout_s=5), "task left running on the node"
+
+
+def test_ctrl_c_keeps_finished_hosts_and_exits_130(
+    tmp_path: Path, state_dir: Path, healthy_hosts: list[dict[str, Any]]
+) -> None:
+    script, pid_file = slow_python(tmp_path)
+    hosts = [healthy_hosts[0], {**healthy_hosts[1], "name": "stuck", "python": str(script)}]
+    inventory = write_inventory(tmp_path / "inv.yaml", hosts)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "dcctl", "-i", str(inventory), "--state-dir", str(state_dir),
+         "--json", "check"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        env=dcctl_env(tmp_path / "home"),
+    )  # fmt: skip
+    try:
+        runs = state_dir / "runs"
+        assert wait_for(lambda: any(runs.glob("*/hosts/node1.json")), 60), "node1 never finished"
+        assert wait_for(pid_file.exists, 30), "stuck host never started its task"
+        interrupted_at = time.monotonic()
+        proc.send_signal(signal.SIGINT)
+        stdout, stderr = proc.communicate(timeout=30)
+    finally:
+        proc.kill()
+    assert time.monotonic() - interrupted_at < 6
+    assert proc.returncode == 130, stderr
+    document = json.loads(stdout)
+    assert document["status"] == "interrupted"
+    run_dir = next(runs.iterdir())
+    assert json.loads((run_dir / "run.json").read_text())["status"] == "interrupted"
+    hosts_by_name = {h["name"]: h for h in document["hosts"]}
+    assert hosts_by_name["node1"]["status"] == "passed"
+    assert hosts_by_name["stuck"]["error"]["kind"] == "interrupted"
+
+
+def test_shell_metacharacters_in_inventory_are_never_executed(
+    tmp_path: Path, state_dir: Path, ssh_lab: SshLab, healthy_sshd: Sshd
+) -> None:
+    canary_dir = tmp_path / "canaries"
+    canary_dir.mkdir()
+    touch = f"touch {canary_dir}/CANARY"
+    # Host names may not hold spaces; ${IFS} is the shell's space.
+    name_touch = f"touch${{IFS}}{canary_dir}/CANARY"
+    evil = {
+        **lab_host(ssh_lab, healthy_sshd, "x", healthy_sshd.addresses[0]),
+        "name": f"evil$({name_touch}1)`{name_touch}2`;{name_touch}3",
+        "env": {"PAYLOAD": f"$({touch}4); `{touch}5`; {touch}6 #"},
+        "scratch_dir": f"/var/tmp/dcctl;{touch}7",
+    }
+    local_evil = {
+        "name": f"local$({name_touch}8)",
+        "connection": "local",
+        "python": NODE_PYTHON,
+        "env": {"PAYLOAD": f"'; {touch}9; '"},
+    }
+    inventory = write_inventory(tmp_path / "inv.yaml", [evil, local_evil])
+    result = check(tmp_path, state_dir, inventory, "--json", "check")
+    assert result.code == 0, result.stdout + result.stderr
+    assert list(canary_dir.iterdir()) == []
+    assert {h["status"] for h in result.json()["hosts"]} == {"passed"}

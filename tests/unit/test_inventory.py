@@ -1,0 +1,816 @@
+"""Loading YAML inventories: what a user writes, what each host resolves to, and the
+one-line error each mistake gets."""
+
+from __future__ import annotations
+
+import os
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from dcctl.errors import InputError
+from dcctl.inventory import BUILTIN_SOURCE, load_inventory
+from dcctl.inventory.expect_keys import EXPECT_KEYS
+from dcctl.inventory.model import DEFAULT_PYTHON, DEFAULT_SCRATCH_DIR, Inventory
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture
+def in_tmp(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Work in tmp_path so error messages carry the short relative file name."""
+    monkeypatch.chdir(tmp_path)
+    return tmp_path
+
+
+def write(directory: Path, text: str, name: str = "rack.yaml") -> str:
+    (directory / name).write_text(textwrap.dedent(text).lstrip("\n"), encoding="utf-8")
+    return name
+
+
+def load(directory: Path, text: str) -> Inventory:
+    return load_inventory(write(directory, text), env={})
+
+
+def load_error(directory: Path, text: str) -> str:
+    with pytest.raises(InputError) as caught:
+        load(directory, text)
+    message = str(caught.value)
+    assert "\n" not in message
+    return message
+
+
+# --- which inventory -------------------------------------------------------------------
+
+
+def test_builtin_inventory_when_nothing_is_given() -> None:
+    inventory = load_inventory(None, env={})
+    assert inventory.source == BUILTIN_SOURCE == "<built-in: localhost>"
+    [host] = inventory.hosts
+    assert host.name == "localhost"
+    assert host.address == "localhost"
+    assert host.connection == "local"
+    assert host.python == sys.executable
+    assert host.groups == ("all",)
+    assert inventory.groups == {"all": ("localhost",)}
+
+
+def test_dcctl_inventory_env_is_used_without_a_path(in_tmp: Path) -> None:
+    path = write(in_tmp, "all: {hosts: {from-env: }}")
+    inventory = load_inventory(None, env={"DCCTL_INVENTORY": path})
+    assert inventory.source == path
+    assert [host.name for host in inventory.hosts] == ["from-env"]
+
+
+def test_explicit_path_wins_over_dcctl_inventory(in_tmp: Path) -> None:
+    given = write(in_tmp, "all: {hosts: {given: }}", "given.yaml")
+    from_env = write(in_tmp, "all: {hosts: {from-env: }}", "env.yaml")
+    inventory = load_inventory(given, env={"DCCTL_INVENTORY": from_env})
+    assert [host.name for host in inventory.hosts] == ["given"]
+
+
+def test_empty_dcctl_inventory_means_builtin() -> None:
+    assert load_inventory(None, env={"DCCTL_INVENTORY": ""}).source == BUILTIN_SOURCE
+
+
+def test_dcctl_inventory_pointing_nowhere_is_an_error(in_tmp: Path) -> None:
+    with pytest.raises(InputError) as caught:
+        load_inventory(None, env={"DCCTL_INVENTORY": "gone.yaml"})
+    assert str(caught.value) == "gone.yaml: inventory file not found"
+
+
+@pytest.mark.parametrize("name", ["local.yaml", "example-rack.yaml"])
+def test_shipped_inventories_load(name: str) -> None:
+    inventory = load_inventory(str(REPO_ROOT / "inventories" / name), env={})
+    assert inventory.hosts
+    assert "localhost" in inventory.groups["all"]
+    assert inventory.host("localhost").connection == "local"
+
+
+def test_shipped_local_inventory_is_localhost_only() -> None:
+    inventory = load_inventory(str(REPO_ROOT / "inventories" / "local.yaml"), env={})
+    assert [(host.name, host.connection) for host in inventory.hosts] == [("localhost", "local")]
+
+
+def test_example_rack_shows_every_expect_key() -> None:
+    inventory = load_inventory(str(REPO_ROOT / "inventories" / "example-rack.yaml"), env={})
+    compute = inventory.host("gpu001.rack1.example.com")
+    assert set(compute.expect) == set(EXPECT_KEYS)
+    assert compute.jump is not None
+    assert "NCCL_SOCKET_IFNAME" in compute.env
+    assert len(inventory.groups["rack1_compute"]) == 16
+
+
+# --- structure -------------------------------------------------------------------------
+
+
+def test_hosts_keep_first_seen_order_and_a_repeated_host_is_one_host(in_tmp: Path) -> None:
+    inventory = load(
+        in_tmp,
+        """
+        all:
+          children:
+            rack1:
+              hosts: {b: , a: }
+            gpus:
+              hosts: {c: , b: }
+        """,
+    )
+    assert [host.name for host in inventory.hosts] == ["b", "a", "c"]
+    assert inventory.host("b").groups == ("all", "rack1", "gpus")
+
+
+def test_groups_include_ancestors_and_all(in_tmp: Path) -> None:
+    inventory = load(
+        in_tmp,
+        """
+        all:
+          children:
+            dc:
+              children:
+                rack1:
+                  hosts: {gpu01: }
+            other:
+              hosts: {cpu01: }
+        """,
+    )
+    assert inventory.host("gpu01").groups == ("all", "dc", "rack1")
+    assert inventory.groups == {
+        "all": ("gpu01", "cpu01"),
+        "dc": ("gpu01",),
+        "rack1": ("gpu01",),
+        "other": ("cpu01",),
+    }
+
+
+def test_top_level_groups_are_children_of_all(in_tmp: Path) -> None:
+    inventory = load(
+        in_tmp,
+        """
+        all:
+          vars: {user: admin}
+        rack1:
+          hosts: {gpu01: }
+        """,
+    )
+    host = inventory.host("gpu01")
+    assert host.groups == ("all", "rack1")
+    assert host.user == "admin"
+
+
+def test_empty_group_is_kept(in_tmp: Path) -> None:
+    inventory = load(in_tmp, "all: {hosts: {a: }, children: {spare: }}")
+    assert inventory.groups["spare"] == ()
+
+
+def test_host_range_in_inventory(in_tmp: Path) -> None:
+    inventory = load(
+        in_tmp,
+        """
+        all:
+          hosts:
+            gpu[01:03].rack1:
+              port: 2222
+        """,
+    )
+    assert [host.name for host in inventory.hosts] == ["gpu01.rack1", "gpu02.rack1", "gpu03.rack1"]
+    assert {host.port for host in inventory.hosts} == {2222}
+
+
+def test_defaults(in_tmp: Path) -> None:
+    host = load(in_tmp, "all: {hosts: {gpu01: }}").host("gpu01")
+    assert host.address == "gpu01"
+    assert host.connection == "ssh"
+    assert (host.port, host.user, host.key_file, host.jump, host.fabric_address) == (None,) * 5
+    assert host.python == DEFAULT_PYTHON
+    assert host.scratch_dir == DEFAULT_SCRATCH_DIR
+    assert host.env == {}
+    assert host.expect == {}
+
+
+def test_yaml_anchors_and_merge_keys(in_tmp: Path) -> None:
+    inventory = load(
+        in_tmp,
+        """
+        all:
+          hosts:
+            a: &common {user: ops, port: 2200}
+            b:
+              <<: *common
+              port: 2201
+        """,
+    )
+    assert (inventory.host("a").user, inventory.host("a").port) == ("ops", 2200)
+    assert (inventory.host("b").user, inventory.host("b").port) == ("ops", 2201)
+
+
+# --- precedence ------------------------------------------------------------------------
+
+
+def test_host_beats_child_beats_parent_beats_all(in_tmp: Path) -> None:
+    inventory = load(
+        in_tmp,
+        """
+        all:
+          vars: {user: from-all, jump: all-jump, python: /all/python, port: 1}
+          children:
+            dc:
+              vars: {user: from-dc, jump: dc-jump, port: 2}
+              children:
+                rack1:
+                  vars: {user: from-rack1, port: 3}
+                  hosts:
+                    gpu01:
+                      port: 4
+                    gpu02:
+        """,
+    )
+    gpu01, gpu02 = inventory.host("gpu01"), inventory.host("gpu02")
+    assert (gpu01.port, gpu01.user, gpu01.jump, gpu01.python) == (
+        4,
+        "from-rack1",
+        "dc-jump",
+        "/all/python",
+    )
+    assert gpu02.port == 3
+
+
+def test_deeper_group_wins_even_when_written_first(in_tmp: Path) -> None:
+    inventory = load(
+        in_tmp,
+        """
+        all:
+          children:
+            dc:
+              children:
+                rack1:
+                  vars: {user: deep}
+                  hosts: {gpu01: }
+            shallow:
+              vars: {user: shallow}
+              hosts: {gpu01: }
+        """,
+    )
+    assert inventory.host("gpu01").user == "deep"
+
+
+def test_equal_depth_groups_later_in_file_wins(in_tmp: Path) -> None:
+    inventory = load(
+        in_tmp,
+        """
+        all:
+          children:
+            first:
+              vars: {user: first, port: 1}
+              hosts: {gpu01: }
+            second:
+              vars: {user: second}
+              hosts: {gpu01: }
+        """,
+    )
+    host = inventory.host("gpu01")
+    assert (host.user, host.port) == ("second", 1)
+
+
+def test_group_depth_is_the_longest_path_from_all(in_tmp: Path) -> None:
+    # `rack1` is both top level (depth 1) and under dc (depth 2): it counts as depth 2,
+    # so it beats `other`, a depth-1 group written after it.
+    inventory = load(
+        in_tmp,
+        """
+        rack1:
+          vars: {user: rack1}
+          hosts: {gpu01: }
+        dc:
+          children:
+            rack1:
+        other:
+          vars: {user: other}
+          hosts: {gpu01: }
+        """,
+    )
+    assert inventory.host("gpu01").user == "rack1"
+
+
+def test_expect_and_env_merge_key_by_key(in_tmp: Path) -> None:
+    inventory = load(
+        in_tmp,
+        """
+        all:
+          vars:
+            env: {NCCL_DEBUG: WARN, NCCL_SOCKET_IFNAME: eth0}
+            expect: {gpu_count: 8, driver: ">=550.54", os: "Ubuntu*"}
+          children:
+            rack1:
+              vars:
+                env: {NCCL_SOCKET_IFNAME: bond0}
+                expect: {driver: ">=560"}
+              hosts:
+                gpu01:
+                  expect: {gpu_count: 7}
+        """,
+    )
+    host = inventory.host("gpu01")
+    assert host.env == {"NCCL_DEBUG": "WARN", "NCCL_SOCKET_IFNAME": "bond0"}
+    assert host.expect == {"gpu_count": 7, "driver": ">=560", "os": "Ubuntu*"}
+
+
+def test_host_vars_from_two_listings_merge_later_wins(in_tmp: Path) -> None:
+    inventory = load(
+        in_tmp,
+        """
+        all:
+          children:
+            a:
+              hosts:
+                gpu01: {user: one, port: 2200, env: {X: "1"}}
+            b:
+              hosts:
+                gpu01: {user: two, env: {Y: "2"}}
+        """,
+    )
+    host = inventory.host("gpu01")
+    assert (host.user, host.port, host.env) == ("two", 2200, {"X": "1", "Y": "2"})
+
+
+def test_null_unsets_what_a_group_set(in_tmp: Path) -> None:
+    inventory = load(
+        in_tmp,
+        """
+        all:
+          vars:
+            jump: bastion
+            port: 2200
+            env: {A: "1", B: "2"}
+            expect: {gpu_count: 8, driver: ">=550"}
+          hosts:
+            gpu01:
+            stor01:
+              jump: ~
+              port: ~
+              env: {A: ~}
+              expect: {driver: ~}
+            login01:
+              expect: ~
+        """,
+    )
+    assert inventory.host("gpu01").jump == "bastion"
+    storage = inventory.host("stor01")
+    assert (storage.jump, storage.port) == (None, None)
+    assert storage.env == {"B": "2"}
+    assert storage.expect == {"gpu_count": 8}
+    assert inventory.host("login01").expect == {}
+
+
+# --- variables, aliases and types ------------------------------------------------------
+
+
+def test_ansible_aliases(in_tmp: Path) -> None:
+    host = load(
+        in_tmp,
+        """
+        all:
+          hosts:
+            gpu01:
+              ansible_host: 10.0.0.1
+              ansible_port: 2222
+              ansible_user: ubuntu
+              ansible_ssh_private_key_file: /keys/id
+              ansible_connection: local
+              ansible_python_interpreter: /usr/bin/python3.11
+        """,
+    ).host("gpu01")
+    assert host.address == "10.0.0.1"
+    assert host.port == 2222
+    assert host.user == "ubuntu"
+    assert host.key_file == "/keys/id"
+    assert host.connection == "local"
+    assert host.python == "/usr/bin/python3.11"
+
+
+def test_alias_in_group_overridden_by_dcctl_name_on_host(in_tmp: Path) -> None:
+    inventory = load(
+        in_tmp,
+        """
+        all:
+          vars: {ansible_user: from-group}
+          hosts:
+            gpu01: {user: from-host}
+        """,
+    )
+    assert inventory.host("gpu01").user == "from-host"
+
+
+def test_other_ansible_vars_are_ignored(in_tmp: Path) -> None:
+    host = load(
+        in_tmp,
+        """
+        all:
+          hosts:
+            gpu01:
+              ansible_become: true
+              ansible_password: !vault |
+                $ANSIBLE_VAULT;1.1;AES256
+                6162
+        """,
+    ).host("gpu01")
+    assert host.name == "gpu01"
+
+
+def test_every_dcctl_var(in_tmp: Path) -> None:
+    host = load(
+        in_tmp,
+        """
+        all:
+          hosts:
+            gpu01:
+              host: 10.0.0.1
+              port: 22
+              user: root
+              key_file: /keys/id_ed25519
+              connection: ssh
+              python: /opt/venv/bin/python
+              jump: admin@bastion:2222
+              env: {NCCL_SOCKET_IFNAME: ib0}
+              fabric_address: 10.2.0.1
+              scratch_dir: /scratch/dcctl
+              expect: {gpu_count: 8}
+        """,
+    ).host("gpu01")
+    assert host.jump == "admin@bastion:2222"
+    assert host.fabric_address == host.rendezvous_address == "10.2.0.1"
+    assert host.scratch_dir == "/scratch/dcctl"
+    assert host.env == {"NCCL_SOCKET_IFNAME": "ib0"}
+
+
+def test_relative_key_file_is_taken_from_the_inventory_directory(tmp_path: Path) -> None:
+    subdir = tmp_path / "inventories"
+    subdir.mkdir()
+    path = write(subdir, "all: {hosts: {gpu01: {key_file: keys/id_rack}}}")
+    host = load_inventory(str(subdir / path), env={}).host("gpu01")
+    assert host.key_file == str(subdir / "keys" / "id_rack")
+
+
+def test_key_file_tilde_is_expanded(in_tmp: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HOME", "/home/operator")
+    host = load(in_tmp, "all: {hosts: {gpu01: {key_file: ~/.ssh/id_rack}}}").host("gpu01")
+    assert host.key_file == "/home/operator/.ssh/id_rack"
+
+
+def test_env_values_are_kept_as_written(in_tmp: Path) -> None:
+    host = load(
+        in_tmp,
+        """
+        all:
+          hosts:
+            gpu01:
+              env:
+                NCCL_IB_DISABLE: 0
+                NCCL_IB_HCA: 0x1
+                VERSION: 12.10
+                FLAG: on
+                NAME: "quoted text"
+        """,
+    ).host("gpu01")
+    assert host.env == {
+        "NCCL_IB_DISABLE": "0",
+        "NCCL_IB_HCA": "0x1",
+        "VERSION": "12.10",
+        "FLAG": "on",
+        "NAME": "quoted text",
+    }
+
+
+def test_expect_values_are_typed(in_tmp: Path) -> None:
+    host = load(
+        in_tmp,
+        """
+        all:
+          hosts:
+            gpu01:
+              expect:
+                os: "Ubuntu 22.04*"
+                kernel: ">=5.15"
+                driver: 550.54
+                cuda: 12.10
+                gpu_count: 8
+                gpu_model: "*H100*"
+                min_memory_gb: 1.5
+                swap: off
+                mounts: [/scratch, /home]
+                ib_ports: 4
+                ib_rate: 400
+        """,
+    ).host("gpu01")
+    assert host.expect == {
+        "os": "Ubuntu 22.04*",
+        "kernel": ">=5.15",
+        "driver": "550.54",
+        "cuda": "12.10",  # as written, not the float 12.1
+        "gpu_count": 8,
+        "gpu_model": "*H100*",
+        "min_memory_gb": 1.5,
+        "swap": "off",
+        "mounts": ["/scratch", "/home"],
+        "ib_ports": 4,
+        "ib_rate": 400,
+    }
+
+
+@pytest.mark.parametrize(
+    ("written", "expected"),
+    [("on", "on"), ("off", "off"), ("yes", "on"), ("false", "off"), ("'on'", "on")],
+)
+def test_swap_accepts_yaml_booleans(in_tmp: Path, written: str, expected: str) -> None:
+    host = load(in_tmp, f"all: {{hosts: {{gpu01: {{expect: {{swap: {written}}}}}}}}}")
+    assert host.host("gpu01").expect == {"swap": expected}
+
+
+# --- errors: file and YAML -------------------------------------------------------------
+
+
+def test_missing_file(in_tmp: Path) -> None:
+    with pytest.raises(InputError) as caught:
+        load_inventory("nope.yaml", env={})
+    assert str(caught.value) == "nope.yaml: inventory file not found"
+
+
+def test_directory_instead_of_file(in_tmp: Path) -> None:
+    (in_tmp / "inventories").mkdir()
+    with pytest.raises(InputError) as caught:
+        load_inventory("inventories", env={})
+    assert str(caught.value) == "inventories: is a directory, not an inventory file"
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root reads files whatever their mode")
+def test_unreadable_file(in_tmp: Path) -> None:
+    path = write(in_tmp, "all: {hosts: {a: }}")
+    (in_tmp / path).chmod(0)
+    with pytest.raises(InputError) as caught:
+        load_inventory(path, env={})
+    assert str(caught.value) == "rack.yaml: cannot read inventory: Permission denied"
+
+
+def test_other_os_error_is_one_line(in_tmp: Path) -> None:
+    # A path through a regular file fails to open for root too (unlike a chmod 0 file).
+    write(in_tmp, "all: {hosts: {a: }}")
+    with pytest.raises(InputError) as caught:
+        load_inventory("rack.yaml/inner.yaml", env={})
+    assert str(caught.value) == "rack.yaml/inner.yaml: cannot read inventory: Not a directory"
+
+
+def test_not_utf8(in_tmp: Path) -> None:
+    (in_tmp / "rack.yaml").write_bytes(b"all:\n  hosts: {caf\xe9: }\n")
+    with pytest.raises(InputError) as caught:
+        load_inventory("rack.yaml", env={})
+    assert str(caught.value) == "rack.yaml: not UTF-8 text (bad byte at offset 18)"
+
+
+def test_invalid_yaml_names_its_line(in_tmp: Path) -> None:
+    message = load_error(
+        in_tmp,
+        """
+        all:
+          hosts:
+          gpu01: x
+            gpu02: y
+        """,
+    )
+    assert message == "rack.yaml:4: invalid YAML: mapping values are not allowed here"
+
+
+def test_tab_indentation(in_tmp: Path) -> None:
+    (in_tmp / "rack.yaml").write_text("all:\n\thosts:\n", encoding="utf-8")
+    with pytest.raises(InputError) as caught:
+        load_inventory("rack.yaml", env={})
+    assert str(caught.value).startswith("rack.yaml:2: invalid YAML: found character '\\t'")
+
+
+def test_two_documents(in_tmp: Path) -> None:
+    message = load_error(in_tmp, "all: {hosts: {a: }}\n---\nall: {}\n")
+    assert message == (
+        "rack.yaml:2: invalid YAML: expected a single document in the stream"
+        " but found another document"
+    )
+
+
+def test_empty_file(in_tmp: Path) -> None:
+    message = load_error(in_tmp, "# nothing yet\n")
+    assert message == "rack.yaml: inventory is empty; expected a mapping with 'all:'"
+
+
+def test_top_level_not_a_mapping(in_tmp: Path) -> None:
+    message = load_error(in_tmp, "- gpu01\n- gpu02\n")
+    assert message == (
+        "rack.yaml:1: top level: expected a mapping of groups such as 'all:', got a list"
+    )
+
+
+def test_no_hosts(in_tmp: Path) -> None:
+    message = load_error(in_tmp, "all: {vars: {user: root}}")
+    assert message == "rack.yaml: the inventory defines no hosts"
+
+
+# --- errors: structure -----------------------------------------------------------------
+
+
+def test_unknown_group_key_with_hint(in_tmp: Path) -> None:
+    message = load_error(
+        in_tmp,
+        """
+        all:
+          children:
+            rack1:
+              hots:
+                gpu01:
+        """,
+    )
+    assert message == "rack.yaml:4: rack1.hots: unknown key; did you mean 'hosts'?"
+
+
+def test_unknown_group_key_without_close_match(in_tmp: Path) -> None:
+    message = load_error(in_tmp, "all:\n  members: {a: }\n")
+    assert message == "rack.yaml:2: all.members: unknown key; a group holds hosts, vars, children"
+
+
+def test_hosts_as_a_list(in_tmp: Path) -> None:
+    message = load_error(in_tmp, "all:\n  hosts:\n    - gpu01\n")
+    assert message == "rack.yaml:3: all.hosts: expected a mapping, got a list"
+
+
+def test_duplicate_key(in_tmp: Path) -> None:
+    message = load_error(
+        in_tmp,
+        """
+        all:
+          hosts:
+            gpu01:
+          hosts:
+            gpu02:
+        """,
+    )
+    assert message == "rack.yaml:4: hosts: duplicate key (first at line 2)"
+
+
+def test_bad_host_range_names_its_line(in_tmp: Path) -> None:
+    message = load_error(in_tmp, "all:\n  hosts:\n    gpu[5:1]:\n")
+    assert message == "rack.yaml:3: gpu[5:1]: bad host range: start 5 is after end 1"
+
+
+def test_non_numeric_range_bound(in_tmp: Path) -> None:
+    message = load_error(in_tmp, "all:\n  hosts:\n    gpu[01:x]:\n")
+    assert message == (
+        "rack.yaml:3: gpu[01:x]: bad host range:"
+        " bounds '01' and 'x' must both be numbers or both single letters"
+    )
+
+
+def test_unclosed_range(in_tmp: Path) -> None:
+    message = load_error(in_tmp, "all:\n  hosts:\n    'gpu[01':\n")
+    assert message == "rack.yaml:3: gpu[01: bad host range: '[' is never closed"
+
+
+def test_host_name_with_a_space(in_tmp: Path) -> None:
+    message = load_error(in_tmp, "all:\n  hosts:\n    gpu 01:\n")
+    assert message.startswith("rack.yaml:3: gpu 01: invalid host name")
+
+
+def test_group_cycle(in_tmp: Path) -> None:
+    message = load_error(
+        in_tmp,
+        """
+        all:
+          children:
+            a:
+              children:
+                b:
+                  children:
+                    a:
+                  hosts: {gpu01: }
+        """,
+    )
+    assert message == (
+        "rack.yaml:7: a: group cycle: a -> b -> a (each is a child of the one before)"
+    )
+
+
+def test_all_as_a_child(in_tmp: Path) -> None:
+    message = load_error(in_tmp, "rack1:\n  children:\n    all:\n")
+    assert message == "rack.yaml:3: all: 'all' holds every group; it cannot be a child"
+
+
+# --- errors: variables -----------------------------------------------------------------
+
+
+def test_unknown_expect_key_with_hint(in_tmp: Path) -> None:
+    message = load_error(
+        in_tmp,
+        """
+        all:
+          vars:
+            expect:
+              driver: ">=550"
+              drivr: ">=550"
+          hosts: {gpu01: }
+        """,
+    )
+    assert message == "rack.yaml:5: expect.drivr: unknown key; did you mean 'driver'?"
+
+
+def test_unknown_expect_key_without_close_match(in_tmp: Path) -> None:
+    message = load_error(in_tmp, "all: {hosts: {gpu01: {expect: {colour: blue}}}}")
+    assert message == "rack.yaml:1: expect.colour: unknown key"
+
+
+def test_unknown_var_with_hint(in_tmp: Path) -> None:
+    message = load_error(in_tmp, "all:\n  hosts:\n    gpu01:\n      prot: 22\n")
+    assert message == "rack.yaml:4: prot: unknown variable; did you mean 'port'?"
+
+
+def test_expect_key_written_as_a_var_hints_at_expect(in_tmp: Path) -> None:
+    message = load_error(in_tmp, "all:\n  vars:\n    gpu_count: 8\n  hosts: {a: }\n")
+    assert message == "rack.yaml:3: gpu_count: unknown variable; did you mean 'expect.gpu_count'?"
+
+
+def test_unknown_var_without_close_match_lists_known(in_tmp: Path) -> None:
+    message = load_error(in_tmp, "all:\n  hosts:\n    gpu01:\n      colour: blue\n")
+    assert message.startswith("rack.yaml:4: colour: unknown variable; known: host, port, user")
+
+
+def test_name_and_alias_together(in_tmp: Path) -> None:
+    message = load_error(in_tmp, "all:\n  hosts:\n    a:\n      user: x\n      ansible_user: y\n")
+    assert (
+        message == "rack.yaml:5: ansible_user: set twice in one place, as 'user' and 'ansible_user'"
+    )
+
+
+@pytest.mark.parametrize(
+    ("line", "message"),
+    [
+        ("port: 70000", "port: expected a port number 1..65535, got 70000"),
+        ("port: 0", "port: expected a port number 1..65535, got 0"),
+        ("ansible_port: '22'", "ansible_port: expected a port number 1..65535, got '22'"),
+        ("port: true", "port: expected a port number 1..65535, got true"),
+        ("connection: paramiko", "connection: expected 'ssh' or 'local', got 'paramiko'"),
+        ("scratch_dir: tmp/dcctl", "scratch_dir: expected an absolute path, got 'tmp/dcctl'"),
+        ("user: 1000", "user: expected a non-empty string, got 1000"),
+        ("python: [python3]", "python: expected a non-empty string, got a list"),
+        (
+            "host: '{{ inventory_hostname }}'",
+            "host: Jinja templates are not supported; write the value out",
+        ),
+        ("env: {NCCL_DEBUG: [INFO]}", "env.NCCL_DEBUG: expected a string or number, got a list"),
+        ("env: {1BAD: x}", "env.1BAD: not a valid environment variable name"),
+        ("env: [A=1]", "env: expected a mapping, got a list"),
+        (
+            "expect: {gpu_count: eight}",
+            "expect.gpu_count: expected a whole number >= 0, got 'eight'",
+        ),
+        ("expect: {gpu_count: 8.0}", "expect.gpu_count: expected a whole number >= 0, got 8.0"),
+        ("expect: {ib_ports: -1}", "expect.ib_ports: expected a whole number >= 0, got -1"),
+        ("expect: {ib_rate: 0}", "expect.ib_rate: expected a whole number > 0, got 0"),
+        ("expect: {min_memory_gb: true}", "expect.min_memory_gb: expected a number >= 0, got true"),
+        ("expect: {swap: maybe}", "expect.swap: expected 'on' or 'off', got 'maybe'"),
+        (
+            "expect: {mounts: /scratch}",
+            "expect.mounts: expected a list of mount points, got '/scratch'",
+        ),
+        ("expect: {mounts: [scratch]}", "expect.mounts: expected an absolute path, got 'scratch'"),
+        ("expect: [gpu_count]", "expect: expected a mapping, got a list"),
+        ("user: !vault abc", "user: could not determine a constructor for the tag '!vault'"),
+    ],
+)
+def test_bad_value_names_file_line_and_key(in_tmp: Path, line: str, message: str) -> None:
+    text = f"all:\n  hosts:\n    gpu01:\n      {line}\n"
+    assert load_error(in_tmp, text) == f"rack.yaml:4: {message}"
+
+
+def test_host_vars_not_a_mapping(in_tmp: Path) -> None:
+    message = load_error(in_tmp, "all:\n  hosts:\n    gpu01: 10.0.0.1\n")
+    assert message == "rack.yaml:3: gpu01: expected a mapping, got '10.0.0.1'"
+
+
+def test_error_in_group_vars_names_the_value_line(in_tmp: Path) -> None:
+    message = load_error(
+        in_tmp,
+        """
+        all:
+          children:
+            rack1:
+              vars:
+                user: root
+                port: 99999
+              hosts: {gpu01: }
+        """,
+    )
+    assert message == "rack.yaml:6: port: expected a port number 1..65535, got 99999"
+
+
+def test_error_message_carries_the_path_as_given(tmp_path: Path) -> None:
+    path = str(tmp_path / "rack.yaml")
+    write(tmp_path, "all: {hosts: {a: {prot: 1}}}")
+    with pytest.raises(InputError) as caught:
+        load_inventory(path, env={})
+    assert str(caught.value) == f"{path}:1: prot: unknown variable; did you mean 'port'?"

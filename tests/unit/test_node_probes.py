@@ -1,0 +1,421 @@
+"""Node probes: pure parsers from recorded text, collectors from recorded sysroot trees."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from dcctl.node import sysroot
+from dcctl.node.probes import gpu, ib, software, system
+
+FIXTURES = Path(__file__).resolve().parent.parent / "fixtures"
+SYSROOTS = FIXTURES / "sysroots"
+HEALTHY = SYSROOTS / "healthy-h100"
+NO_GPU = SYSROOTS / "no-gpu"
+DEGRADED = SYSROOTS / "ib-degraded"
+
+
+def fixture_text(root: Path, path: str) -> str:
+    return (root / path.lstrip("/")).read_text()
+
+
+@pytest.fixture
+def use_sysroot(monkeypatch: pytest.MonkeyPatch) -> Any:
+    def apply(root: Path) -> None:
+        monkeypatch.setenv(sysroot.SYSROOT_ENV, str(root))
+
+    return apply
+
+
+# --- sysroot -------------------------------------------------------------------------------
+
+
+def test_sysroot_path_is_identity_without_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv(sysroot.SYSROOT_ENV, raising=False)
+    assert sysroot.sysroot_path("/proc/meminfo") == "/proc/meminfo"
+    assert sysroot.active_sysroot() is None
+
+
+def test_sysroot_path_reroots_absolute_paths_only(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(sysroot.SYSROOT_ENV, "/srv/record")
+    assert sysroot.sysroot_path("/proc/meminfo") == "/srv/record/proc/meminfo"
+    assert sysroot.sysroot_path("relative/file") == "relative/file"
+
+
+def test_read_text_missing_file_is_none(use_sysroot: Any) -> None:
+    use_sysroot(NO_GPU)
+    assert sysroot.read_text("/proc/driver/nvidia/version") is None
+    assert sysroot.read_text("/proc/sys/kernel/osrelease") == "6.1.0-18-amd64\n"
+
+
+# --- system --------------------------------------------------------------------------------
+
+
+def test_parse_os_release_ubuntu() -> None:
+    facts = system.parse_os_release(fixture_text(HEALTHY, "/etc/os-release"))
+    assert facts == {"pretty_name": "Ubuntu 22.04.4 LTS", "id": "ubuntu", "version_id": "22.04"}
+
+
+def test_parse_os_release_debian_and_odd_lines() -> None:
+    facts = system.parse_os_release(fixture_text(NO_GPU, "/etc/os-release"))
+    assert facts["pretty_name"] == "Debian GNU/Linux 12 (bookworm)"
+    assert facts["id"] == "debian"
+    text = '# comment\n\nNAME=\'Rocky Linux\'\nID=rocky\nVERSION_ID="9.3"\nBROKEN="unterminated\n'
+    assert system.parse_os_release(text) == {
+        "pretty_name": None,
+        "id": "rocky",
+        "version_id": "9.3",
+    }
+
+
+def test_parse_cpuinfo_two_socket_sapphire_rapids() -> None:
+    facts = system.parse_cpuinfo(fixture_text(HEALTHY, "/proc/cpuinfo"))
+    assert facts == {
+        "model": "Intel(R) Xeon(R) Platinum 8480C",
+        "sockets": 2,
+        "cores": 112,
+        "threads": 224,
+    }
+
+
+def test_parse_cpuinfo_single_socket_epyc() -> None:
+    facts = system.parse_cpuinfo(fixture_text(NO_GPU, "/proc/cpuinfo"))
+    assert facts == {
+        "model": "AMD EPYC 7313P 16-Core Processor",
+        "sockets": 1,
+        "cores": 16,
+        "threads": 32,
+    }
+
+
+def test_parse_cpuinfo_arm_without_topology() -> None:
+    # Grace (aarch64) /proc/cpuinfo: no model name, no physical id or core id.
+    block = (
+        "processor\t: {n}\nBogoMIPS\t: 2000.00\nFeatures\t: fp asimd evtstrm aes pmull sha1\n"
+        "CPU implementer\t: 0x41\nCPU architecture: 8\nCPU variant\t: 0x0\n"
+        "CPU part\t: 0xd4f\nCPU revision\t: 0\n"
+    )
+    text = "\n".join(block.format(n=n) for n in range(72))
+    facts = system.parse_cpuinfo(text)
+    assert facts == {
+        "model": "Arm implementer 0x41 part 0xd4f",
+        "sockets": 1,
+        "cores": 72,
+        "threads": 72,
+    }
+
+
+def test_parse_meminfo_large_node_without_swap() -> None:
+    facts = system.parse_meminfo(fixture_text(HEALTHY, "/proc/meminfo"))
+    assert facts["memory"] == {"total_gb": 2015.5, "available_gb": 1975.3}
+    assert facts["swap"] == {"total_gb": 0.0, "used_gb": 0.0}
+
+
+def test_parse_meminfo_with_swap_in_use() -> None:
+    facts = system.parse_meminfo(fixture_text(NO_GPU, "/proc/meminfo"))
+    assert facts["memory"]["total_gb"] == 125.7
+    assert facts["swap"] == {"total_gb": 8.0, "used_gb": 2.1}
+
+
+def test_parse_meminfo_old_kernel_estimates_available() -> None:
+    text = "MemTotal: 4194304 kB\nMemFree: 1048576 kB\nBuffers: 524288 kB\nCached: 1048576 kB\n"
+    assert system.parse_meminfo(text)["memory"] == {"total_gb": 4.0, "available_gb": 2.5}
+
+
+def test_parse_uptime() -> None:
+    assert system.parse_uptime(fixture_text(HEALTHY, "/proc/uptime")) == 1834567.42
+
+
+def test_parse_mounts_drops_pseudo_filesystems_and_unescapes() -> None:
+    mounts = system.parse_mounts(fixture_text(HEALTHY, "/proc/mounts"))
+    points = [m["mountpoint"] for m in mounts]
+    assert "/proc" not in points
+    assert "/sys/fs/cgroup" not in points
+    assert {"device": "10.0.0.5:/export/data", "mountpoint": "/data", "fstype": "nfs4"} in mounts
+    assert {"device": "/dev/md1", "mountpoint": "/", "fstype": "ext4"} in mounts
+    assert {"device": "/dev/nvme2n1", "mountpoint": "/mnt/local scratch", "fstype": "xfs"} in mounts
+    # autofs stays: an automounted path counts as present before anyone touched it.
+    assert "autofs" in {m["fstype"] for m in mounts}
+
+
+def test_nearest_existing_walks_up(tmp_path: Path) -> None:
+    assert system.nearest_existing(str(tmp_path / "a" / "b" / "c")) == str(tmp_path)
+    assert system.nearest_existing(str(tmp_path)) == str(tmp_path)
+
+
+def test_collect_scratch_reports_free_space_of_ancestor(tmp_path: Path) -> None:
+    facts = system.collect_scratch(str(tmp_path / "not" / "yet"))
+    stats = os.statvfs(tmp_path)
+    assert facts["path"] == str(tmp_path / "not" / "yet")
+    assert facts["exists"] is False
+    assert facts["free_gb"] == pytest.approx(stats.f_bavail * stats.f_frsize / 1024**3, abs=0.5)
+    assert system.collect_scratch(str(tmp_path))["exists"] is True
+
+
+def test_system_collectors_read_the_sysroot(use_sysroot: Any) -> None:
+    use_sysroot(NO_GPU)
+    assert system.collect_kernel() == "6.1.0-18-amd64"
+    assert system.collect_os() == {
+        "pretty_name": "Debian GNU/Linux 12 (bookworm)",
+        "id": "debian",
+        "version_id": "12",
+    }
+    assert system.collect_uptime() == 86412.07
+    assert system.collect_memory()["swap"] == {"total_gb": 8.0, "used_gb": 2.1}
+
+
+def test_system_collectors_tolerate_a_partial_recording(use_sysroot: Any) -> None:
+    use_sysroot(DEGRADED)
+    assert system.collect_cpu() is None
+    assert system.collect_memory() == {"memory": None, "swap": None}
+    assert system.collect_mounts() is None
+    assert system.collect_uptime() is None
+
+
+# --- gpu -----------------------------------------------------------------------------------
+
+
+def test_parse_driver_version_proprietary_module() -> None:
+    text = fixture_text(HEALTHY, "/proc/driver/nvidia/version")
+    assert gpu.parse_driver_version(text) == "550.54.15"
+
+
+@pytest.mark.parametrize(
+    ("line", "expected"),
+    [
+        (
+            "NVRM version: NVIDIA UNIX Open Kernel Module for x86_64  550.54.15  Release Build  "
+            "(dvs-builder@U16-I3-B03-4-3)  Tue Mar  5 22:20:38 UTC 2024",
+            "550.54.15",
+        ),
+        (
+            "NVRM version: NVIDIA UNIX Open Kernel Module for aarch64  560.35.03  Release Build  "
+            "(dvs-builder@U16-I1-N07-12-3)  Fri Aug 16 21:42:42 UTC 2024",
+            "560.35.03",
+        ),
+        ("NVRM version: NVIDIA UNIX x86_64 Kernel Module  470.82.01  Wed Oct 27 2021", "470.82.01"),
+        ("NVRM version: something new", None),
+    ],
+)
+def test_parse_driver_version_forms(line: str, expected: str | None) -> None:
+    assert gpu.parse_driver_version(line + "\nGCC version:  gcc version 12.3.0\n") == expected
+
+
+def test_parse_driver_version_without_nvrm_line() -> None:
+    assert gpu.parse_driver_version("GCC version: gcc 12\n") is None
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [(12040, "12.4"), (11080, "11.8"), (12000, "12.0"), (12060, "12.6"), (0, None)],
+)
+def test_format_cuda_version(value: int, expected: str | None) -> None:
+    assert gpu.format_cuda_version(value) == expected
+
+
+def test_parse_nvml_recording() -> None:
+    raw = json.loads((FIXTURES / "nvml" / "healthy-h100.json").read_text())
+    facts = gpu.parse_nvml(raw)
+    assert facts["driver"] == "550.54.15"
+    assert facts["cuda"] == "12.4"
+    assert len(facts["gpus"]) == 8
+    first = facts["gpus"][0]
+    assert first == {
+        "index": 0,
+        "name": "NVIDIA H100 80GB HBM3",
+        "uuid": raw["devices"][0]["uuid"],
+        "memory_total_mib": 81559,
+        "pci_bus_id": "00000000:18:00.0",
+    }
+    assert [g["index"] for g in facts["gpus"]] == list(range(8))
+    assert len({g["uuid"] for g in facts["gpus"]}) == 8
+
+
+def test_parse_nvml_sorts_by_index() -> None:
+    raw = json.loads((FIXTURES / "nvml" / "healthy-h100.json").read_text())
+    raw["devices"].reverse()
+    assert [g["index"] for g in gpu.parse_nvml(raw)["gpus"]] == list(range(8))
+
+
+def test_normalize_bus_id() -> None:
+    assert gpu.normalize_bus_id("0000:2a:00.0") == "00000000:2A:00.0"
+    assert gpu.normalize_bus_id("00000000:2A:00.0") == "00000000:2A:00.0"
+
+
+def test_parse_procfs_gpus_matches_nvml_identity() -> None:
+    directory = HEALTHY / "proc/driver/nvidia/gpus"
+    # Listed in reverse to show the parser, not the directory order, decides the index.
+    texts = [(d / "information").read_text() for d in sorted(directory.iterdir(), reverse=True)]
+    gpus = gpu.parse_procfs_gpus(texts)
+    raw = json.loads((FIXTURES / "nvml" / "healthy-h100.json").read_text())
+    nvml = gpu.parse_nvml(raw)["gpus"]
+    assert [(g["index"], g["uuid"], g["pci_bus_id"]) for g in gpus] == [
+        (g["index"], g["uuid"], g["pci_bus_id"]) for g in nvml
+    ]
+    assert all(g["name"] == "NVIDIA H100 80GB HBM3" for g in gpus)
+    assert all(g["memory_total_mib"] is None for g in gpus)
+
+
+def test_collect_gpu_without_driver(use_sysroot: Any) -> None:
+    use_sysroot(NO_GPU)
+    assert gpu.driver_loaded() is False
+    assert gpu.collect_gpu() == {"driver": None, "cuda": None, "gpus": [], "gpu_source": "none"}
+
+
+def test_collect_gpu_from_recorded_driver_tree(use_sysroot: Any) -> None:
+    use_sysroot(HEALTHY)
+    facts = gpu.collect_gpu()
+    assert gpu.driver_loaded() is True
+    assert facts["driver"] == "550.54.15"
+    # Under a sysroot, live NVML/libcuda are not consulted: the record has no CUDA version.
+    assert facts["gpu_source"] == "procfs"
+    assert facts["cuda"] is None
+    assert [g["pci_bus_id"][9:11] for g in facts["gpus"]] == [
+        "18", "2A", "3A", "5D", "9A", "AB", "BA", "DB",
+    ]  # fmt: skip
+
+
+def test_read_nvml_without_pynvml_is_none() -> None:
+    try:
+        import pynvml  # noqa: F401
+    except ImportError:
+        assert gpu.read_nvml() is None
+    else:
+        pytest.skip("pynvml is installed here; read_nvml is exercised on a GPU machine")
+
+
+def test_read_libcuda_version_without_driver_is_none() -> None:
+    if gpu.driver_loaded():
+        pytest.skip("an NVIDIA driver is loaded here")
+    assert gpu.read_libcuda_version() is None
+
+
+# --- software ------------------------------------------------------------------------------
+
+
+def test_parse_fio_version() -> None:
+    assert software.parse_fio_version("fio-3.33\n") == "3.33"
+    assert software.parse_fio_version("fio-3.28-dirty\n") == "3.28"
+    assert software.parse_fio_version("command not found") is None
+
+
+def test_collect_fio_matches_installed_binary() -> None:
+    import shutil
+    import subprocess
+
+    path = shutil.which("fio")
+    if path is None:
+        assert software.collect_fio() is None
+        return
+    out = subprocess.run([path, "--version"], capture_output=True, text=True, check=True).stdout
+    assert software.collect_fio() == out.strip().removeprefix("fio-")
+
+
+def test_parse_cuda_available() -> None:
+    assert software.parse_cuda_available("True\n") is True
+    assert software.parse_cuda_available("some warning\nFalse\n") is False
+    with pytest.raises(ValueError, match="unexpected output"):
+        software.parse_cuda_available("")
+
+
+def test_collect_torch_without_driver_does_not_import_torch() -> None:
+    import sys
+
+    version = software.torch_version()
+    facts = software.collect_torch(driver_loaded=False)
+    if version is None:
+        assert facts is None
+    else:
+        assert facts == {"version": version, "cuda_available": False}
+    assert "torch" not in sys.modules
+
+
+def test_collect_torch_under_sysroot_with_driver_is_unknown(use_sysroot: Any) -> None:
+    use_sysroot(HEALTHY)
+    facts = software.collect_torch(driver_loaded=True)
+    if software.torch_version() is None:
+        assert facts is None
+    else:
+        assert facts is not None
+        assert facts["cuda_available"] is None
+
+
+def test_read_torch_cuda_available_in_child() -> None:
+    if software.torch_version() is None:
+        pytest.skip("torch is not installed")
+    import torch
+
+    assert software.read_torch_cuda_available() is torch.cuda.is_available()
+
+
+# --- ib ------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("400 Gb/sec (4X NDR)\n", 400),
+        ("200 Gb/sec (4X HDR)", 200),
+        ("100 Gb/sec (2X HDR)", 100),
+        ("2.5 Gb/sec (1X SDR)", 2.5),
+        ("garbage", None),
+    ],
+)
+def test_parse_rate_gbps(text: str, expected: float | None) -> None:
+    value = ib.parse_rate_gbps(text)
+    assert value == expected
+    if isinstance(expected, int):
+        assert isinstance(value, int)
+
+
+def test_parse_port_strips_state_codes() -> None:
+    files: dict[str, str | None] = {
+        "state": "1: DOWN\n",
+        "phys_state": "2: Polling\n",
+        "rate": "10 Gb/sec (4X SDR)\n",
+        "link_layer": None,
+    }
+    assert ib.parse_port("mlx5_3", "1", files) == {
+        "device": "mlx5_3",
+        "port": 1,
+        "state": "DOWN",
+        "phys_state": "Polling",
+        "rate_gbps": 10,
+        "link_layer": None,
+    }
+
+
+def test_natural_key_orders_devices() -> None:
+    names = ["mlx5_10", "mlx5_2", "mlx5_1", "ibp12s0"]
+    assert sorted(names, key=ib.natural_key) == ["ibp12s0", "mlx5_1", "mlx5_2", "mlx5_10"]
+
+
+def test_collect_ib_healthy(use_sysroot: Any) -> None:
+    use_sysroot(HEALTHY)
+    ports = ib.collect_ib()
+    infiniband = [p for p in ports if p["link_layer"] == "InfiniBand"]
+    assert len(infiniband) == 8
+    assert {(p["state"], p["phys_state"], p["rate_gbps"]) for p in infiniband} == {
+        ("ACTIVE", "LinkUp", 400)
+    }
+    assert [p["device"] for p in infiniband] == [f"mlx5_{n}" for n in range(8)]
+    assert {"device": "mlx5_8", "port": 1, "state": "ACTIVE", "phys_state": "LinkUp",
+            "rate_gbps": 100, "link_layer": "Ethernet"} in ports  # fmt: skip
+
+
+def test_collect_ib_degraded(use_sysroot: Any) -> None:
+    use_sysroot(DEGRADED)
+    by_device = {p["device"]: p for p in ib.collect_ib()}
+    assert by_device["mlx5_3"]["state"] == "DOWN"
+    assert by_device["mlx5_3"]["phys_state"] == "Polling"
+    assert by_device["mlx5_5"]["rate_gbps"] == 200
+    assert by_device["mlx5_5"]["state"] == "ACTIVE"
+
+
+def test_collect_ib_without_rdma_devices(use_sysroot: Any) -> None:
+    use_sysroot(NO_GPU)
+    assert ib.collect_ib() == []

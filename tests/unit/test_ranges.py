@@ -1,0 +1,99 @@
+"""Host range expansion: what a name like `gpu[001:016]` stands for."""
+
+from __future__ import annotations
+
+import pytest
+
+from dcctl.errors import InputError
+from dcctl.inventory.ranges import (
+    MAX_EXPANSION,
+    HostRangeError,
+    expand_host_range,
+    has_host_range,
+)
+
+
+def test_name_without_brackets_is_itself() -> None:
+    assert expand_host_range("gpu001.rack1.example.com") == ["gpu001.rack1.example.com"]
+
+
+def test_zero_padding_is_kept_as_written() -> None:
+    names = expand_host_range("gpu[001:016].rack1.example.com")
+    assert len(names) == 16
+    assert names[0] == "gpu001.rack1.example.com"
+    assert names[9] == "gpu010.rack1.example.com"
+    assert names[-1] == "gpu016.rack1.example.com"
+
+
+def test_unpadded_range_is_not_padded() -> None:
+    assert expand_host_range("node[8:11]") == ["node8", "node9", "node10", "node11"]
+
+
+def test_stride() -> None:
+    assert expand_host_range("node[1:10:2]") == ["node1", "node3", "node5", "node7", "node9"]
+
+
+def test_padded_stride() -> None:
+    assert expand_host_range("n[00:10:5]") == ["n00", "n05", "n10"]
+
+
+def test_letters() -> None:
+    assert expand_host_range("rack[a:f]") == [f"rack{c}" for c in "abcdef"]
+
+
+def test_uppercase_letters_with_stride() -> None:
+    assert expand_host_range("[A:E:2]x") == ["Ax", "Cx", "Ex"]
+
+
+def test_single_value_range() -> None:
+    assert expand_host_range("gpu[07:07]") == ["gpu07"]
+
+
+def test_several_ranges_give_the_cartesian_product_leftmost_slowest() -> None:
+    assert expand_host_range("r[1:2]n[a:b].dc") == ["r1na.dc", "r1nb.dc", "r2na.dc", "r2nb.dc"]
+
+
+@pytest.mark.parametrize(
+    ("pattern", "reason"),
+    [
+        ("gpu[5:1]", "start 5 is after end 1"),
+        ("gpu[f:a]", "start f is after end a"),
+        ("gpu[01:x]", "bounds '01' and 'x' must both be numbers or both single letters"),
+        ("gpu[01:05", "'[' is never closed"),
+        ("gpu01:05]", "']' without a matching '['"),
+        ("gpu[[1:2]]", "ranges cannot be nested"),
+        ("gpu[1]", "'[1]' is not [start:end] or [start:end:step]"),
+        ("gpu[1:2:3:4]", "'[1:2:3:4]' is not [start:end] or [start:end:step]"),
+        ("gpu[:5]", "bounds '' and '5' must both be numbers or both single letters"),
+        ("gpu[1:9:0]", "step '0' is not a positive integer"),
+        ("gpu[1:9:x]", "step 'x' is not a positive integer"),
+        ("gpu[01:100]", "zero-padded bounds 01 and 100 differ in width"),
+        ("gpu[a:F]", "letters a and F differ in case"),
+        ("gpu[aa:bb]", "bounds 'aa' and 'bb' must both be numbers or both single letters"),
+    ],
+)
+def test_malformed_range_is_an_input_error(pattern: str, reason: str) -> None:
+    with pytest.raises(InputError) as caught:
+        expand_host_range(pattern)
+    assert str(caught.value) == f"{pattern}: bad host range: {reason}"
+    assert isinstance(caught.value, HostRangeError)
+    assert caught.value.reason == reason
+
+
+def test_huge_expansion_is_refused_before_building_it() -> None:
+    with pytest.raises(InputError, match=f"more than {MAX_EXPANSION}"):
+        expand_host_range("n[0:999]x[0:999]")
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("node[01:08]", True),
+        ("node[1:9:2].dc", True),
+        ("node0[12]", False),  # a glob character class, not a range
+        ("node01", False),
+        ("gpu*", False),
+    ],
+)
+def test_has_host_range_tells_ranges_from_glob_classes(text: str, expected: bool) -> None:
+    assert has_host_range(text) is expected

@@ -1,0 +1,53 @@
+"""The shipped node runtime: a deterministic zipapp that runs on its own with a plain python."""
+
+from __future__ import annotations
+
+import shlex
+import subprocess
+import sys
+import zipfile
+from io import BytesIO
+from pathlib import Path
+
+from dcctl.fleet.runtime import build_runtime, task_argv
+from dcctl.inventory.model import Host
+from dcctl.node.payload import extract_payload
+
+
+def test_runtime_holds_only_the_node_package() -> None:
+    names = zipfile.ZipFile(BytesIO(build_runtime().archive)).namelist()
+    assert "__main__.py" in names
+    assert all(n == "__main__.py" or n.startswith("dcctl/node/") or n == "dcctl/__init__.py"
+               for n in names)  # fmt: skip
+    assert "dcctl/node/main.py" in names
+
+
+def test_runtime_digest_is_stable() -> None:
+    build_runtime.cache_clear()
+    first = build_runtime()
+    build_runtime.cache_clear()
+    assert build_runtime() == first
+
+
+def test_runtime_runs_standalone_with_isolated_python(tmp_path: Path) -> None:
+    archive = tmp_path / "runtime.pyz"
+    archive.write_bytes(build_runtime().archive)
+    # -I: no site-packages, no cwd on sys.path: proves the zip carries all it imports.
+    proc = subprocess.run(
+        [sys.executable, "-I", str(archive), "facts", '{"scratch_dir": "/tmp"}'],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    payload = extract_payload(proc.stdout)
+    assert payload is not None
+    assert payload["kernel"]
+
+
+def test_task_argv_passes_inventory_values_as_arguments_only() -> None:
+    host = Host(name="n", address="a", python="/py;rm -rf /", env={"X": "$(boom)"})
+    argv = task_argv(host, build_runtime(), "facts", {"scratch_dir": "/tmp/`x`"})
+    assert argv[:2] == ["env", "X=$(boom)"]
+    script = argv[argv.index("-c") + 1]
+    assert "$(boom)" not in script and "/py;rm" not in script
+    # The quoted command line round-trips to the same argv: nothing gets split or expanded.
+    assert shlex.split(shlex.join(argv)) == argv
