@@ -7,10 +7,11 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any
 
 from dcctl.fleet.runtime import run_task
 from dcctl.inventory.model import Host
@@ -128,7 +129,7 @@ class Fleet:
             return HostOutcome(host, payload, None, time.monotonic() - started)
         except HostError as exc:
             return HostOutcome(host, None, exc, time.monotonic() - started)
-        except Exception as exc:  # noqa: BLE001 - one host's bug must not stop the fleet
+        except Exception as exc:
             error = HostError("runtime", f"unexpected {type(exc).__name__}: {exc}")
             return HostOutcome(host, None, error, time.monotonic() - started)
 

@@ -25,9 +25,9 @@ NO_PYTHON_MARK = "<dcctl-no-python>"
 # Fixed shell text; everything that comes from an inventory is passed as a positional argument.
 _CACHE_DIR = '"${XDG_CACHE_HOME:-$HOME/.cache}/dcctl"'
 RUN_SCRIPT = (
-    f'f={_CACHE_DIR}/runtime-$1.pyz\n'
+    f"f={_CACHE_DIR}/runtime-$1.pyz\n"
     f'[ -f "$f" ] || {{ echo "{MISSING_MARK}"; exit 97; }}\n'
-    'py=$2; shift 2\n'
+    "py=$2; shift 2\n"
     f'command -v "$py" >/dev/null 2>&1 || {{ echo "{NO_PYTHON_MARK}"; exit 98; }}\n'
     'exec "$py" "$f" "$@"\n'
 )

@@ -3,10 +3,11 @@ result the moment it lands, and build the run document."""
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any
 
 from dcctl.evaluate.result import Result
 from dcctl.fleet.executor import Fleet, FleetOptions, HostOutcome

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from typing import Any, Sequence
+from typing import Any
 
 from dcctl import __version__
 from dcctl.evaluate.result import Result
@@ -65,9 +66,7 @@ def run_document(
         status: sum(1 for h in host_documents if h["status"] == status)
         for status in ("passed", "failed", "error")
     }
-    warnings = sum(
-        1 for h in host_documents for r in h["results"] if r["status"] == "warn"
-    )
+    warnings = sum(1 for h in host_documents for r in h["results"] if r["status"] == "warn")
     if interrupted:
         status = "interrupted"
     elif counts["failed"]:

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import math
 import threading
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Literal, Protocol, Sequence
+from typing import Literal, Protocol
 
 ErrorKind = Literal["unreachable", "auth", "host_key", "timeout", "runtime", "interrupted"]
 

@@ -5,6 +5,7 @@ The only module that imports paramiko, so `dcctl --help` never pays for it.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import select
@@ -12,9 +13,9 @@ import shlex
 import socket
 import threading
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Sequence
 
 import paramiko
 
@@ -213,7 +214,7 @@ class SshContext:
         with lock:
             transport = self._jumps.get(jump)
             if transport is None or not transport.is_active():
-                transport = self._connect_jump(jump, cancel)
+                transport = self._connect_jump(jump, target.identity_files, cancel)
                 self._jumps[jump] = transport
         try:
             return transport.open_channel(
@@ -228,15 +229,18 @@ class SshContext:
                 f"jump host {jump} cannot reach {target.address}:{target.port}: {exc}",
             ) from exc
 
-    def _connect_jump(self, jump: str, cancel: threading.Event | None) -> paramiko.Transport:
+    def _connect_jump(
+        self, jump: str, target_identity_files: tuple[str, ...], cancel: threading.Event | None
+    ) -> paramiko.Transport:
         user, _, hostport = jump.rpartition("@")
         address, port = _split_host_port(hostport)
-        endpoint = self.resolve(jump, address, port, user or None, None, None)
+        # Named "jump host ..." so every connect, key or auth error says which hop failed.
+        endpoint = self.resolve(f"jump host {jump}", address, port, user or None, None, None)
+        # A bastion usually takes the same key as the hosts behind it; offer that one too.
+        extra = tuple(f for f in target_identity_files if f not in endpoint.identity_files)
+        endpoint = dataclasses.replace(endpoint, identity_files=endpoint.identity_files + extra)
         sock = _tcp_connect(endpoint, self.options.connect_timeout_s)
-        try:
-            return _handshake(self, sock, endpoint, cancel)
-        except HostError as exc:
-            raise HostError(exc.kind, f"jump host {jump}: {exc.message}") from exc
+        return _handshake(self, sock, endpoint, cancel)
 
     def close(self) -> None:
         with self._lock:
@@ -323,6 +327,10 @@ class SshTransport:
         check_cancelled(self._cancel)
         # exit-signal (killed on the node) leaves paramiko's exit_status at -1.
         exit_code = 124 if timed_out else channel.exit_status
+        if exit_code == -1 and _transport_gone(channel):
+            raise HostError(
+                "unreachable", f"connection to {self._endpoint.display} lost mid-command"
+            )
         return CommandResult(
             exit_code=exit_code,
             stdout=b"".join(stdout).decode(errors="replace"),
@@ -358,7 +366,7 @@ def _tcp_connect(endpoint: Endpoint, timeout_s: float) -> socket.socket:
     where = f"{endpoint.display} ({endpoint.address}:{endpoint.port})"
     try:
         return socket.create_connection((endpoint.address, endpoint.port), timeout=timeout_s)
-    except socket.timeout as exc:
+    except TimeoutError as exc:
         raise HostError("unreachable", f"{where}: connect timed out after {timeout_s:g}s") from exc
     except ConnectionRefusedError as exc:
         raise HostError("unreachable", f"{where}: connection refused (is sshd running?)") from exc

@@ -1,0 +1,147 @@
+"""How hosts are reached: ~/.ssh/config, ssh-agent, a jump host, and a host dying mid-command."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from cli_runner import run_dcctl
+from sshlab import Sshd, SshLab, write_inventory
+
+NODE_PYTHON = "/usr/bin/python3"
+
+
+@pytest.fixture
+def state_dir(tmp_path: Path, lab_known_hosts: Path) -> Path:
+    state = tmp_path / "state"
+    state.mkdir()
+    shutil.copy(lab_known_hosts, state / "known_hosts")
+    return state
+
+
+def check_json(tmp_path: Path, state: Path, inventory: Path, **env: str) -> Any:
+    result = run_dcctl(
+        ["-i", str(inventory), "--state-dir", str(state), "--connect-timeout", "3", "--json",
+         "check"],
+        home=tmp_path / "home",
+        env=env,
+    )  # fmt: skip
+    assert result.stdout, result.stderr
+    return result.code, result.json()
+
+
+def test_ssh_config_supplies_hostname_port_user_and_key(
+    tmp_path: Path, state_dir: Path, ssh_lab: SshLab, healthy_sshd: Sshd
+) -> None:
+    ssh_dir = tmp_path / "home" / ".ssh"
+    ssh_dir.mkdir(parents=True)
+    (ssh_dir / "config").write_text(
+        "Host rack-node\n"
+        f"  HostName {healthy_sshd.addresses[1]}\n"
+        f"  Port {healthy_sshd.port}\n"
+        f"  User {ssh_lab.user}\n"
+        f"  IdentityFile {ssh_lab.client_key}\n"
+    )
+    inventory = write_inventory(
+        tmp_path / "inv.yaml", [{"name": "rack-node", "python": NODE_PYTHON}]
+    )
+    code, document = check_json(tmp_path, state_dir, inventory)
+    assert code == 0, document["hosts"][0]["error"]
+
+
+@pytest.fixture
+def agent_socket(tmp_path: Path, ssh_lab: SshLab) -> Iterator[str]:
+    socket_path = str(tmp_path / "agent.sock")
+    agent = subprocess.Popen(["ssh-agent", "-D", "-a", socket_path], stdout=subprocess.DEVNULL)
+    try:
+        add = None
+        for _ in range(100):  # ssh-add fails until the agent has bound its socket
+            add = subprocess.run(
+                ["ssh-add", str(ssh_lab.client_key)],
+                env={**os.environ, "SSH_AUTH_SOCK": socket_path},
+                capture_output=True,
+                timeout=10,
+            )
+            if add.returncode == 0:
+                break
+            threading.Event().wait(0.05)
+        assert add is not None and add.returncode == 0, add and add.stderr
+        yield socket_path
+    finally:
+        agent.terminate()
+        agent.wait(timeout=10)
+
+
+def test_ssh_agent_keys_authenticate(
+    tmp_path: Path, state_dir: Path, ssh_lab: SshLab, healthy_sshd: Sshd, agent_socket: str
+) -> None:
+    host = {**ssh_lab.host_vars(healthy_sshd), "name": "n1", "python": NODE_PYTHON}
+    del host["key_file"]
+    inventory = write_inventory(tmp_path / "inv.yaml", [host])
+    code, document = check_json(tmp_path, state_dir, inventory, SSH_AUTH_SOCK=agent_socket)
+    assert code == 0, document["hosts"][0]["error"]
+    code, document = check_json(tmp_path, state_dir, inventory)
+    assert code == 3
+    assert document["hosts"][0]["error"]["kind"] == "auth"
+
+
+def test_hosts_behind_a_jump_host_are_reached_through_it(
+    tmp_path: Path, state_dir: Path, ssh_lab: SshLab, healthy_sshd: Sshd
+) -> None:
+    jump_address, *behind = healthy_sshd.addresses
+    hosts = [
+        {**ssh_lab.host_vars(healthy_sshd, address), "name": f"behind{i}", "python": NODE_PYTHON}
+        for i, address in enumerate(behind)
+    ]
+    jump = f"{ssh_lab.user}@{jump_address}:{healthy_sshd.port}"
+    inventory = write_inventory(tmp_path / "inv.yaml", hosts, {"jump": jump})
+    code, document = check_json(tmp_path, state_dir, inventory)
+    assert code == 0, [h["error"] for h in document["hosts"]]
+
+    bad_jump = write_inventory(
+        tmp_path / "bad.yaml", hosts[:1], {"jump": f"{ssh_lab.user}@127.0.0.1:1"}
+    )
+    code, document = check_json(tmp_path, state_dir, bad_jump)
+    assert code == 3
+    error = document["hosts"][0]["error"]
+    assert error["kind"] == "unreachable"
+    assert "jump host" in error["message"]
+
+
+def test_host_dying_mid_command_is_unreachable_not_a_hang(
+    tmp_path: Path, state_dir: Path, ssh_lab: SshLab, healthy_sshd: Sshd
+) -> None:
+    doomed = ssh_lab.start_sshd(["127.0.0.10"], host_key=healthy_sshd.host_key)
+    pid_file = tmp_path / "slow.pid"
+    script = tmp_path / "slow-python"
+    script.write_text(f"#!/bin/sh\necho $$ > {pid_file}\nexec sleep 600\n")
+    script.chmod(0o755)
+    with (state_dir / "known_hosts").open("a") as known:
+        known.write(f"[127.0.0.10]:{doomed.port} {healthy_sshd.host_key_pub}\n")
+    host = {**ssh_lab.host_vars(doomed), "name": "doomed", "python": str(script)}
+    inventory = write_inventory(tmp_path / "inv.yaml", [host])
+    killer = threading.Thread(target=lambda: _kill_when(pid_file, doomed))
+    killer.start()
+    try:
+        code, document = check_json(tmp_path, state_dir, inventory)
+    finally:
+        killer.join()
+        doomed.stop()
+    assert code == 3
+    error = document["hosts"][0]["error"]
+    assert error["kind"] == "unreachable"
+    assert "lost" in error["message"]
+
+
+def _kill_when(pid_file: Path, sshd: Sshd) -> None:
+    for _ in range(600):
+        if pid_file.exists():
+            sshd.kill_all()
+            return
+        threading.Event().wait(0.05)
