@@ -33,5 +33,10 @@ def execute_step(options: GlobalOptions, spec: StepSpec) -> int:
     if options.json:
         print_json(step_run.document)
     else:
-        print_run(step_run.document, str(step_run.run_dir), only_problems=options.quiet)
+        print_run(
+            step_run.document,
+            str(step_run.run_dir),
+            only_problems=options.quiet,
+            detail=options.verbose,
+        )
     return exit_code(step_run.document, strict=options.strict)

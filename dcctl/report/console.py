@@ -52,11 +52,15 @@ def print_error(message: str) -> None:
     stderr_console().print(Text(f"dcctl: error: {message}", style="bold red"))
 
 
-def print_run(document: dict[str, Any], run_dir: str, only_problems: bool = False) -> None:
+def print_run(
+    document: dict[str, Any], run_dir: str, only_problems: bool = False, detail: bool = False
+) -> None:
     table = Table(show_lines=False)
-    for column in ("Host", "Status", "OS", "Kernel", "Driver", "CUDA", "GPUs"):
-        table.add_column(column, no_wrap=True, overflow="ellipsis")
-    table.add_column("Findings", overflow="fold", ratio=1)
+    # Name and status are never cut; the rest fold so nothing is hidden on a narrow terminal.
+    table.add_column("Host", no_wrap=True)
+    table.add_column("Status", no_wrap=True)
+    for column in ("OS", "Kernel", "Driver", "CUDA", "GPUs", "Findings"):
+        table.add_column(column, overflow="fold")
     hosts = sorted(document["hosts"], key=lambda h: _STATUS_ORDER.get(h["status"], 3))
     if only_problems:
         hosts = [host for host in hosts if host["status"] != "passed"]
@@ -75,7 +79,31 @@ def print_run(document: dict[str, Any], run_dir: str, only_problems: bool = Fals
     console = stdout_console()
     if hosts:
         console.print(table)
+    if detail:
+        for host in hosts:
+            console.print(_results_table(host))
     console.print(_summary_line(document, run_dir))
+
+
+def _results_table(host: dict[str, Any]) -> Table:
+    table = Table(title=host["name"], title_justify="left")
+    for column in ("Check", "Status", "Observed", "Expected", "Message"):
+        table.add_column(column, overflow="fold")
+    for result in host["results"]:
+        table.add_row(
+            result["id"],
+            Text(result["status"], style=_STATUS_STYLE.get(result["status"], "")),
+            _display(result.get("observed")),
+            _display(result.get("expected")),
+            result["message"],
+        )
+    return table
+
+
+def _display(value: Any) -> str:
+    if value is None:
+        return "-"
+    return value if isinstance(value, str) else json.dumps(value)
 
 
 def _findings(host: dict[str, Any]) -> Text:
