@@ -279,3 +279,37 @@ def test_shell_metacharacters_in_inventory_are_never_executed(
     assert result.code == 0, result.stdout + result.stderr
     assert list(canary_dir.iterdir()) == []
     assert {h["status"] for h in result.json()["hosts"]} == {"passed"}
+
+
+SYSROOTS = Path(__file__).parents[1] / "fixtures" / "sysroots"
+H100_EXPECT = {
+    "os": "Ubuntu 22.04*",
+    "kernel": ">=5.15",
+    "driver": ">=550.54",
+    "gpu_count": 8,
+    "gpu_model": "*H100*",
+    "ib_ports": 8,
+    "ib_rate": 400,
+}
+
+
+def test_recorded_node_trees_are_judged_over_ssh(
+    tmp_path: Path, state_dir: Path, healthy_hosts: list[dict[str, Any]]
+) -> None:
+    hosts = [
+        {**healthy_hosts[0], "name": "h100-ok",
+         "env": {"DCCTL_SYSROOT": str(SYSROOTS / "healthy-h100")}},
+        {**healthy_hosts[1], "name": "h100-ib-degraded",
+         "env": {"DCCTL_SYSROOT": str(SYSROOTS / "ib-degraded")}},
+    ]  # fmt: skip
+    inventory = write_inventory(tmp_path / "inv.yaml", hosts, {"expect": H100_EXPECT})
+    result = check(tmp_path, state_dir, inventory, "--json", "check")
+    assert result.code == 1, result.stderr
+    by_name = {h["name"]: h for h in result.json()["hosts"]}
+    healthy = by_name["h100-ok"]
+    assert healthy["status"] == "passed", [r for r in healthy["results"] if r["status"] != "pass"]
+    assert healthy["facts"]["driver"] == "550.54.15"
+    assert len(healthy["facts"]["gpus"]) == 8
+    degraded = by_name["h100-ib-degraded"]
+    failed = {r["id"] for r in degraded["results"] if r["status"] == "fail"}
+    assert failed == {"ib.ports", "ib.rate"}

@@ -3,7 +3,6 @@ one-line error each mistake gets."""
 
 from __future__ import annotations
 
-import os
 import sys
 import textwrap
 from pathlib import Path
@@ -542,15 +541,6 @@ def test_directory_instead_of_file(in_tmp: Path) -> None:
     with pytest.raises(InputError) as caught:
         load_inventory("inventories", env={})
     assert str(caught.value) == "inventories: is a directory, not an inventory file"
-
-
-@pytest.mark.skipif(os.geteuid() == 0, reason="root reads files whatever their mode")
-def test_unreadable_file(in_tmp: Path) -> None:
-    path = write(in_tmp, "all: {hosts: {a: }}")
-    (in_tmp / path).chmod(0)
-    with pytest.raises(InputError) as caught:
-        load_inventory(path, env={})
-    assert str(caught.value) == "rack.yaml: cannot read inventory: Permission denied"
 
 
 def test_other_os_error_is_one_line(in_tmp: Path) -> None:

@@ -1,0 +1,110 @@
+"""Walk the group tree of a composed inventory: which groups exist, their vars, their
+parents, and which hosts each lists directly."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+from yaml.nodes import MappingNode, Node
+
+from dcctl.inventory.document import Context, describe, mapping_items
+from dcctl.inventory.ranges import HostRangeError, expand_host_range
+from dcctl.inventory.variables import hint, merge_vars, parse_vars
+
+ALL_GROUP = "all"
+GROUP_KEYS = ("hosts", "vars", "children")
+
+# Characters that would make a name unselectable with --limit, or look like a range or glob.
+_NAME_FORBIDDEN = re.compile(r"[\s,*?\[\]]|^[!&]")
+
+
+@dataclass
+class GroupDef:
+    """A group as declared, merged over every place the file mentions it."""
+
+    order: int
+    vars: dict[str, Any] = field(default_factory=dict)
+    # parent name -> the key node declaring this group under it, for cycle messages
+    parents: dict[str, Node] = field(default_factory=dict)
+
+
+@dataclass
+class InventoryBuilder:
+    """What the walk over the document collects, before precedence is applied."""
+
+    groups: dict[str, GroupDef] = field(default_factory=dict)
+    # host -> merged host-level vars; insertion order is first-seen file order
+    host_vars: dict[str, dict[str, Any]] = field(default_factory=dict)
+    # host -> groups that list it directly
+    host_groups: dict[str, list[str]] = field(default_factory=dict)
+
+    def group(self, name: str) -> GroupDef:
+        if name not in self.groups:
+            self.groups[name] = GroupDef(order=len(self.groups))
+        return self.groups[name]
+
+    def add_host(self, name: str, group: str, host_vars: dict[str, Any]) -> None:
+        self.host_vars[name] = merge_vars(self.host_vars.get(name, {}), host_vars)
+        memberships = self.host_groups.setdefault(name, [])
+        if group not in memberships:
+            memberships.append(group)
+
+
+def _check_name(node: Node, name: str, kind: str, ctx: Context) -> None:
+    if _NAME_FORBIDDEN.search(name):
+        problem = f"invalid {kind} name: no spaces, ',', '*', '?', '[', ']' or leading '!' or '&'"
+        raise ctx.error(node, name, problem)
+
+
+def walk_top_level(root: Node, ctx: Context, builder: InventoryBuilder) -> None:
+    if not isinstance(root, MappingNode):
+        raise ctx.error(
+            root, "top level", f"expected a mapping of groups such as 'all:', got {describe(root)}"
+        )
+    builder.group(ALL_GROUP)
+    for name, key_node, value_node in mapping_items(root, "top level", ctx):
+        _check_name(key_node, name, "group", ctx)
+        if name != ALL_GROUP:
+            # Top-level groups other than `all` are its children, as in Ansible.
+            builder.group(name).parents.setdefault(ALL_GROUP, key_node)
+        _walk_group(name, value_node, ctx, builder)
+
+
+def _walk_group(name: str, node: Node, ctx: Context, builder: InventoryBuilder) -> None:
+    group = builder.group(name)
+    for key, key_node, value_node in mapping_items(node, name, ctx):
+        if key == "hosts":
+            _walk_hosts(name, value_node, ctx, builder)
+        elif key == "vars":
+            group.vars = merge_vars(group.vars, parse_vars(value_node, f"{name}.vars", ctx))
+        elif key == "children":
+            _walk_children(name, value_node, ctx, builder)
+        else:
+            known = hint(key, GROUP_KEYS) or f"; a group holds {', '.join(GROUP_KEYS)}"
+            raise ctx.error(key_node, f"{name}.{key}", f"unknown key{known}")
+
+
+def _walk_children(parent: str, node: Node, ctx: Context, builder: InventoryBuilder) -> None:
+    for child, key_node, value_node in mapping_items(node, f"{parent}.children", ctx):
+        _check_name(key_node, child, "group", ctx)
+        if child == ALL_GROUP:
+            raise ctx.error(key_node, child, "'all' holds every group; it cannot be a child")
+        builder.group(child).parents.setdefault(parent, key_node)
+        _walk_group(child, value_node, ctx, builder)
+
+
+def _walk_hosts(group: str, node: Node, ctx: Context, builder: InventoryBuilder) -> None:
+    for pattern, key_node, value_node in mapping_items(node, f"{group}.hosts", ctx):
+        host_vars = parse_vars(value_node, pattern, ctx)
+        for name in _expand_host_key(key_node, pattern, ctx):
+            _check_name(key_node, name, "host", ctx)
+            builder.add_host(name, group, host_vars)
+
+
+def _expand_host_key(node: Node, pattern: str, ctx: Context) -> list[str]:
+    try:
+        return expand_host_range(pattern)
+    except HostRangeError as exc:
+        raise ctx.error(node, pattern, f"bad host range: {exc.reason}") from None
