@@ -296,7 +296,7 @@ def evaluate_facts(facts: dict[str, Any], expect: dict[str, Any]) -> list[Result
     """
     results: list[Result] = []
     for key in expect:
-        if key not in _EXPECTATIONS:
+        if key not in EXPECT_KEYS:
             message = f"unknown expectation {key!r} (known: {', '.join(EXPECT_KEYS)})"
             results.append(Result(f"expect.{key}", "error", message, None, expect[key]))
     for key in _EXPECTATIONS:

@@ -17,9 +17,11 @@ class Result:
     observed: Any = None
     expected: Any = None
     kind: Kind = "check"
+    # The GPU a finding concerns: {"index", "pci_bus_id", "serial"}; None for node-wide results.
+    gpu: dict[str, Any] | None = None
 
     def to_json(self) -> dict[str, Any]:
-        return {
+        document = {
             "id": self.id,
             "kind": self.kind,
             "status": self.status,
@@ -27,3 +29,6 @@ class Result:
             "expected": self.expected,
             "message": self.message,
         }
+        if self.gpu is not None:
+            document["gpu"] = self.gpu
+        return document

@@ -179,14 +179,35 @@ def _parse_amount(node: Node, key: str, ctx: Context) -> float | int:
     return value
 
 
-def _parse_on_off(node: Node, key: str, ctx: Context) -> str:
+def _choice(*choices: str) -> _ValueParser:
+    """A parser for one of `choices`; YAML 1.1 reads a bare on/off (and yes/no) as a boolean."""
+    wanted = " or ".join(repr(c) for c in choices)
+
+    def parse(node: Node, key: str, ctx: Context) -> str:
+        value = ctx.construct(node, key)
+        if isinstance(value, bool):
+            value = "on" if value else "off"
+        if value not in choices:
+            raise ctx.error(node, key, f"expected {wanted}, got {describe(node)}")
+        return str(value)
+
+    return parse
+
+
+_parse_on_off = _choice("on", "off")
+
+
+def _parse_bool(node: Node, key: str, ctx: Context) -> bool:
     value = ctx.construct(node, key)
-    # YAML 1.1 reads a bare on/off (and yes/no) as a boolean.
-    if isinstance(value, bool):
-        return "on" if value else "off"
-    if value not in ("on", "off"):
-        raise ctx.error(node, key, f"expected 'on' or 'off', got {describe(node)}")
-    return str(value)
+    if not isinstance(value, bool):
+        raise ctx.error(node, key, f"expected true or false, got {describe(node)}")
+    return value
+
+
+def _parse_counts(node: Node, key: str, ctx: Context) -> list[int]:
+    if not isinstance(node, SequenceNode):
+        raise ctx.error(node, key, f"expected a list of whole numbers, got {describe(node)}")
+    return [_parse_count(item, key, ctx) for item in node.value]
 
 
 def _parse_mounts(node: Node, key: str, ctx: Context) -> list[str]:
@@ -222,4 +243,24 @@ _EXPECT_PARSERS: Mapping[str, _ValueParser] = {
     "mounts": _parse_mounts,
     "ib_ports": _parse_count,
     "ib_rate": _parse_positive_int,
+    "vbios_uniform": _parse_bool,
+    "persistence_mode": _choice("on", "off", "any"),
+    "mig_mode": _choice("on", "off", "any"),
+    "max_gpu_processes": _parse_count,
+    "ecc": _choice("on", "off", "any"),
+    "max_ecc_correctable": _parse_count,
+    "max_pcie_replays": _parse_count,
+    "max_gpu_temp_c": _parse_amount,
+    "max_power_fraction": _parse_amount,
+    "nvlink_links": _parse_count,
+    "max_nvlink_replay": _parse_count,
+    "max_nvlink_recovery": _parse_count,
+    "max_nvlink_crc": _parse_count,
+    "fabric_manager": _choice("auto", "required", "off"),
+    "xid_window_h": _parse_amount,
+    "ignore_xids": _parse_counts,
+    "nvidia_peermem": _choice("auto", "required", "off"),
+    "max_ib_link_downed": _parse_count,
+    "nvme_count": _parse_count,
+    "min_scratch_free_gb": _parse_amount,
 }
