@@ -33,3 +33,18 @@ def read_text(path: str) -> str | None:
             return handle.read()
     except (FileNotFoundError, NotADirectoryError):
         return None
+
+
+RECORDED_DIR = "/dcctl-recorded"
+
+
+def recorded_output(name: str) -> str | None:
+    """Under DCCTL_SYSROOT, a command's or library's recorded output instead of running it.
+
+    Probes that run a program (dmesg, systemctl, dcgmi) or call a library (NVML) read
+    `<sysroot>/dcctl-recorded/<name>` when a sysroot is active, so a recorded node is judged
+    end to end. Returns None on the live host, or when nothing was recorded under that name.
+    """
+    if active_sysroot() is None:
+        return None
+    return read_text(f"{RECORDED_DIR}/{name}")

@@ -1,0 +1,54 @@
+"""Recorded node trees for tests: the healthy H100 node, or it with one fault laid over it.
+
+A fault is a folder under tests/fixtures/faults/<name>/ holding only the files that differ
+from tests/fixtures/sysroots/healthy-h100/ (same relative paths). A file named `<path>.absent`
+removes `<path>` from the copy (a port that vanished, a module that is not loaded).
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+FIXTURES = Path(__file__).parent / "fixtures"
+HEALTHY = FIXTURES / "sysroots" / "healthy-h100"
+FAULTS = FIXTURES / "faults"
+
+# What the healthy node is expected to be: the inventory an operator would write for it.
+H100_EXPECT = {
+    "os": "Ubuntu 22.04*",
+    "kernel": ">=5.15",
+    "driver": ">=550.54",
+    "gpu_count": 8,
+    "gpu_model": "*H100*",
+    "ib_ports": 8,
+    "ib_rate": 400,
+}
+
+
+def fault_names() -> list[str]:
+    return sorted(p.name for p in FAULTS.iterdir() if p.is_dir()) if FAULTS.is_dir() else []
+
+
+def build_sysroot(destination: Path, fault: str | None = None) -> Path:
+    """A copy of the healthy tree with `fault`'s files laid over it; returns its root."""
+    root = destination / (fault or "healthy-h100")
+    shutil.copytree(HEALTHY, root, symlinks=True)
+    if fault is None:
+        return root
+    overlay = FAULTS / fault
+    for source in sorted(overlay.rglob("*")):
+        if source.is_dir():
+            continue
+        relative = source.relative_to(overlay)
+        if source.name.endswith(".absent"):
+            target = root / relative.with_name(source.name[: -len(".absent")])
+            if target.is_dir():
+                shutil.rmtree(target)
+            else:
+                target.unlink(missing_ok=True)
+            continue
+        target = root / relative
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(source, target)
+    return root
