@@ -13,7 +13,7 @@ from dcctl.inventory.model import Host
 def check(
     ctx: typer.Context,
     timeout: float = typer.Option(
-        60.0, "--timeout", min=1.0, help="Seconds each host may take, after connecting."
+        60.0, "--timeout", min=1.0, help="Seconds each host may take in all, connecting included."
     ),
 ) -> None:
     """Check every host's OS, kernel, NVIDIA driver, CUDA, GPUs, InfiniBand and mounts.

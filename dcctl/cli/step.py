@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import os
+import sys
+
 from dcctl.cli.options import GlobalOptions
-from dcctl.fleet.executor import FleetOptions
+from dcctl.fleet.executor import Fleet, FleetOptions
 from dcctl.inventory import load_inventory, select_hosts
 from dcctl.playbook.session import StepSpec, run_step
-from dcctl.results.document import exit_code
+from dcctl.results.document import EXIT_INTERRUPTED, exit_code
 
 
 def execute_step(options: GlobalOptions, spec: StepSpec) -> int:
@@ -21,14 +24,12 @@ def execute_step(options: GlobalOptions, spec: StepSpec) -> int:
     from dcctl.report.console import print_json, print_run
     from dcctl.report.progress import HostProgress
 
-    with HostProgress(spec.command, len(hosts), enabled=options.show_progress) as progress:
+    with (
+        Fleet(fleet_options) as fleet,
+        HostProgress(spec.command, len(hosts), enabled=options.show_progress) as progress,
+    ):
         step_run = run_step(
-            spec,
-            hosts,
-            inventory.source,
-            options.state_dir,
-            fleet_options,
-            on_progress=progress.host_done,
+            spec, hosts, inventory.source, options.state_dir, fleet, on_progress=progress.host_done
         )
     if options.json:
         print_json(step_run.document)
@@ -39,4 +40,11 @@ def execute_step(options: GlobalOptions, spec: StepSpec) -> int:
             only_problems=options.quiet,
             detail=options.verbose,
         )
-    return exit_code(step_run.document, strict=options.strict)
+    code = exit_code(step_run.document, strict=options.strict)
+    if code == EXIT_INTERRUPTED:
+        # Everything measured is on disk and printed. Worker threads still unwinding a
+        # handshake would hold interpreter exit for up to a connect timeout: leave now.
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+    return code

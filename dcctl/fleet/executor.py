@@ -5,6 +5,7 @@ A host's failure is a value in its outcome, never an exception that stops the ot
 
 from __future__ import annotations
 
+import signal
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -23,10 +24,10 @@ INTERRUPT_GRACE_S = 4.0
 
 @dataclass(frozen=True)
 class FleetOptions:
+    trusted_keys_file: Path
     forks: int = 64
     connect_timeout_s: float = 10.0
     accept_new_host_keys: bool = False
-    trusted_keys_file: Path = Path("known_hosts")
 
 
 @dataclass(frozen=True)
@@ -100,6 +101,8 @@ class Fleet:
         on_outcome: OutcomeCallback,
     ) -> None:
         self._cancel.set()
+        # A second Ctrl-C during the grace period must not lose what the first one saves.
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
         executor.shutdown(wait=False, cancel_futures=True)
         with self._lock:
             transports = list(self._transports.values())
@@ -129,7 +132,7 @@ class Fleet:
             return HostOutcome(host, payload, None, time.monotonic() - started)
         except HostError as exc:
             return HostOutcome(host, None, exc, time.monotonic() - started)
-        except Exception as exc:
+        except Exception as exc:  # one host's bug must not stop the fleet
             error = HostError("runtime", f"unexpected {type(exc).__name__}: {exc}")
             return HostOutcome(host, None, error, time.monotonic() - started)
 

@@ -17,6 +17,7 @@ from typing import Any
 
 from dcctl.inventory.model import Host
 from dcctl.node.payload import extract_payload
+from dcctl.node.watchdog import WATCHDOG_ENV
 from dcctl.transport.base import HostError, Transport
 
 MISSING_MARK = "<dcctl-runtime-missing>"
@@ -33,7 +34,7 @@ RUN_SCRIPT = (
 )
 UPLOAD_SCRIPT = (
     f"d={_CACHE_DIR}\n"
-    'umask 077 && mkdir -p "$d" && chmod 700 "$d" && t="$d/.runtime-$1.$$" '
+    'umask 077 && mkdir -p "$d" && chmod 700 "$d" && t=$(mktemp "$d/.runtime-XXXXXX") '
     '&& cat > "$t" && mv -f "$t" "$d/runtime-$1.pyz"\n'
 )
 _ZIP_EPOCH = (1980, 1, 1, 0, 0, 0)
@@ -68,17 +69,21 @@ def _add(archive: zipfile.ZipFile, name: str, data: bytes) -> None:
     archive.writestr(info, data)
 
 
+def _env_argv(host: Host, *extra: str) -> list[str]:
+    # The host's env reaches both scripts: it may move the cache (XDG_CACHE_HOME).
+    return ["env", *(f"{name}={value}" for name, value in host.env.items()), *extra]
+
+
 def task_argv(host: Host, runtime: Runtime, task: str, params: dict[str, Any]) -> list[str]:
-    env_assignments = [f"{name}={value}" for name, value in host.env.items()]
     return [
-        "env", *env_assignments,
+        *_env_argv(host, f"{WATCHDOG_ENV}=1"),
         "sh", "-c", RUN_SCRIPT, "dcctl-run", runtime.digest, host.python, task,
         json.dumps(params, separators=(",", ":")),
     ]  # fmt: skip
 
 
-def upload_argv(runtime: Runtime) -> list[str]:
-    return ["sh", "-c", UPLOAD_SCRIPT, "dcctl-upload", runtime.digest]
+def upload_argv(host: Host, runtime: Runtime) -> list[str]:
+    return [*_env_argv(host), "sh", "-c", UPLOAD_SCRIPT, "dcctl-upload", runtime.digest]
 
 
 def run_task(
@@ -89,7 +94,9 @@ def run_task(
     argv = task_argv(host, runtime, task, params)
     result = transport.run(argv, deadline)
     if result.exit_code == 97 and MISSING_MARK in result.stdout:
-        upload = transport.run(upload_argv(runtime), deadline, stdin=runtime.archive)
+        upload = transport.run(upload_argv(host, runtime), deadline, stdin=runtime.archive)
+        if upload.timed_out:
+            raise HostError("timeout", "uploading the node runtime took past the deadline")
         if upload.exit_code != 0:
             raise HostError(
                 "runtime",

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from dcctl.node.facts import TaskParamsError, facts_task
 from dcctl.node.payload import format_payload
+from dcctl.node.watchdog import start_if_requested
 
 EXIT_OK = 0
 EXIT_BROKEN = 1
@@ -54,6 +55,7 @@ def main(argv: list[str] | None = None, tasks: Mapping[str, Task] | None = None)
         return _bad_request(f"params are not valid JSON: {exc}")
     if not isinstance(params, dict):
         return _bad_request(f"params must be a JSON object, got {type(params).__name__}")
+    start_if_requested()
     try:
         result = task(params)
     except TaskParamsError as exc:

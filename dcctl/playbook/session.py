@@ -3,6 +3,7 @@ result the moment it lands, and build the run document."""
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -10,10 +11,11 @@ from pathlib import Path
 from typing import Any
 
 from dcctl.evaluate.result import Result
-from dcctl.fleet.executor import Fleet, FleetOptions, HostOutcome
+from dcctl.fleet.executor import Fleet, HostOutcome
 from dcctl.inventory.model import Host
 from dcctl.results.document import RunMeta, host_document, run_document
 from dcctl.results.store import RunStore, new_run_id
+from dcctl.transport.base import HostError
 
 Evaluator = Callable[[Host, dict[str, Any]], list[Result]]
 ParamsFor = Callable[[Host], dict[str, Any]]
@@ -40,9 +42,10 @@ def run_step(
     hosts: Sequence[Host],
     inventory_source: str,
     state_dir: Path,
-    fleet_options: FleetOptions,
+    fleet: Fleet,
     on_progress: ProgressCallback,
 ) -> StepRun:
+    """Run one step; `fleet` holds the connections, so the steps of a run share them."""
     started = datetime.now(timezone.utc)
     meta = RunMeta(
         run_id=new_run_id(spec.command, started),
@@ -55,14 +58,21 @@ def run_step(
 
     def record(outcome: HostOutcome) -> None:
         facts = outcome.payload or {}
-        results = spec.evaluate(outcome.host, facts) if outcome.error is None else []
+        results: list[Result] = []
+        if outcome.error is None:
+            try:
+                results = spec.evaluate(outcome.host, facts)
+            except Exception as exc:  # one host's odd facts must not end the whole run
+                error = HostError(
+                    "runtime", f"evaluating results failed: {type(exc).__name__}: {exc}"
+                )
+                outcome = dataclasses.replace(outcome, error=error)
         document = host_document(outcome, facts, results)
         store.write_host(outcome.host.name, document)
         documents[outcome.host.name] = document
         on_progress(outcome.host.name, document["status"])
 
-    with Fleet(fleet_options) as fleet:
-        fleet_run = fleet.run(hosts, spec.task, spec.params_for, spec.timeout_s, record)
+    fleet_run = fleet.run(hosts, spec.task, spec.params_for, spec.timeout_s, record)
     ordered = [documents[host.name] for host in hosts if host.name in documents]
     document = run_document(
         meta, ordered, fleet_run.interrupted, finished_at=datetime.now(timezone.utc)

@@ -40,11 +40,12 @@ def print_json(document: Any) -> None:
 
 
 def print_table(title: str | None, columns: Sequence[str], rows: Sequence[Sequence[str]]) -> None:
-    table = Table(title=title, title_justify="left", show_lines=False)
+    table = Table(title=Text(title) if title else None, title_justify="left")
     for column in columns:
         table.add_column(column)
     for row in rows:
-        table.add_row(*row)
+        # Text, not str: node and inventory strings may hold "[...]", which rich reads as markup.
+        table.add_row(*(Text(cell) for cell in row))
     stdout_console().print(table)
 
 
@@ -67,13 +68,9 @@ def print_run(
     for host in hosts:
         summary = summarize_facts(host["facts"]) if host["facts"] else {}
         table.add_row(
-            host["name"],
+            Text(host["name"]),
             Text(host["status"], style=_STATUS_STYLE.get(host["status"], "")),
-            summary.get("os", "-"),
-            summary.get("kernel", "-"),
-            summary.get("driver", "-"),
-            summary.get("cuda", "-"),
-            summary.get("gpus", "-"),
+            *(Text(summary.get(key, "-")) for key in ("os", "kernel", "driver", "cuda", "gpus")),
             _findings(host),
         )
     console = stdout_console()
@@ -86,16 +83,16 @@ def print_run(
 
 
 def _results_table(host: dict[str, Any]) -> Table:
-    table = Table(title=host["name"], title_justify="left")
+    table = Table(title=Text(host["name"]), title_justify="left")
     for column in ("Check", "Status", "Observed", "Expected", "Message"):
         table.add_column(column, overflow="fold")
     for result in host["results"]:
         table.add_row(
-            result["id"],
+            Text(result["id"]),
             Text(result["status"], style=_STATUS_STYLE.get(result["status"], "")),
-            _display(result.get("observed")),
-            _display(result.get("expected")),
-            result["message"],
+            Text(_display(result.get("observed"))),
+            Text(_display(result.get("expected"))),
+            Text(result["message"]),
         )
     return table
 

@@ -13,10 +13,10 @@ class HostProgress:
     def __init__(self, description: str, total: int, enabled: bool) -> None:
         self._enabled = enabled and sys.stderr.isatty()
         self._progress = Progress(
-            TextColumn("{task.description}"),
+            TextColumn("{task.description}", markup=False),
             BarColumn(),
             MofNCompleteColumn(),
-            TextColumn("{task.fields[last]}", style="dim"),
+            TextColumn("{task.fields[last]}", style="dim", markup=False),
             TimeElapsedColumn(),
             console=Console(stderr=True),
             transient=True,

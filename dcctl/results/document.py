@@ -15,7 +15,6 @@ SCHEMA_ID = "dcctl.run/1"
 
 EXIT_OK = 0
 EXIT_FAILED = 1
-EXIT_USAGE = 2
 EXIT_HOST_ERROR = 3
 EXIT_INTERRUPTED = 130
 
@@ -36,15 +35,23 @@ def iso_utc(moment: datetime) -> str:
 def host_document(
     outcome: HostOutcome, facts: dict[str, Any], results: Sequence[Result]
 ) -> dict[str, Any]:
+    unjudged = [r for r in results if r.status == "error"]
+    error: dict[str, str] | None = None
     if outcome.error is not None:
         status = "error"
-        error: dict[str, str] | None = {
-            "kind": outcome.error.kind,
-            "message": outcome.error.message,
+        error = {"kind": outcome.error.kind, "message": outcome.error.message}
+    elif any(r.status == "fail" for r in results):
+        status = "failed"
+    elif unjudged:
+        # A check that could not be judged must not read as a pass: the host was not
+        # fully evaluated, which is what exit code 3 means.
+        status = "error"
+        error = {
+            "kind": "runtime",
+            "message": f"{len(unjudged)} check(s) could not be evaluated: {unjudged[0].message}",
         }
     else:
-        status = "failed" if any(r.status == "fail" for r in results) else "passed"
-        error = None
+        status = "passed"
     return {
         "name": outcome.host.name,
         "address": outcome.host.address,

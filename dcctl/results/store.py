@@ -53,12 +53,12 @@ class RunStore:
 
 
 def _make_private_dirs(top: Path, leaf: Path) -> None:
-    # mkdir's mode is masked by umask and skips existing parents: chmod each level we own.
-    leaf.mkdir(parents=True, exist_ok=True, mode=0o700)
-    for level in (leaf, *leaf.parents):
-        os.chmod(level, 0o700)
-        if level == top:
-            break
+    """Create top..leaf as 0700; directories that already exist are the user's to keep."""
+    levels = [leaf, *leaf.parents]
+    for level in reversed(levels[: levels.index(top) + 1]):
+        if not level.exists():
+            level.mkdir(parents=True, mode=0o700)
+            os.chmod(level, 0o700)  # mkdir's mode is masked by the umask
 
 
 def _write_json_atomic(path: Path, document: dict[str, Any]) -> Path:
@@ -67,6 +67,8 @@ def _write_json_atomic(path: Path, document: dict[str, Any]) -> Path:
         with os.fdopen(fd, "w") as out:
             json.dump(document, out, indent=2)
             out.write("\n")
+            out.flush()
+            os.fsync(out.fileno())
         os.chmod(temp_name, 0o600)
         os.replace(temp_name, path)
     except BaseException:

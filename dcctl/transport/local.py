@@ -9,6 +9,7 @@ import subprocess
 import threading
 import time
 from collections.abc import Sequence
+from typing import IO
 
 from dcctl.transport.base import (
     KILL_GRACE_S,
@@ -40,33 +41,56 @@ class LocalTransport:
             )
         except OSError as exc:
             raise HostError("runtime", f"cannot start {argv[0]!r}: {exc.strerror}") from exc
-        outputs: list[bytes] = []
-        reader = threading.Thread(
-            target=lambda: outputs.extend(proc.communicate(stdin)), daemon=True
-        )
-        reader.start()
+        stdout, stderr = _Reader(proc.stdout), _Reader(proc.stderr)
+        if stdin is not None and proc.stdin is not None:
+            with contextlib.suppress(BrokenPipeError):
+                proc.stdin.write(stdin)
+            proc.stdin.close()
+        # With no input, stdin stays open for the command's life, as over SSH: the node
+        # runtime treats EOF there as "the controller is gone".
         timed_out = False
-        while reader.is_alive():
-            reader.join(POLL_INTERVAL_S)
+        while proc.poll() is None:
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                proc.wait(POLL_INTERVAL_S)
             if self._cancel is not None and self._cancel.is_set():
                 _kill_group(proc)
-                reader.join(KILL_GRACE_S)
                 raise HostError("interrupted", "interrupted before this host finished")
             if time.monotonic() > deadline:
                 timed_out = True
                 _kill_group(proc)
-                reader.join(KILL_GRACE_S)
-                break
-        stdout, stderr = outputs if len(outputs) == 2 else (b"", b"")
+                proc.wait()
+        _kill_group(proc)  # children left behind by a command that exited
+        if proc.stdin is not None and not proc.stdin.closed:
+            proc.stdin.close()
         return CommandResult(
-            exit_code=TIMEOUT_EXIT_CODE if timed_out else proc.wait(),
-            stdout=stdout.decode(errors="replace"),
-            stderr=stderr.decode(errors="replace"),
+            exit_code=TIMEOUT_EXIT_CODE if timed_out else proc.returncode,
+            stdout=stdout.text(KILL_GRACE_S),
+            stderr=stderr.text(KILL_GRACE_S),
             timed_out=timed_out,
         )
 
     def close(self) -> None:
         """Nothing is held open between commands."""
+
+
+class _Reader:
+    """Drains one pipe in a thread so a chatty command never blocks on a full pipe."""
+
+    def __init__(self, pipe: IO[bytes] | None) -> None:
+        self._chunks: list[bytes] = []
+        self._thread = threading.Thread(target=self._drain, args=(pipe,), daemon=True)
+        self._thread.start()
+
+    def _drain(self, pipe: IO[bytes] | None) -> None:
+        if pipe is not None:
+            with pipe:
+                fd = pipe.fileno()
+                self._chunks.extend(iter(lambda: os.read(fd, 65536), b""))
+
+    def text(self, wait_s: float) -> str:
+        # A grandchild that escaped the kill may still hold the pipe: do not wait forever.
+        self._thread.join(wait_s)
+        return b"".join(self._chunks).decode(errors="replace")
 
 
 def _kill_group(proc: subprocess.Popen[bytes]) -> None:

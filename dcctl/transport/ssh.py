@@ -6,6 +6,7 @@ The only module that imports paramiko, so `dcctl --help` never pays for it.
 from __future__ import annotations
 
 import dataclasses
+import errno
 import logging
 import os
 import select
@@ -13,9 +14,10 @@ import shlex
 import socket
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import paramiko
 
@@ -110,13 +112,31 @@ class HostKeyStore:
             out.write(f"{name} {key.get_name()} {key.get_base64()}\n")
 
 
+class _SerializedAgentKey(paramiko.AgentKey):
+    """An agent key whose signing requests never interleave with another thread's.
+
+    paramiko's Agent connection has no lock: two hosts signing at once over one agent socket
+    read each other's replies and both fail authentication.
+    """
+
+    def __init__(self, key: paramiko.AgentKey, lock: threading.Lock) -> None:
+        super().__init__(key.agent, key.blob, key.comment)
+        self._sign_lock = lock
+
+    def sign_ssh_data(self, data: Any, algorithm: str | None = None) -> Any:
+        with self._sign_lock:
+            return super().sign_ssh_data(data, algorithm)
+
+
 class KeyRing:
     """Private keys and agent keys, each loaded at most once per run."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._files: dict[str, paramiko.PKey | str] = {}
-        self._agent: list[paramiko.AgentKey] | None = None
+        self._agent: paramiko.Agent | None = None
+        self._agent_keys_cache: list[paramiko.AgentKey] | None = None
+        self._agent_lock = threading.Lock()
 
     def keys_for(self, identity_files: Sequence[str]) -> tuple[list[paramiko.PKey], list[str]]:
         """Keys to offer, and a note per key file that could not be used (for the auth error)."""
@@ -139,11 +159,19 @@ class KeyRing:
 
     def _agent_keys(self) -> list[paramiko.AgentKey]:
         with self._lock:
-            if self._agent is None:
-                self._agent = (
-                    list(paramiko.Agent().get_keys()) if os.environ.get("SSH_AUTH_SOCK") else []
-                )
-            return self._agent
+            if self._agent_keys_cache is None:
+                self._agent_keys_cache = []
+                if os.environ.get("SSH_AUTH_SOCK"):
+                    self._agent = paramiko.Agent()
+                    self._agent_keys_cache = [
+                        _SerializedAgentKey(key, self._agent_lock) for key in self._agent.get_keys()
+                    ]
+            return self._agent_keys_cache
+
+    def close(self) -> None:
+        with self._lock:
+            if self._agent is not None:
+                self._agent.close()
 
 
 def _read_private_key(path: str) -> paramiko.PKey | str:
@@ -165,7 +193,7 @@ class SshContext:
         self.host_keys = HostKeyStore(options)
         self.keyring = KeyRing()
         self._config = _load_ssh_config(options.ssh_config)
-        self._jumps: dict[str, paramiko.Transport] = {}
+        self._jumps: dict[str, paramiko.Transport | HostError] = {}
         self._jump_locks: dict[str, threading.Lock] = {}
         self._lock = threading.Lock()
 
@@ -212,10 +240,19 @@ class SshContext:
         with self._lock:
             lock = self._jump_locks.setdefault(jump, threading.Lock())
         with lock:
-            transport = self._jumps.get(jump)
-            if transport is None or not transport.is_active():
-                transport = self._connect_jump(jump, target.identity_files, cancel)
-                self._jumps[jump] = transport
+            known = self._jumps.get(jump)
+            # A dead bastion is tried once per run, not once per host behind it.
+            if isinstance(known, HostError):
+                raise HostError(known.kind, known.message)
+            if known is None or not known.is_active():
+                try:
+                    known = self._connect_jump(jump, target.identity_files, cancel)
+                except HostError as exc:
+                    if exc.kind != "interrupted":
+                        self._jumps[jump] = exc
+                    raise
+                self._jumps[jump] = known
+            transport = known
         try:
             return transport.open_channel(
                 "direct-tcpip",
@@ -239,14 +276,16 @@ class SshContext:
         # A bastion usually takes the same key as the hosts behind it; offer that one too.
         extra = tuple(f for f in target_identity_files if f not in endpoint.identity_files)
         endpoint = dataclasses.replace(endpoint, identity_files=endpoint.identity_files + extra)
-        sock = _tcp_connect(endpoint, self.options.connect_timeout_s)
+        sock = _tcp_connect(endpoint, self.options.connect_timeout_s, cancel, lambda _s: None)
         return _handshake(self, sock, endpoint, cancel)
 
     def close(self) -> None:
         with self._lock:
             for transport in self._jumps.values():
-                transport.close()
+                if isinstance(transport, paramiko.Transport):
+                    transport.close()
             self._jumps.clear()
+        self.keyring.close()
 
 
 class SshTransport:
@@ -264,18 +303,26 @@ class SshTransport:
     def _connection(self) -> paramiko.Transport:
         if self._transport is not None and self._transport.is_active():
             return self._transport
+        self.close()  # a connection that died: release its socket before opening another
         check_cancelled(self._cancel)
         endpoint = self._endpoint
         if endpoint.jump:
             self._sock = self._context.jump_channel(endpoint.jump, endpoint, self._cancel)
         else:
-            self._sock = _tcp_connect(endpoint, self._context.options.connect_timeout_s)
+            self._sock = _tcp_connect(
+                endpoint, self._context.options.connect_timeout_s, self._cancel, self._hold
+            )
         try:
+            check_cancelled(self._cancel)
             self._transport = _handshake(self._context, self._sock, endpoint, self._cancel)
         except HostError:
             self._sock.close()
             raise
         return self._transport
+
+    def _hold(self, sock: socket.socket) -> None:
+        """Keep the socket being connected where close() (Ctrl-C) can reach it."""
+        self._sock = sock
 
     def run(
         self, argv: Sequence[str], deadline: float, stdin: bytes | None = None
@@ -291,16 +338,28 @@ class SshTransport:
             ) from exc
 
     def _run(self, argv: Sequence[str], deadline: float, stdin: bytes | None) -> CommandResult:
+        connection = self._connection()
+        check_cancelled(self._cancel)
+        # Measured after connecting, so the node's own kill never outlasts our deadline.
         remaining = deadline - time.monotonic()
         if remaining <= 0:
-            raise HostError("timeout", f"no time left to run {argv[0]} on {self._endpoint.display}")
-        channel = self._connection().open_session(timeout=self._context.options.connect_timeout_s)
+            raise HostError(
+                "timeout", f"{self._endpoint.display}: deadline passed before {argv[0]} could start"
+            )
+        channel = connection.open_session(timeout=self._context.options.connect_timeout_s)
         try:
+            channel.settimeout(remaining)
             channel.exec_command(shlex.join(remote_timeout_argv(argv, remaining)))
-            if stdin:
+            if stdin is not None:
                 channel.sendall(stdin)
-            channel.shutdown_write()
+                channel.shutdown_write()
+            # Otherwise stdin stays open: the node runtime exits when it sees EOF there, so a
+            # controller that vanishes (Ctrl-C, crash) takes its remote work with it.
             return self._collect(channel, deadline)
+        except TimeoutError as exc:
+            raise HostError(
+                "timeout", f"{self._endpoint.display}: sending input took past the deadline"
+            ) from exc
         finally:
             channel.close()
 
@@ -362,18 +421,68 @@ def _transport_gone(channel: paramiko.Channel) -> bool:
     return transport is None or not transport.is_active()
 
 
-def _tcp_connect(endpoint: Endpoint, timeout_s: float) -> socket.socket:
+def _tcp_connect(
+    endpoint: Endpoint,
+    timeout_s: float,
+    cancel: threading.Event | None,
+    hold: Callable[[socket.socket], None],
+) -> socket.socket:
+    """Connect without blocking for long, so Ctrl-C lands within a poll interval."""
     where = f"{endpoint.display} ({endpoint.address}:{endpoint.port})"
     try:
-        return socket.create_connection((endpoint.address, endpoint.port), timeout=timeout_s)
-    except TimeoutError as exc:
-        raise HostError("unreachable", f"{where}: connect timed out after {timeout_s:g}s") from exc
-    except ConnectionRefusedError as exc:
-        raise HostError("unreachable", f"{where}: connection refused (is sshd running?)") from exc
+        addresses = socket.getaddrinfo(
+            endpoint.address, endpoint.port, type=socket.SOCK_STREAM, proto=socket.IPPROTO_TCP
+        )
     except socket.gaierror as exc:
         raise HostError("unreachable", f"{where}: cannot resolve host name ({exc})") from exc
-    except OSError as exc:
-        raise HostError("unreachable", f"{where}: {exc.strerror or exc}") from exc
+    give_up_at = time.monotonic() + timeout_s
+    error: HostError | None = None
+    for family, kind, proto, _name, address in addresses:
+        sock = socket.socket(family, kind, proto)
+        hold(sock)
+        try:
+            _connect_polling(sock, address, give_up_at, cancel)
+        except ConnectionRefusedError:
+            sock.close()
+            error = HostError("unreachable", f"{where}: connection refused (is sshd running?)")
+            continue
+        except TimeoutError:
+            sock.close()
+            error = HostError("unreachable", f"{where}: connect timed out after {timeout_s:g}s")
+            break
+        except OSError as exc:
+            sock.close()
+            check_cancelled(cancel)
+            error = HostError("unreachable", f"{where}: {exc.strerror or exc}")
+            continue
+        sock.settimeout(timeout_s)
+        return sock
+    assert error is not None
+    raise error
+
+
+def _connect_polling(
+    sock: socket.socket,
+    address: Any,
+    give_up_at: float,
+    cancel: threading.Event | None,
+) -> None:
+    sock.setblocking(False)
+    code = sock.connect_ex(address)
+    if code not in (0, errno.EINPROGRESS):
+        raise OSError(code, os.strerror(code))
+    while code == errno.EINPROGRESS:
+        check_cancelled(cancel)
+        if time.monotonic() > give_up_at:
+            raise TimeoutError
+        _, writable, _ = select.select([], [sock], [], POLL_INTERVAL_S)
+        if writable:
+            code = sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+            if code == errno.ECONNREFUSED:
+                raise ConnectionRefusedError
+            if code:
+                raise OSError(code, os.strerror(code))
+    sock.setblocking(True)
 
 
 def _handshake(
@@ -388,19 +497,14 @@ def _handshake(
     transport.banner_timeout = timeout_s
     transport.handshake_timeout = timeout_s
     transport.auth_timeout = timeout_s
-    known_types = context.host_keys.known_types(endpoint.known_hosts_name)
-    if known_types:
-        # Ask for the key type we already trust, so a host with several keys is not "unknown".
-        options = transport.get_security_options()
-        options.key_types = tuple(
-            known_types + [t for t in options.key_types if t not in known_types]
-        )
     try:
+        _prefer_known_key_types(transport, context.host_keys.known_types(endpoint.known_hosts_name))
         # Longer than banner_timeout, so a silent peer fails on the banner with a clear error
         # instead of start_client returning early with no session.
         transport.start_client(timeout=2 * timeout_s + 1)
-        if not transport.is_active():
-            raise HostError("timeout", f"{where}: SSH handshake did not finish in time")
+        if not transport.initial_kex_done:
+            raise HostError("timeout", f"{where}: SSH key exchange did not finish in time")
+        check_cancelled(cancel)
         context.host_keys.verify(endpoint.known_hosts_name, transport.get_remote_server_key())
         _authenticate(context, transport, endpoint)
     except HostError:
@@ -413,8 +517,26 @@ def _handshake(
             raise HostError(
                 "timeout", f"{where}: no SSH banner within {timeout_s:g}s (host hung?)"
             ) from exc
-        raise HostError("unreachable", f"{where}: SSH handshake failed: {exc}") from exc
+        reason = str(exc) or type(exc).__name__
+        raise HostError("unreachable", f"{where}: SSH handshake failed: {reason}") from exc
     return transport
+
+
+# known_hosts names an RSA key `ssh-rsa`; paramiko negotiates it as one of these signatures.
+_KEY_TYPE_ALIASES = {"ssh-rsa": ("rsa-sha2-512", "rsa-sha2-256")}
+
+
+def _prefer_known_key_types(transport: paramiko.Transport, known_types: list[str]) -> None:
+    """Ask for a host key type we already trust, so a host with several keys is not "unknown"."""
+    options = transport.get_security_options()
+    supported = list(options.key_types)
+    wanted: list[str] = []
+    for known in known_types:
+        for key_type in _KEY_TYPE_ALIASES.get(known, (known,)):
+            if key_type in supported and key_type not in wanted:
+                wanted.append(key_type)
+    if wanted:
+        options.key_types = tuple(wanted + [t for t in supported if t not in wanted])
 
 
 def _authenticate(context: SshContext, transport: paramiko.Transport, endpoint: Endpoint) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -44,3 +45,22 @@ def healthy_sshd(ssh_lab: SshLab) -> Sshd:
 def lab_known_hosts(ssh_lab: SshLab, healthy_sshd: Sshd) -> Path:
     """known_hosts with healthy_sshd's host key for each of its addresses."""
     return write_known_hosts(ssh_lab.root / "known_hosts", [healthy_sshd])
+
+
+@pytest.fixture
+def state_dir(tmp_path: Path, lab_known_hosts: Path) -> Path:
+    """A fresh state dir whose trusted known_hosts holds the healthy lab hosts' keys."""
+    state = tmp_path / "state"
+    state.mkdir()
+    shutil.copy(lab_known_hosts, state / "known_hosts")
+    return state
+
+
+@pytest.fixture
+def slow_python(tmp_path: Path) -> tuple[Path, Path]:
+    """An 'interpreter' that records its pid and hangs: a node task that never finishes."""
+    pid_file = tmp_path / "slow.pid"
+    script = tmp_path / "slow-python"
+    script.write_text(f"#!/bin/sh\necho $$ > {pid_file}\nexec sleep 600\n")
+    script.chmod(0o755)
+    return script, pid_file

@@ -46,6 +46,11 @@ _LIVE: set[Sshd] = set()
 _LIVE_LOCK = threading.Lock()
 
 
+# The node interpreter for lab hosts: the system python starts fast (python3 on PATH may be
+# a pyenv shim, a shell script).
+NODE_PYTHON = "/usr/bin/python3"
+
+
 class SshLabError(RuntimeError):
     """The lab could not set something up (sshd did not start, keygen failed, ...)."""
 

@@ -104,3 +104,39 @@ def test_help_imports_no_ssh_torch_or_nvml() -> None:
     imported = {line.split("|")[-1].strip().split(".")[0] for line in proc.stderr.splitlines()}
     assert "typer" in imported
     assert not imported & {"paramiko", "torch", "pynvml"}
+
+
+def local_inventory(tmp_path: Path, sysroot: Path, expect: str = "{}") -> Path:
+    inventory = tmp_path / "inv.yaml"
+    inventory.write_text(
+        "all:\n  hosts:\n    recorded:\n      connection: local\n"
+        f"      python: {sys.executable}\n      env: {{DCCTL_SYSROOT: '{sysroot}'}}\n"
+        f"      expect: {expect}\n"
+    )
+    return inventory
+
+
+def test_node_strings_are_shown_verbatim_never_as_markup(tmp_path: Path) -> None:
+    sysroot = tmp_path / "node"
+    (sysroot / "etc").mkdir(parents=True)
+    (sysroot / "etc" / "os-release").write_text('PRETTY_NAME="Evil [/] OS [red]x"\n')
+    inventory = local_inventory(tmp_path, sysroot)
+    result = run_dcctl(["-i", str(inventory), "--state-dir", str(tmp_path / "s"), "check"],
+                       home=tmp_path, env={"COLUMNS": "250"})  # fmt: skip
+    assert result.code == 0, result.stderr
+    assert "Evil [/] OS [red]x" in result.stdout
+
+
+def test_a_check_that_cannot_be_judged_is_not_a_pass(tmp_path: Path) -> None:
+    sysroot = tmp_path / "node"
+    (sysroot / "proc" / "meminfo").mkdir(parents=True)  # unreadable as a file
+    inventory = local_inventory(tmp_path, sysroot, expect="{min_memory_gb: 1}")
+    result = run_dcctl(
+        ["-i", str(inventory), "--json", "--state-dir", str(tmp_path / "s"), "check"],
+        home=tmp_path,
+    )
+    assert result.code == 3, result.stderr
+    (host,) = result.json()["hosts"]
+    assert host["status"] == "error"
+    assert host["error"]["kind"] == "runtime"
+    assert "could not be evaluated" in host["error"]["message"]

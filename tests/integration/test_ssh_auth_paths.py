@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 import threading
 from collections.abc import Iterator
@@ -12,17 +11,7 @@ from typing import Any
 
 import pytest
 from cli_runner import run_dcctl
-from sshlab import Sshd, SshLab, write_inventory
-
-NODE_PYTHON = "/usr/bin/python3"
-
-
-@pytest.fixture
-def state_dir(tmp_path: Path, lab_known_hosts: Path) -> Path:
-    state = tmp_path / "state"
-    state.mkdir()
-    shutil.copy(lab_known_hosts, state / "known_hosts")
-    return state
+from sshlab import NODE_PYTHON, SilentListener, Sshd, SshLab, known_hosts_lines, write_inventory
 
 
 def check_json(tmp_path: Path, state: Path, inventory: Path, **env: str) -> Any:
@@ -78,17 +67,48 @@ def agent_socket(tmp_path: Path, ssh_lab: SshLab) -> Iterator[str]:
         agent.wait(timeout=10)
 
 
-def test_ssh_agent_keys_authenticate(
-    tmp_path: Path, state_dir: Path, ssh_lab: SshLab, healthy_sshd: Sshd, agent_socket: str
+@pytest.fixture(scope="module")
+def wide_sshd(ssh_lab: SshLab, healthy_sshd: Sshd) -> Sshd:
+    """16 more loopback hosts, for behaviour that only shows when many hosts run at once."""
+    addresses = [f"127.0.1.{i}" for i in range(1, 17)]
+    return ssh_lab.start_sshd(addresses, host_key=healthy_sshd.host_key)
+
+
+def test_ssh_agent_keys_authenticate_many_hosts_at_once(
+    tmp_path: Path, state_dir: Path, ssh_lab: SshLab, wide_sshd: Sshd, agent_socket: str
 ) -> None:
-    host = {**ssh_lab.host_vars(healthy_sshd), "name": "n1", "python": NODE_PYTHON}
-    del host["key_file"]
-    inventory = write_inventory(tmp_path / "inv.yaml", [host])
+    with (state_dir / "known_hosts").open("a") as known:
+        known.writelines(line + "\n" for line in known_hosts_lines(wide_sshd))
+    hosts = []
+    for address in wide_sshd.addresses:
+        host = {**ssh_lab.host_vars(wide_sshd, address), "name": address, "python": NODE_PYTHON}
+        del host["key_file"]
+        hosts.append(host)
+    inventory = write_inventory(tmp_path / "inv.yaml", hosts)
     code, document = check_json(tmp_path, state_dir, inventory, SSH_AUTH_SOCK=agent_socket)
-    assert code == 0, document["hosts"][0]["error"]
+    assert code == 0, [h["error"] for h in document["hosts"] if h["error"]]
     code, document = check_json(tmp_path, state_dir, inventory)
     assert code == 3
-    assert document["hosts"][0]["error"]["kind"] == "auth"
+    assert {h["error"]["kind"] for h in document["hosts"]} == {"auth"}
+
+
+def test_host_known_by_its_rsa_key_is_reached(
+    tmp_path: Path, state_dir: Path, ssh_lab: SshLab
+) -> None:
+    rsa_key = tmp_path / "host_rsa"
+    subprocess.run(["ssh-keygen", "-q", "-t", "rsa", "-b", "2048", "-N", "", "-f", str(rsa_key)],
+                   check=True)  # fmt: skip
+    rsa_sshd = ssh_lab.start_sshd(["127.0.0.11"], host_key=rsa_key)
+    try:
+        public = (tmp_path / "host_rsa.pub").read_text().split()[:2]
+        with (state_dir / "known_hosts").open("a") as known:
+            known.write(f"[127.0.0.11]:{rsa_sshd.port} {' '.join(public)}\n")
+        host = {**ssh_lab.host_vars(rsa_sshd), "name": "rsa", "python": NODE_PYTHON}
+        inventory = write_inventory(tmp_path / "inv.yaml", [host])
+        code, document = check_json(tmp_path, state_dir, inventory)
+    finally:
+        rsa_sshd.stop()
+    assert code == 0, document["hosts"][0]["error"]
 
 
 def test_hosts_behind_a_jump_host_are_reached_through_it(
@@ -112,6 +132,24 @@ def test_hosts_behind_a_jump_host_are_reached_through_it(
     error = document["hosts"][0]["error"]
     assert error["kind"] == "unreachable"
     assert "jump host" in error["message"]
+
+
+def test_a_dead_jump_host_is_tried_once_for_all_hosts_behind_it(
+    tmp_path: Path, state_dir: Path, ssh_lab: SshLab, healthy_sshd: Sshd
+) -> None:
+    hosts = [
+        {**ssh_lab.host_vars(healthy_sshd, address), "name": f"behind{i}", "python": NODE_PYTHON}
+        for i, address in enumerate(healthy_sshd.addresses)
+    ]
+    with SilentListener("127.0.0.1") as bastion:
+        jump = f"{ssh_lab.user}@{bastion.address}:{bastion.port}"
+        inventory = write_inventory(tmp_path / "inv.yaml", hosts, {"jump": jump})
+        code, document = check_json(tmp_path, state_dir, inventory)
+        attempts = len(bastion.connections)
+    assert code == 3
+    assert {h["error"]["kind"] for h in document["hosts"]} == {"timeout"}
+    assert all("jump host" in h["error"]["message"] for h in document["hosts"])
+    assert attempts == 1
 
 
 def test_host_dying_mid_command_is_unreachable_not_a_hang(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 import threading
 import time
 from pathlib import Path
@@ -49,3 +50,20 @@ def test_missing_program_is_a_runtime_error() -> None:
     with pytest.raises(HostError) as error:
         LocalTransport().run(["/nonexistent/python"], deadline=time.monotonic() + 5)
     assert error.value.kind == "runtime"
+
+
+def test_without_input_stdin_stays_open_for_the_command() -> None:
+    # A closed stdin is readable (EOF) at once; an open, silent one is not.
+    probe = "import select, sys; r, _, _ = select.select([sys.stdin], [], [], 1); print(bool(r))"
+    open_result = LocalTransport().run([sys.executable, "-c", probe], time.monotonic() + 10)
+    closed_result = LocalTransport().run(
+        [sys.executable, "-c", probe], time.monotonic() + 10, stdin=b""
+    )
+    assert (open_result.stdout, closed_result.stdout) == ("False\n", "True\n")
+
+
+def test_large_output_is_not_lost() -> None:
+    result = LocalTransport().run(
+        ["sh", "-c", "head -c 3000000 /dev/zero | tr '\\\\0' x"], deadline=time.monotonic() + 20
+    )
+    assert len(result.stdout) == 3_000_000
