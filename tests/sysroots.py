@@ -23,6 +23,32 @@ H100_EXPECT = {
     "gpu_model": "*H100*",
     "ib_ports": 8,
     "ib_rate": 400,
+    "mounts": ["/data", "/raid"],
+    "nvme_count": 8,
+}
+
+# Each fault and the only results that may differ from `pass` on it (with H100_EXPECT and a
+# DCGM level 1 run). The healthy node has none.
+FAULT_FINDINGS: dict[str, set[str]] = {
+    "gpu-missing": {"gpu.count"},
+    "row-remap-pending": {"gpu.row_remap"},
+    "pcie-x8": {"gpu.pcie.width"},
+    "nvlink-down": {"gpu.nvlink.state"},
+    "thermal-slowdown": {"gpu.clocks"},
+    "vbios-mismatch": {"gpu.vbios"},
+    "xid-79": {"kernel.xid"},
+    "sxid-fatal": {"kernel.sxid"},
+    "mlx5-pcie-limited": {"kernel.mlx5_pcie"},
+    "nouveau-loaded": {"modules.nouveau"},
+    "peermem-missing": {"modules.peermem"},
+    "fabric-manager-down": {"fabric.manager"},
+    # A down port is also below the port count and the rate: three true statements.
+    "ib-port-down": {"ib.state", "ib.ports", "ib.rate"},
+    "ib-half-rate": {"ib.rate"},
+    "ib-link-flaps": {"ib.link_downed"},
+    "nvme-missing": {"nvme.count"},
+    "mount-read-only": {"mounts.writable:/raid"},
+    "dcgm-fail": {"dcgm.software"},
 }
 
 

@@ -1,4 +1,4 @@
-"""`dcctl check`: OS, kernel, driver, CUDA, GPUs, IB and disks of every host against `expect`."""
+"""`dcctl check`: OS, kernel, driver, CUDA, GPU health, kernel log, IB and disks of every host."""
 
 from __future__ import annotations
 
@@ -15,29 +15,51 @@ def check(
     timeout: float = typer.Option(
         60.0, "--timeout", min=1.0, help="Seconds each host may take in all, connecting included."
     ),
+    dcgm: int | None = typer.Option(
+        None,
+        "--dcgm",
+        min=1,
+        max=3,
+        help="Also run `dcgmi diag -r N` (1: ~1 min, 2: ~15 min, 3: ~1 h) on every host; "
+        "the host's time limit grows to match.",
+        show_default=False,
+    ),
 ) -> None:
-    """Check every host's OS, kernel, NVIDIA driver, CUDA, GPUs, InfiniBand and mounts.
+    """Check every host's OS, kernel, NVIDIA driver, CUDA, GPU health (ECC, row remaps, PCIe,
+    clocks, NVLink, fabric), kernel log XIDs, InfiniBand ports and mounts.
 
-    Facts with no expectation are reported, not judged. Examples:
+    Health checks use built-in thresholds, overridable under `expect`; other facts are judged
+    only where the inventory sets an expectation. Examples:
 
       dcctl check
 
       dcctl -i rack1.yaml -l rack1 check
 
+      dcctl -i rack1.yaml --dcgm 1 check
+
       dcctl -i rack1.yaml --json check | jq '.hosts[] | select(.status != "passed")'
     """
     from dcctl.cli.step import execute_step
-    from dcctl.evaluate.check import evaluate_facts
+    from dcctl.evaluate.node import evaluate_node, health_expect
+    from dcctl.node.probes.dcgm import DCGM_TIMEOUT_S
     from dcctl.playbook.session import StepSpec
 
     def params_for(host: Host) -> dict[str, Any]:
-        return {"scratch_dir": host.scratch_dir}
+        return {
+            "scratch_dir": host.scratch_dir,
+            "xid_window_h": health_expect(host.expect)["xid_window_h"],
+            "dcgm_level": dcgm,
+        }
 
     def evaluate(host: Host, facts: dict[str, Any]) -> list[Any]:
-        return evaluate_facts(facts, host.expect)
+        return evaluate_node(facts, host.expect)
 
     spec = StepSpec(
-        command="check", task="facts", params_for=params_for, evaluate=evaluate, timeout_s=timeout
+        command="check",
+        task="facts",
+        params_for=params_for,
+        evaluate=evaluate,
+        timeout_s=timeout + (DCGM_TIMEOUT_S[dcgm] if dcgm else 0),
     )
     with reporting_errors():
         code = execute_step(global_options(ctx), spec)

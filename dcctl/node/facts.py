@@ -6,9 +6,12 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from dcctl.node.probes import gpu, ib, software, system
+from dcctl.node.probes import dcgm, gpu, ib, kernel_log, modules, software, storage, system
 
 DEFAULT_SCRATCH_DIR = "/var/tmp/dcctl"
+# The controller sends expect.xid_window_h; this mirrors its HEALTH_DEFAULTS value, which the
+# node cannot import (only dcctl.node is shipped).
+DEFAULT_XID_WINDOW_H = 24
 
 
 class TaskParamsError(ValueError):
@@ -37,6 +40,27 @@ PROBES: tuple[Probe, ...] = (
     Probe("mounts", ("mounts",), lambda p: {"mounts": system.collect_mounts()}),
     Probe("scratch", ("scratch",), lambda p: {"scratch": system.collect_scratch(p["scratch_dir"])}),
     Probe("ib", ("ib",), lambda p: {"ib": ib.collect_ib()}),
+    Probe(
+        "kernel_log",
+        ("kernel_log",),
+        lambda p: {
+            "kernel_log": kernel_log.collect_kernel_log(p.get("xid_window_h", DEFAULT_XID_WINDOW_H))
+        },
+    ),
+    Probe("modules", ("modules",), lambda p: {"modules": modules.collect_modules()}),
+    Probe(
+        "nvswitch",
+        ("nvswitch_count",),
+        lambda p: {"nvswitch_count": modules.collect_nvswitch_count()},
+    ),
+    Probe(
+        "fabric_manager",
+        ("fabric_manager",),
+        lambda p: {"fabric_manager": modules.collect_fabric_manager()},
+    ),
+    Probe("nvme", ("nvme",), lambda p: {"nvme": storage.collect_nvme()}),
+    # No key at all unless the controller asked for a DCGM level (check --dcgm N).
+    Probe("dcgm", ("dcgm",), lambda p: dcgm.collect_dcgm(p.get("dcgm_level"))),
 )
 
 
@@ -44,7 +68,14 @@ def _params(raw: dict[str, Any]) -> dict[str, Any]:
     scratch_dir = raw.get("scratch_dir", DEFAULT_SCRATCH_DIR)
     if not isinstance(scratch_dir, str) or not scratch_dir.startswith("/"):
         raise TaskParamsError(f"scratch_dir must be an absolute path, got {scratch_dir!r}")
-    return {"scratch_dir": scratch_dir}
+    dcgm_level = raw.get("dcgm_level")
+    # `type(...) is int`: JSON true and 1.0 compare equal to 1 but are not a level.
+    if dcgm_level is not None and not (type(dcgm_level) is int and dcgm_level in dcgm.DCGM_LEVELS):
+        raise TaskParamsError(f"dcgm_level must be 1, 2 or 3, got {dcgm_level!r}")
+    xid_window_h = raw.get("xid_window_h", DEFAULT_XID_WINDOW_H)
+    if type(xid_window_h) not in (int, float) or not 0 < xid_window_h < float("inf"):
+        raise TaskParamsError(f"xid_window_h must be a positive number, got {xid_window_h!r}")
+    return {"scratch_dir": scratch_dir, "dcgm_level": dcgm_level, "xid_window_h": xid_window_h}
 
 
 def collect_facts(params: dict[str, Any], probes: Sequence[Probe] = PROBES) -> dict[str, Any]:

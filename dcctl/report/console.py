@@ -25,6 +25,7 @@ _STATUS_STYLE = {
 }
 # Failures first: a person reading a 1,000-row table looks at the top.
 _STATUS_ORDER = {"failed": 0, "error": 1, "passed": 2}
+_FINDING_ORDER = {"fail": 0, "error": 1, "warn": 2}
 
 
 def stdout_console() -> Console:
@@ -104,14 +105,14 @@ def _display(value: Any) -> str:
 
 
 def _findings(host: dict[str, Any]) -> Text:
-    if host["error"] is not None:
-        return Text(f"{host['error']['kind']}: {host['error']['message']}", style="yellow")
     text = Text()
-    for result in host["results"]:
-        if result["status"] in ("fail", "warn", "error"):
-            if text:
-                text.append("\n")
-            text.append(result["message"], style=_STATUS_STYLE.get(result["status"], ""))
+    if host["error"] is not None:
+        text.append(f"{host['error']['kind']}: {host['error']['message']}", style="yellow")
+    problems = [r for r in host["results"] if r["status"] in _FINDING_ORDER]
+    for result in sorted(problems, key=lambda r: _FINDING_ORDER[r["status"]]):
+        if text:
+            text.append("\n")
+        text.append(result["message"], style=_STATUS_STYLE.get(result["status"], ""))
     return text
 
 

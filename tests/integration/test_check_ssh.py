@@ -15,7 +15,7 @@ import jsonschema
 import pytest
 from cli_runner import dcctl_env, load_schema, run_dcctl
 from sshlab import NODE_PYTHON, SilentListener, Sshd, SshLab, refused_endpoint, write_inventory
-from sysroots import FIXTURES, H100_EXPECT, HEALTHY
+from sysroots import FAULT_FINDINGS, H100_EXPECT, build_sysroot
 
 CONNECT_TIMEOUT_S = 2.0
 
@@ -274,26 +274,30 @@ def test_shell_metacharacters_in_inventory_are_never_executed(
     assert {h["status"] for h in result.json()["hosts"]} == {"passed"}
 
 
-def test_recorded_node_trees_are_judged_over_ssh(
+def test_recorded_nodes_are_judged_end_to_end_over_ssh(
     tmp_path: Path, state_dir: Path, healthy_hosts: list[dict[str, Any]]
 ) -> None:
+    # One real sshd host per recorded node: the healthy H100 and each fault laid over it.
+    nodes: dict[str, Path] = {"healthy": build_sysroot(tmp_path / "trees")}
+    for fault in FAULT_FINDINGS:
+        nodes[fault] = build_sysroot(tmp_path / "trees", fault)
     hosts = [
-        {**healthy_hosts[0], "name": "h100-ok",
-         "env": {"DCCTL_SYSROOT": str(HEALTHY)}},
-        {**healthy_hosts[1], "name": "h100-ib-degraded",
-         "env": {"DCCTL_SYSROOT": str(FIXTURES / "sysroots" / "ib-degraded")}},
+        {**healthy_hosts[i % len(healthy_hosts)], "name": name,
+         "env": {"DCCTL_SYSROOT": str(root)}}
+        for i, (name, root) in enumerate(nodes.items())
     ]  # fmt: skip
     inventory = write_inventory(tmp_path / "inv.yaml", hosts, {"expect": H100_EXPECT})
-    result = check(tmp_path, state_dir, inventory, "--json", "check")
+    result = check(tmp_path, state_dir, inventory, "--json", "check", "--dcgm", "1")
     assert result.code == 1, result.stderr
     by_name = {h["name"]: h for h in result.json()["hosts"]}
-    healthy = by_name["h100-ok"]
+    healthy = by_name["healthy"]
     assert healthy["status"] == "passed", [r for r in healthy["results"] if r["status"] != "pass"]
     assert healthy["facts"]["driver"] == "550.54.15"
     assert len(healthy["facts"]["gpus"]) == 8
-    degraded = by_name["h100-ib-degraded"]
-    failed = {r["id"] for r in degraded["results"] if r["status"] == "fail"}
-    assert failed == {"ib.ports", "ib.rate"}
+    for fault, expected in FAULT_FINDINGS.items():
+        found = {r["id"] for r in by_name[fault]["results"] if r["status"] != "pass"}
+        assert found == expected, fault
+        assert by_name[fault]["status"] in ("failed", "passed")  # warnings alone still pass
 
 
 def pids_with_env(marker: str) -> list[int]:

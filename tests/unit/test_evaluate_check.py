@@ -12,7 +12,6 @@ import pytest
 from dcctl.evaluate.check import evaluate_facts, summarize_facts
 from dcctl.evaluate.result import Result
 from dcctl.node.facts import collect_facts
-from dcctl.node.probes import gpu
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures"
 
@@ -39,12 +38,8 @@ def sysroot_facts(monkeypatch: pytest.MonkeyPatch, name: str) -> dict[str, Any]:
 
 @pytest.fixture
 def h100(monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
-    facts = sysroot_facts(monkeypatch, "healthy-h100")
-    # The recorded tree has no CUDA version (no live NVML under a sysroot): take the GPU
-    # facts from the NVML recording of the same node, as a live run on it would.
-    nvml = gpu.parse_nvml(json.loads((FIXTURES / "nvml" / "healthy-h100.json").read_text()))
-    facts.update(nvml, gpu_source="nvml")
-    return facts
+    # The tree's NVML recording (dcctl-recorded/nvml.json) gives the GPUs and CUDA version.
+    return sysroot_facts(monkeypatch, "healthy-h100")
 
 
 @pytest.fixture
@@ -148,7 +143,8 @@ def test_invalid_requirement_is_an_error_result(h100: dict[str, Any]) -> None:
 
 
 def test_cuda_unknown_with_driver_loaded(monkeypatch: pytest.MonkeyPatch) -> None:
-    facts = sysroot_facts(monkeypatch, "healthy-h100")  # procfs source: no CUDA version
+    # A driver tree without an NVML recording: procfs source, no CUDA version.
+    facts = sysroot_facts(monkeypatch, "ib-degraded")
     result = evaluate_facts(facts, {"cuda": ">=12.4"})[0]
     assert result.status == "fail"
     assert result.message == "CUDA driver version unknown (expected >=12.4)"

@@ -32,8 +32,11 @@ REPO = Path(__file__).resolve().parent.parent.parent
 SYSROOTS = REPO / "tests" / "fixtures" / "sysroots"
 FACT_KEYS = {
     "os", "kernel", "cpu", "memory", "swap", "uptime_s", "python", "driver", "cuda", "gpus",
-    "gpu_source", "torch", "fio", "mounts", "scratch", "ib",
+    "gpu_source", "torch", "fio", "mounts", "scratch", "ib", "nvme", "kernel_log", "modules",
+    "nvswitch_count", "fabric_manager",
 }  # fmt: skip
+# Filled only when the controller asks for a DCGM level (check --dcgm N).
+ON_REQUEST_KEYS = {"dcgm"}
 
 
 def run_main(argv: list[str], **kwargs: Any) -> tuple[int, str]:
@@ -202,7 +205,7 @@ def test_no_probe_errors_key_when_all_succeed() -> None:
 
 def test_probe_table_covers_the_schema() -> None:
     keys = {key for probe in facts_module.PROBES for key in probe.keys}
-    assert keys == FACT_KEYS
+    assert keys == FACT_KEYS | ON_REQUEST_KEYS
     assert len({probe.name for probe in facts_module.PROBES}) == len(facts_module.PROBES)
 
 
@@ -252,12 +255,16 @@ def test_sysroot_healthy_h100_end_to_end() -> None:
     assert facts["swap"]["total_gb"] == 0.0
     assert facts["uptime_s"] == 1834567.42
     assert facts["driver"] == "550.54.15"
-    assert facts["gpu_source"] == "procfs"
+    assert facts["gpu_source"] == "nvml"  # the tree's dcctl-recorded/nvml.json
+    assert facts["cuda"] == "12.4"
     assert len(facts["gpus"]) == 8
     assert {g["name"] for g in facts["gpus"]} == {"NVIDIA H100 80GB HBM3"}
-    assert {"device": "10.0.0.5:/export/data", "mountpoint": "/data", "fstype": "nfs4"} in facts[
-        "mounts"
-    ]
+    data = next(m for m in facts["mounts"] if m["mountpoint"] == "/data")
+    assert (data["device"], data["fstype"], data["options"][0]) == (
+        "10.0.0.5:/export/data",
+        "nfs4",
+        "rw",
+    )
     assert [p["rate_gbps"] for p in facts["ib"] if p["link_layer"] == "InfiniBand"] == [400] * 8
     # The sysroot has /var/tmp but no /var/tmp/dcctl.
     assert facts["scratch"]["path"] == "/var/tmp/dcctl"

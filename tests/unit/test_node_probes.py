@@ -135,9 +135,12 @@ def test_parse_mounts_drops_pseudo_filesystems_and_unescapes() -> None:
     points = [m["mountpoint"] for m in mounts]
     assert "/proc" not in points
     assert "/sys/fs/cgroup" not in points
-    assert {"device": "10.0.0.5:/export/data", "mountpoint": "/data", "fstype": "nfs4"} in mounts
-    assert {"device": "/dev/md1", "mountpoint": "/", "fstype": "ext4"} in mounts
-    assert {"device": "/dev/nvme2n1", "mountpoint": "/mnt/local scratch", "fstype": "xfs"} in mounts
+    by_point = {m["mountpoint"]: m for m in mounts}
+    assert by_point["/data"]["device"] == "10.0.0.5:/export/data"
+    assert by_point["/data"]["fstype"] == "nfs4"
+    assert by_point["/"] == {"device": "/dev/md1", "mountpoint": "/", "fstype": "ext4",
+                             "options": ["rw", "relatime"]}  # fmt: skip
+    assert by_point["/mnt/local scratch"]["device"] == "/dev/nvme2n1"
     # autofs stays: an automounted path counts as present before anyone touched it.
     assert "autofs" in {m["fstype"] for m in mounts}
 
@@ -224,13 +227,14 @@ def test_parse_nvml_recording() -> None:
     assert facts["cuda"] == "12.4"
     assert len(facts["gpus"]) == 8
     first = facts["gpus"][0]
-    assert first == {
+    identity = {key: first[key] for key in ("index", "name", "uuid", "memory_total_mib")}
+    assert identity == {
         "index": 0,
         "name": "NVIDIA H100 80GB HBM3",
         "uuid": raw["devices"][0]["uuid"],
         "memory_total_mib": 81559,
-        "pci_bus_id": "00000000:18:00.0",
     }
+    assert first["pci_bus_id"] == "00000000:18:00.0"
     assert [g["index"] for g in facts["gpus"]] == list(range(8))
     assert len({g["uuid"] for g in facts["gpus"]}) == 8
 
@@ -271,9 +275,9 @@ def test_collect_gpu_from_recorded_driver_tree(use_sysroot: Any) -> None:
     facts = gpu.collect_gpu()
     assert gpu.driver_loaded() is True
     assert facts["driver"] == "550.54.15"
-    # Under a sysroot, live NVML/libcuda are not consulted: the record has no CUDA version.
-    assert facts["gpu_source"] == "procfs"
-    assert facts["cuda"] is None
+    # Under a sysroot, live NVML/libcuda are not consulted: the tree's NVML recording is.
+    assert facts["gpu_source"] == "nvml"
+    assert facts["cuda"] == "12.4"
     assert [g["pci_bus_id"][9:11] for g in facts["gpus"]] == [
         "18", "2A", "3A", "5D", "9A", "AB", "BA", "DB",
     ]  # fmt: skip
@@ -386,6 +390,7 @@ def test_parse_port_strips_state_codes() -> None:
         "phys_state": "Polling",
         "rate_gbps": 10,
         "link_layer": None,
+        "counters": dict.fromkeys(ib.COUNTER_FILES),
     }
 
 
@@ -404,7 +409,8 @@ def test_collect_ib_healthy(use_sysroot: Any) -> None:
     }
     assert [p["device"] for p in infiniband] == [f"mlx5_{n}" for n in range(8)]
     assert {"device": "mlx5_8", "port": 1, "state": "ACTIVE", "phys_state": "LinkUp",
-            "rate_gbps": 100, "link_layer": "Ethernet"} in ports  # fmt: skip
+            "rate_gbps": 100, "link_layer": "Ethernet",
+            "counters": dict.fromkeys(ib.COUNTER_FILES)} in ports  # fmt: skip
 
 
 def test_collect_ib_degraded(use_sysroot: Any) -> None:

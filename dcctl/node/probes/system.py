@@ -142,9 +142,13 @@ def _unescape_mount_field(field: str) -> str:
     return re.sub(r"\\([0-7]{3})", lambda m: chr(int(m.group(1), 8)), field)
 
 
-def parse_mounts(text: str) -> list[dict[str, str]]:
-    """/proc/mounts -> [{device, mountpoint, fstype}], kernel pseudo filesystems left out."""
-    mounts: list[dict[str, str]] = []
+def parse_mounts(text: str) -> list[dict[str, Any]]:
+    """/proc/mounts -> [{device, mountpoint, fstype, options}], kernel pseudo filesystems left out.
+
+    `options` is the list of mount options ("rw" or "ro" first), so a filesystem the kernel
+    remounted read-only after I/O errors shows up.
+    """
+    mounts: list[dict[str, Any]] = []
     for line in text.splitlines():
         fields = line.split()
         if len(fields) < 3 or fields[2] in PSEUDO_FSTYPES:
@@ -154,6 +158,7 @@ def parse_mounts(text: str) -> list[dict[str, str]]:
                 "device": _unescape_mount_field(fields[0]),
                 "mountpoint": _unescape_mount_field(fields[1]),
                 "fstype": fields[2],
+                "options": fields[3].split(",") if len(fields) > 3 else [],
             }
         )
     return mounts
@@ -203,7 +208,7 @@ def collect_python() -> str:
     return platform.python_version()
 
 
-def collect_mounts() -> list[dict[str, str]] | None:
+def collect_mounts() -> list[dict[str, Any]] | None:
     text = read_text("/proc/mounts")
     return None if text is None else parse_mounts(text)
 

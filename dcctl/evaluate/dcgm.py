@@ -1,0 +1,90 @@
+"""DCGM diagnostic results folded into the host's results: one `dcgm.<test>` id per test.
+
+A Fail or Warn row becomes its own Result naming the GPU; the Pass rows of a test fold into
+one Result ("Pass on 8 GPUs"), and so do its Skip rows, so a level-3 run reads as a dozen
+lines rather than a hundred.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from dcctl.evaluate.gpus import gpu_label, gpu_ref
+from dcctl.evaluate.result import Result, Status
+
+_FINDINGS: dict[str, Status] = {"Fail": "fail", "Warn": "warn"}
+_FOLDED: dict[str, Status] = {"Pass": "pass", "Skip": "skip"}
+
+
+def slug(name: str) -> str:
+    """ "Page Retirement/Row Remap" -> "page_retirement_row_remap"; "software" stays."""
+    return re.sub(r"[^a-z0-9]+", "_", name.lower()).strip("_") or "unnamed"
+
+
+def _gpus_by_index(facts: dict[str, Any]) -> dict[Any, dict[str, Any]]:
+    return {gpu.get("index"): gpu for gpu in facts.get("gpus") or []}
+
+
+def _row_result(row: dict[str, Any], gpus: dict[Any, dict[str, Any]]) -> Result:
+    name, raw = str(row.get("name")), str(row.get("result"))
+    index = row.get("gpu")
+    gpu = gpus.get(index) if index is not None else None
+    where = gpu_label(gpu) if gpu is not None else (f"GPU {index}" if index is not None else "")
+    info = row.get("info")
+    if raw in _FINDINGS:
+        status, detail = _FINDINGS[raw], info or raw
+    else:
+        status = "error"
+        detail = f"unrecognised DCGM status {raw!r}" + (f" ({info})" if info else "")
+    message = f"DCGM {name}: {where + ': ' if where else ''}{detail}"
+    return Result(
+        f"dcgm.{slug(name)}", status, message, raw, "Pass", gpu=gpu_ref(gpu) if gpu else None
+    )
+
+
+def _folded_result(rows: list[dict[str, Any]], raw: str) -> Result:
+    name = str(rows[0].get("name"))
+    on_gpus = [row for row in rows if row.get("gpu") is not None]
+    message = f"DCGM {name}: {raw}"
+    if on_gpus:
+        message += f" on {len(on_gpus)} GPU{'s' if len(on_gpus) != 1 else ''}"
+    infos = sorted({str(row["info"]) for row in rows if row.get("info")})
+    if infos and raw != "Pass":
+        # Why a test skipped is worth a line; a passing test's figures are in the facts.
+        message += f" ({'; '.join(infos)})"
+    return Result(f"dcgm.{slug(name)}", _FOLDED[raw], message, raw, "Pass")
+
+
+def _test_results(rows: list[dict[str, Any]], gpus: dict[Any, dict[str, Any]]) -> list[Result]:
+    results = [_row_result(row, gpus) for row in rows if row.get("result") not in _FOLDED]
+    for raw in _FOLDED:
+        same = [row for row in rows if row.get("result") == raw]
+        if same:
+            results.append(_folded_result(same, raw))
+    return results
+
+
+def evaluate_dcgm(facts: dict[str, Any]) -> list[Result]:
+    """Results for the DCGM run in facts["dcgm"]; [] when no DCGM level was requested."""
+    if "dcgm" not in facts:
+        return []
+    dcgm = facts["dcgm"]
+    if dcgm is None:
+        error = (facts.get("probe_errors") or {}).get("dcgm")
+        message = f"dcgm probe failed: {error}" if error else "DCGM diagnostic result missing"
+        return [Result("dcgm.diag", "error", message)]
+    level = dcgm.get("level")
+    if not dcgm.get("available"):
+        return [Result("dcgm.diag", "skip", f"DCGM diagnostic skipped: {dcgm.get('error')}")]
+    results: list[Result] = []
+    if dcgm.get("error"):
+        message = f"DCGM diagnostic level {level} did not complete: {dcgm['error']}"
+        results.append(Result("dcgm.diag", "error", message, None, level))
+    gpus = _gpus_by_index(facts)
+    by_test: dict[str, list[dict[str, Any]]] = {}
+    for row in dcgm.get("tests") or []:
+        by_test.setdefault(str(row.get("name")), []).append(row)
+    for rows in by_test.values():
+        results.extend(_test_results(rows, gpus))
+    return results

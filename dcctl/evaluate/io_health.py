@@ -1,0 +1,185 @@
+"""InfiniBand link health, NVMe count, scratch space and read-only mounts.
+
+These complement check.py's ib.ports / ib.rate / mounts.present / swap.state: a port that is
+down fails ib.state here and ib.ports there; both name it. `expect` arrives with
+HEALTH_DEFAULTS merged, so max_ib_link_downed is always set.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from dcctl.evaluate.result import Result, Status
+
+IB_STATE_OK = ("ACTIVE", "LinkUp")
+# Only controllers in this box count: an NVMe-oF namespace (tcp, rdma, fc) is remote storage.
+LOCAL_NVME_TRANSPORTS = (None, "pcie")
+
+
+class _BadExpectation(ValueError):
+    """The expectation's value has the wrong shape; reported as an `error` result."""
+
+
+def _integer(key: str, value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise _BadExpectation(f"invalid expectation {key}: expected an integer, got {value!r}")
+    return value
+
+
+def _number(key: str, value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise _BadExpectation(f"invalid expectation {key}: expected a number, got {value!r}")
+    return float(value)
+
+
+def _paths(value: Any) -> list[str]:
+    paths = [value] if isinstance(value, str) else value
+    if not isinstance(paths, list) or not all(isinstance(p, str) for p in paths):
+        raise _BadExpectation(
+            f"invalid expectation mounts: expected a list of paths, got {value!r}"
+        )
+    return paths
+
+
+def _probe_error(facts: dict[str, Any], probe: str, fallback: str) -> str:
+    error = (facts.get("probe_errors") or {}).get(probe)
+    return f"{probe} probe failed: {error}" if error else fallback
+
+
+def _ib_ports(facts: dict[str, Any]) -> list[dict[str, Any]]:
+    # RoCE NICs (link_layer Ethernet) sit in /sys/class/infiniband too; they are not IB ports.
+    return [p for p in facts.get("ib") or [] if p.get("link_layer") in (None, "InfiniBand")]
+
+
+def _port_name(port: dict[str, Any]) -> str:
+    return f"{port.get('device')}/{port.get('port')}"
+
+
+def _ib_state(facts: dict[str, Any]) -> list[Result]:
+    """FAIL per port not ACTIVE/LinkUp; one PASS when all are; nothing without IB."""
+    expected = "/".join(IB_STATE_OK)
+    if "ib" in facts and facts["ib"] is None:
+        error = _probe_error(facts, "ib", "InfiniBand ports unknown")
+        return [Result("ib.state", "error", error, None, expected)]
+    ports = _ib_ports(facts)
+    bad = [p for p in ports if (p.get("state"), p.get("phys_state")) != IB_STATE_OK]
+    if ports and not bad:
+        message = f"{len(ports)} InfiniBand ports ACTIVE and LinkUp"
+        return [Result("ib.state", "pass", message, len(ports), expected)]
+    return [
+        Result(
+            "ib.state",
+            "fail",
+            f"InfiniBand port {_port_name(p)} is {p.get('state')} ({p.get('phys_state')}), "
+            "expected ACTIVE (LinkUp)",
+            {k: p.get(k) for k in ("device", "port", "state", "phys_state")},
+            expected,
+        )
+        for p in bad
+    ]
+
+
+def _ib_link_downed(facts: dict[str, Any], expected: Any) -> list[Result]:
+    """WARN per port whose link went down more often than allowed since boot."""
+    limit = _integer("max_ib_link_downed", expected)
+    counted = [
+        p for p in _ib_ports(facts) if (p.get("counters") or {}).get("link_downed") is not None
+    ]
+    if not counted:
+        return []  # no IB, or a driver that hides the counters: nothing to judge
+    flapping = [p for p in counted if p["counters"]["link_downed"] > limit]
+    if not flapping:
+        most = max(p["counters"]["link_downed"] for p in counted)
+        message = f"{len(counted)} InfiniBand ports, at most {most} link-down events since boot"
+        return [Result("ib.link_downed", "pass", f"{message} (allowed {limit})", most, limit)]
+    return [
+        Result(
+            "ib.link_downed",
+            "warn",
+            f"InfiniBand port {_port_name(p)} went down {p['counters']['link_downed']} times "
+            f"since boot (link_downed counter, allowed {limit}): check the cable and switch port",
+            {"device": p.get("device"), "port": p.get("port"), **p["counters"]},
+            limit,
+        )
+        for p in flapping
+    ]
+
+
+def _nvme_count(facts: dict[str, Any], expected: Any) -> list[Result]:
+    want = _integer("nvme_count", expected)
+    controllers = facts.get("nvme")
+    if controllers is None:
+        error = _probe_error(facts, "nvme", "NVMe controllers unknown")
+        return [Result("nvme.count", "error", error, None, want)]
+    local = [c for c in controllers if c.get("transport") in LOCAL_NVME_TRANSPORTS]
+    message = f"{len(local)} NVMe controllers (expected {want})"
+    if local:
+        models = sorted({str(c.get("model")) for c in local})
+        message += f": {', '.join(models)}"
+    status: Status = "pass" if len(local) == want else "fail"
+    return [Result("nvme.count", status, message, len(local), want)]
+
+
+def _scratch_free(facts: dict[str, Any], expected: Any) -> list[Result]:
+    want = _number("min_scratch_free_gb", expected)
+    scratch = facts.get("scratch")
+    if scratch is None or scratch.get("free_gb") is None:
+        error = _probe_error(facts, "scratch", "free space in scratch_dir unknown")
+        return [Result("scratch.free", "error", error, None, expected)]
+    free = scratch["free_gb"]
+    message = f"{scratch.get('path')}: {free:g} GiB free (expected at least {want:g} GiB)"
+    status: Status = "pass" if free >= want else "fail"
+    return [Result("scratch.free", status, message, free, expected)]
+
+
+def _normalize_mountpoint(path: str) -> str:
+    return path.rstrip("/") or "/"
+
+
+def _mounts_writable(facts: dict[str, Any], expected: Any) -> list[Result]:
+    """Per expected path that is mounted: FAIL when read-only. An unmounted path or an
+    unknown mount table is mounts.present's finding, not repeated here."""
+    # Later entries shadow earlier ones on the same mount point, as the kernel shows them.
+    table = {_normalize_mountpoint(m["mountpoint"]): m for m in facts.get("mounts") or []}
+    results = []
+    for path in _paths(expected):
+        mount = table.get(_normalize_mountpoint(path))
+        if mount is None or mount.get("options") is None:
+            continue
+        result_id = f"mounts.writable:{path}"
+        if "ro" in mount["options"]:
+            message = f"{path} mounted read-only ({mount['fstype']} from {mount['device']})"
+            results.append(Result(result_id, "fail", message, "ro", "rw"))
+        else:
+            results.append(Result(result_id, "pass", f"{path} mounted read-write", "rw", "rw"))
+    return results
+
+
+Check = Callable[[dict[str, Any], Any], list[Result]]
+
+
+def _judged(result_id: str, check: Check, facts: dict[str, Any], expected: Any) -> list[Result]:
+    try:
+        return check(facts, expected)
+    except _BadExpectation as exc:
+        return [Result(result_id, "error", str(exc), None, expected)]
+
+
+# expect key -> the Result id it yields and how it is judged; results come out in this order.
+_EXPECTATIONS: tuple[tuple[str, str, Check], ...] = (
+    ("max_ib_link_downed", "ib.link_downed", _ib_link_downed),
+    ("nvme_count", "nvme.count", _nvme_count),
+    ("min_scratch_free_gb", "scratch.free", _scratch_free),
+    ("mounts", "mounts.writable", _mounts_writable),
+)
+
+
+def evaluate_io_health(facts: dict[str, Any], expect: dict[str, Any]) -> list[Result]:
+    """ib.state, ib.link_downed, then nvme.count, scratch.free and mounts.writable:<path>
+    when `expect` asks for them."""
+    results = _ib_state(facts)
+    for key, result_id, check in _EXPECTATIONS:
+        if expect.get(key) is not None:
+            results += _judged(result_id, check, facts, expect[key])
+    return results

@@ -1,0 +1,30 @@
+"""Everything `dcctl check` judges on one node: the inventory's expectations, then the health
+checks, which run with built-in thresholds (HEALTH_DEFAULTS) that `expect` may override."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from dcctl.evaluate.check import evaluate_facts
+from dcctl.evaluate.dcgm import evaluate_dcgm
+from dcctl.evaluate.gpu_health import evaluate_gpu_health
+from dcctl.evaluate.io_health import evaluate_io_health
+from dcctl.evaluate.node_health import evaluate_node_health
+from dcctl.evaluate.result import Result
+from dcctl.inventory.expect_keys import HEALTH_DEFAULTS
+
+
+def health_expect(expect: dict[str, Any]) -> dict[str, Any]:
+    """The host's expectations with every health threshold filled in."""
+    return {**HEALTH_DEFAULTS, **expect}
+
+
+def evaluate_node(facts: dict[str, Any], expect: dict[str, Any]) -> list[Result]:
+    settings = health_expect(expect)
+    return [
+        *evaluate_facts(facts, expect),
+        *evaluate_gpu_health(facts, settings),
+        *evaluate_node_health(facts, settings),
+        *evaluate_io_health(facts, settings),
+        *evaluate_dcgm(facts),
+    ]

@@ -1,0 +1,278 @@
+"""Node health beyond the GPUs themselves: the kernel log, kernel modules, the fabric manager.
+
+Judged on every node with the hardware, whether or not the inventory mentions them (`expect`
+arrives with HEALTH_DEFAULTS merged). A node without NVIDIA hardware gets no GPU results at
+all: a CPU node's report should not fill with skips about GPUs it never had.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+from collections.abc import Callable
+from typing import Any
+
+from dcctl.evaluate.gpus import gpu_by_bus_id, gpu_label, gpu_ref
+from dcctl.evaluate.result import Result, Status
+from dcctl.evaluate.xids import XIDS
+
+MODES = ("auto", "required", "off")
+NO_MODULE_LIST = "loaded modules unknown: no /proc/modules"
+# What follows the severity word of an SXid line is its description.
+_SEVERITY_RE = re.compile(r"(?:Non-fatal|Fatal),\s*")
+
+
+class _BadExpectation(ValueError):
+    """The expectation's value has the wrong shape; reported as an `error` result."""
+
+
+def _mode(key: str, value: Any) -> str:
+    # YAML 1.1 reads a bare `off` as False and `on` as True.
+    if value is False:
+        return "off"
+    if value is True:
+        return "required"
+    if isinstance(value, str) and value.strip().lower() in MODES:
+        return value.strip().lower()
+    raise _BadExpectation(
+        f"invalid expectation {key}: expected 'auto', 'required' or 'off', got {value!r}"
+    )
+
+
+def _ignored_xids(value: Any) -> set[int]:
+    if not isinstance(value, list) or not all(
+        isinstance(x, int) and not isinstance(x, bool) for x in value
+    ):
+        raise _BadExpectation(
+            f"invalid expectation ignore_xids: expected a list of XID numbers, got {value!r}"
+        )
+    return set(value)
+
+
+def _probe_failed(facts: dict[str, Any], probe: str) -> str | None:
+    error = (facts.get("probe_errors") or {}).get(probe)
+    return f"{probe} probe failed: {error}" if error is not None else None
+
+
+def _unknown(result_id: str, facts: dict[str, Any], probe: str, why: str) -> Result:
+    """A fact is missing: `error` when its probe broke, `skip` with the reason otherwise."""
+    error = _probe_failed(facts, probe)
+    if error is not None:
+        return Result(result_id, "error", error)
+    return Result(result_id, "skip", why)
+
+
+def _has_nvidia(facts: dict[str, Any]) -> bool:
+    driver = facts.get("gpu_source") not in (None, "none")
+    return driver or bool(facts.get("gpus")) or (facts.get("nvswitch_count") or 0) > 0
+
+
+def _times(count: int) -> str:
+    return f" x{count}" if count > 1 else ""
+
+
+def _hours(log: dict[str, Any]) -> str:
+    return f"{log.get('window_h', 0):g} h"
+
+
+def _counted(log: dict[str, Any], kind: str, fields: tuple[str, ...]) -> Counter[tuple[Any, ...]]:
+    """Events per key, including those the node only counted (`omitted`)."""
+    counts: Counter[tuple[Any, ...]] = Counter()
+    for event in log.get(kind) or []:
+        counts[tuple(event.get(f) for f in fields)] += 1
+    for entry in log.get("omitted") or []:
+        if entry.get("kind") == kind:
+            counts[tuple(entry.get(f) for f in fields)] += int(entry.get("count", 0))
+    return counts
+
+
+def _latest(log: dict[str, Any], kind: str, fields: tuple[str, ...]) -> dict[Any, dict[str, Any]]:
+    """The last listed event per key (events are in log order)."""
+    return {tuple(e.get(f) for f in fields): e for e in log.get(kind) or []}
+
+
+def _readable_log(facts: dict[str, Any]) -> tuple[dict[str, Any] | None, Result | None]:
+    """The kernel_log fact when it was read, else the result that says why not."""
+    log = facts.get("kernel_log")
+    if log is None:
+        return None, _unknown("kernel.xid", facts, "kernel_log", "kernel log not collected")
+    if log.get("source") == "none":
+        message = f"kernel log unreadable: {log.get('error') or 'no source'}"
+        return None, Result("kernel.xid", "skip", message)
+    return log, None
+
+
+def _gpu_for(facts: dict[str, Any], pci: str) -> dict[str, Any] | None:
+    # XID lines name the GPU by bus:device ("0000:18:00"); GPUs are function 0.
+    return gpu_by_bus_id(facts, pci if "." in pci else f"{pci}.0")
+
+
+def _xid_result(
+    facts: dict[str, Any], log: dict[str, Any], key: tuple[int, str], count: int
+) -> Result | None:
+    xid, pci = key
+    info = XIDS.get(xid)
+    if info is not None and info.severity == "application":
+        return None
+    gpu = _gpu_for(facts, pci)
+    where = gpu_label(gpu) if gpu is not None else f"PCI {pci}"
+    head = f"{where}: XID {xid}{_times(count)} in the last {_hours(log)}"
+    last = _latest(log, "xids", ("xid", "pci")).get(key, {})
+    observed = {"xid": xid, "pci": pci, "count": count, "last": last.get("text")}
+    ref = gpu_ref(gpu) if gpu is not None else None
+    if info is None:
+        message = f"{head}: not in dcctl's XID table, see NVIDIA's Xid catalog"
+        return Result("kernel.xid", "warn", message, observed, "no hardware XIDs", gpu=ref)
+    return Result(
+        "kernel.xid", "fail", f"{head}: {info.meaning}", observed, "no hardware XIDs", gpu=ref
+    )
+
+
+def _gpu_order(facts: dict[str, Any], key: tuple[Any, ...]) -> tuple[bool, int, str, int]:
+    """Known GPUs by index first, then addresses that match no GPU."""
+    xid, pci = key
+    index = (_gpu_for(facts, str(pci)) or {}).get("index")
+    if isinstance(index, int):
+        return (False, index, str(pci), int(xid))
+    return (True, 0, str(pci), int(xid))
+
+
+def _check_xids(facts: dict[str, Any], log: dict[str, Any], expect: dict[str, Any]) -> list[Result]:
+    ignored = _ignored_xids(expect.get("ignore_xids", []))
+    counts = _counted(log, "xids", ("xid", "pci"))
+    results = []
+    for key in sorted(counts, key=lambda k: _gpu_order(facts, k)):
+        if key[0] in ignored:
+            continue
+        result = _xid_result(facts, log, key, counts[key])
+        if result is not None:
+            results.append(result)
+    if results:
+        return results
+    message = f"no hardware XIDs in the last {_hours(log)}"
+    application = sorted({k[0] for k in counts if k[0] not in ignored})
+    if application:
+        message += f" (application XIDs not judged: {', '.join(map(str, application))})"
+    return [Result("kernel.xid", "pass", message, 0, "no hardware XIDs")]
+
+
+def _check_sxids(facts: dict[str, Any], log: dict[str, Any]) -> list[Result]:
+    counts = _counted(log, "sxids", ("sxid", "device"))
+    fatal = {(e.get("sxid"), e.get("device")) for e in log.get("sxids") or [] if e.get("fatal")}
+    latest = _latest(log, "sxids", ("sxid", "device"))
+    results = []
+    for key in sorted(counts, key=lambda k: (str(k[1]), int(k[0]))):
+        sxid, device = key
+        event = latest.get(key, {})
+        severity = "fatal" if key in fatal else "non-fatal"
+        detail = _SEVERITY_RE.split(str(event.get("text", "")), maxsplit=1)[-1]
+        switch = event.get("switch", "NVSwitch")
+        message = (
+            f"{switch} ({device}): SXid {sxid}{_times(counts[key])} ({severity}) "
+            f"in the last {_hours(log)}: {detail}"
+        )
+        status: Status = "fail" if key in fatal else "warn"
+        observed = {"sxid": sxid, "device": device, "count": counts[key], "fatal": key in fatal}
+        results.append(Result("kernel.sxid", status, message, observed, "no SXids"))
+    if not results and (facts.get("nvswitch_count") or 0) > 0:
+        message = f"no NVSwitch SXids in the last {_hours(log)}"
+        results.append(Result("kernel.sxid", "pass", message, 0, "no SXids"))
+    return results
+
+
+def _check_mlx5_pcie(log: dict[str, Any]) -> list[Result]:
+    results = []
+    for _, event in sorted(_latest(log, "pcie_bandwidth_limited", ("device",)).items()):
+        # "mlx5_core 0000:1a:00.0: 63.008 Gb/s available PCIe bandwidth, limited by ..."
+        detail = str(event.get("text", "")).partition(": ")[2]
+        message = f"mlx5 NIC {event.get('device')}: {detail}"
+        observed = {"device": event.get("device"), "text": event.get("text")}
+        expected = "full PCIe bandwidth"
+        results.append(Result("kernel.mlx5_pcie", "warn", message, observed, expected))
+    return results
+
+
+def _check_kernel_log(facts: dict[str, Any], expect: dict[str, Any], nvidia: bool) -> list[Result]:
+    log, unreadable = _readable_log(facts)
+    if log is None:
+        return [unreadable] if unreadable is not None and nvidia else []
+    results = _guarded("kernel.xid", _check_xids, facts, log, expect) if nvidia else []
+    return results + _check_sxids(facts, log) + _check_mlx5_pcie(log)
+
+
+def _check_nouveau(facts: dict[str, Any], nvidia: bool) -> list[Result]:
+    modules = facts.get("modules")
+    if modules is None:
+        return [_unknown("modules.nouveau", facts, "modules", NO_MODULE_LIST)] if nvidia else []
+    # nouveau only loads for an NVIDIA device, so where it is loaded the node has one, even
+    # when (because nouveau holds it) the nvidia driver could not load and facts show no GPU.
+    if "nouveau" in modules:
+        message = "nouveau is loaded: it holds the GPUs the nvidia driver needs (blacklist it)"
+        return [Result("modules.nouveau", "fail", message, True, "not loaded")]
+    if not nvidia:
+        return []
+    return [Result("modules.nouveau", "pass", "nouveau not loaded", False, "not loaded")]
+
+
+def _infiniband_ports(facts: dict[str, Any]) -> int:
+    # RoCE NICs (link_layer Ethernet) sit in /sys/class/infiniband too; they are not IB ports.
+    ports = facts.get("ib") or []
+    return sum(1 for p in ports if p.get("link_layer") in (None, "InfiniBand"))
+
+
+def _check_peermem(facts: dict[str, Any], expect: dict[str, Any]) -> list[Result]:
+    mode = _mode("nvidia_peermem", expect.get("nvidia_peermem", "auto"))
+    ports = _infiniband_ports(facts)
+    if mode == "off" or (mode == "auto" and ports == 0):
+        return []
+    modules = facts.get("modules")
+    if modules is None:
+        return [_unknown("modules.peermem", facts, "modules", NO_MODULE_LIST)]
+    why = f"{ports} InfiniBand ports" if ports else "required by the inventory"
+    if "nvidia_peermem" in modules:
+        message = f"nvidia_peermem loaded ({why})"
+        return [Result("modules.peermem", "pass", message, True, "loaded")]
+    message = (
+        f"nvidia_peermem not loaded ({why}): without it GPUDirect RDMA is off and "
+        "NCCL stages GPU traffic through host memory"
+    )
+    return [Result("modules.peermem", "fail", message, False, "loaded")]
+
+
+def _check_fabric_manager(facts: dict[str, Any], expect: dict[str, Any]) -> list[Result]:
+    mode = _mode("fabric_manager", expect.get("fabric_manager", "auto"))
+    switches = facts.get("nvswitch_count") or 0
+    if mode == "off" or (mode == "auto" and switches == 0):
+        return []
+    why = f"{switches} NVSwitches" if switches else "required by the inventory"
+    state = facts.get("fabric_manager")
+    if state is None:
+        error = _probe_failed(facts, "fabric_manager")
+        if error is not None:
+            return [Result("fabric.manager", "error", error)]
+        message = f"fabric manager state unknown: no systemctl to ask ({why})"
+        return [Result("fabric.manager", "fail", message, None, "active")]
+    if state == "active":
+        return [Result("fabric.manager", "pass", f"fabric manager active ({why})", state, "active")]
+    message = f"fabric manager {state} ({why}): GPUs cannot use NVLink until it runs"
+    return [Result("fabric.manager", "fail", message, state, "active")]
+
+
+def _guarded(result_id: str, check: Callable[..., list[Result]], *args: Any) -> list[Result]:
+    """The check's results, or one `error` result when an expectation has the wrong shape."""
+    try:
+        return check(*args)
+    except _BadExpectation as exc:
+        return [Result(result_id, "error", str(exc))]
+
+
+def evaluate_node_health(facts: dict[str, Any], expect: dict[str, Any]) -> list[Result]:
+    """kernel.xid, kernel.sxid, kernel.mlx5_pcie, modules.nouveau, modules.peermem and
+    fabric.manager results, in that order; only findings and, where judged, a pass."""
+    nvidia = _has_nvidia(facts)
+    results = _check_kernel_log(facts, expect, nvidia)
+    results += _check_nouveau(facts, nvidia)
+    if nvidia:
+        results += _guarded("modules.peermem", _check_peermem, facts, expect)
+        results += _guarded("fabric.manager", _check_fabric_manager, facts, expect)
+    return results

@@ -1,0 +1,190 @@
+"""Kernel log: NVIDIA XIDs, NVSwitch SXids and mlx5 "PCIe bandwidth limited" lines in a window.
+
+Reader: the journal (`journalctl -k`), else the ring buffer (`dmesg`), each under a short
+timeout; under DCCTL_SYSROOT the recorded `dcctl-recorded/kmsg.txt`, whose newest line is
+taken as "now". Parser: pure, ISO-timestamped lines (journal short-iso or dmesg iso) -> events.
+"""
+
+from __future__ import annotations
+
+import re
+import subprocess
+from datetime import datetime, timedelta, timezone
+from typing import Any
+
+from dcctl.node.sysroot import RECORDED_DIR, active_sysroot, recorded_output
+
+COMMAND_TIMEOUT_S = 3.0
+RECORDED_NAME = "kmsg.txt"
+EVENT_KINDS = ("xids", "sxids", "pcie_bandwidth_limited")
+# An application faulting in a loop can log one XID thousands of times a day; past this many
+# events per (kind, device, number) only a count travels back, so the payload stays small.
+MAX_EVENTS_PER_KEY = 20
+
+# journalctl short-iso: "2024-05-01T12:34:56+0000 host kernel: msg" (newer systemd: +00:00);
+# dmesg --time-format iso: "2024-05-01T12:34:56,123456+00:00 msg".
+_LINE_RE = re.compile(
+    r"^(\d{4})-(\d{2})-(\d{2})T(\d{2}):(\d{2}):(\d{2})(?:[.,](\d+))?(Z|[+-]\d{2}:?\d{2})?\s+(.*)$"
+)
+_JOURNAL_PREFIX_RE = re.compile(r"^\S+ kernel: ")
+_PCI = r"[0-9A-Fa-f]{4,8}:[0-9A-Fa-f]{2}:[0-9A-Fa-f]{2}(?:\.[0-7])?"
+# Older drivers print "Xid (0000:01:00)", current ones "Xid (PCI:0000:18:00)".
+_XID_RE = re.compile(rf"NVRM: Xid \((?:PCI:)?({_PCI})\): (\d+),\s*(.*)")
+_PID_NAME_RE = re.compile(r"pid=([^,]*), name=([^,]*),")
+# Only the first line of an SXid event names its severity; the "Severity N ..." and
+# "Data {...}" lines that follow repeat the number and must not count as more events.
+_SXID_RE = re.compile(rf"(nvidia-nvswitch\d+): SXid \(PCI:({_PCI})\): (\d+), (Non-fatal|Fatal),")
+# The PCI core prints this when the NIC is probed (boot, driver reload): a link degraded since
+# a boot older than the window is not seen here.
+_MLX5_LIMITED_RE = re.compile(rf"mlx5_core ({_PCI}): .*available PCIe bandwidth, limited by")
+_UNKNOWN = "<unknown>"
+
+
+def _parse_line(line: str) -> tuple[datetime, str] | None:
+    """(time, message) of one timestamped line; None for lines without an ISO timestamp."""
+    match = _LINE_RE.match(line)
+    if match is None:
+        return None
+    year, month, day, hour, minute, second, fraction, offset, rest = match.groups()
+    micro = int(fraction[:6].ljust(6, "0")) if fraction else 0
+    zone = timezone.utc
+    if offset and offset != "Z":
+        digits = offset[1:].replace(":", "")
+        delta = timedelta(hours=int(digits[:2]), minutes=int(digits[2:]))
+        zone = timezone(-delta if offset[0] == "-" else delta)
+    moment = datetime(
+        int(year), int(month), int(day), int(hour), int(minute), int(second), micro, zone
+    )
+    return moment, _JOURNAL_PREFIX_RE.sub("", rest, count=1)
+
+
+def newest_time(text: str) -> datetime | None:
+    """The latest timestamp in the log: "now" for a recorded log."""
+    times = [parsed[0] for parsed in map(_parse_line, text.splitlines()) if parsed is not None]
+    return max(times, default=None)
+
+
+def _xid_event(match: re.Match[str]) -> tuple[dict[str, Any], dict[str, Any]]:
+    key: dict[str, Any] = {"xid": int(match.group(2)), "pci": match.group(1).lower()}
+    extra: dict[str, Any] = {}
+    process = _PID_NAME_RE.match(match.group(3))
+    if process is not None:
+        pid, name = (part.strip().strip("'") for part in process.groups())
+        if pid.isdigit():
+            extra["pid"] = int(pid)
+        if name and name != _UNKNOWN:
+            extra["name"] = name
+    return key, extra
+
+
+def _match_event(message: str) -> tuple[str, dict[str, Any], dict[str, Any]] | None:
+    """(kind, key fields, other fields) for a line that reports an event, else None."""
+    xid = _XID_RE.search(message)
+    if xid is not None:
+        return ("xids", *_xid_event(xid))
+    sxid = _SXID_RE.search(message)
+    if sxid is not None:
+        key = {"sxid": int(sxid.group(3)), "device": sxid.group(2).lower()}
+        return "sxids", key, {"switch": sxid.group(1), "fatal": sxid.group(4) == "Fatal"}
+    limited = _MLX5_LIMITED_RE.search(message)
+    if limited is not None:
+        return "pcie_bandwidth_limited", {"device": limited.group(1).lower()}, {}
+    return None
+
+
+class _Events:
+    """Events per kind, capped per key; what the cap drops is counted in `omitted`."""
+
+    def __init__(self) -> None:
+        self.lists: dict[str, list[dict[str, Any]]] = {kind: [] for kind in EVENT_KINDS}
+        self.omitted: dict[tuple[Any, ...], dict[str, Any]] = {}
+        self._seen: dict[tuple[Any, ...], int] = {}
+
+    def add(self, kind: str, key: dict[str, Any], event: dict[str, Any]) -> None:
+        ident = (kind, *key.values())
+        self._seen[ident] = self._seen.get(ident, 0) + 1
+        if self._seen[ident] <= MAX_EVENTS_PER_KEY:
+            self.lists[kind].append({**key, **event})
+        else:
+            entry = self.omitted.setdefault(ident, {"kind": kind, **key, "count": 0})
+            entry["count"] += 1
+
+
+def parse_kernel_log(
+    text: str, now: datetime | None, window_h: float, source: str = "recorded"
+) -> dict[str, Any]:
+    """Kernel log lines -> {source, window_h, xids, sxids, pcie_bandwidth_limited}.
+
+    Only lines from the `window_h` hours up to `now` count (None: the log's newest line).
+    Each event carries its `time` (ISO 8601, as logged) and `text` (the message). Events past
+    MAX_EVENTS_PER_KEY for one key are listed in `omitted` as {kind, key fields, count}.
+    """
+    reference = now if now is not None else newest_time(text)
+    start = reference - timedelta(hours=window_h) if reference is not None else None
+    events = _Events()
+    for line in text.splitlines():
+        # Cheap test first: a live log has thousands of lines and almost none of them match.
+        if "Xid" not in line and "PCIe bandwidth" not in line:
+            continue
+        parsed = _parse_line(line)
+        if parsed is None or (start is not None and parsed[0] < start):
+            continue
+        found = _match_event(parsed[1])
+        if found is not None:
+            kind, key, extra = found
+            events.add(kind, key, {**extra, "text": parsed[1], "time": parsed[0].isoformat()})
+    facts: dict[str, Any] = {"source": source, "window_h": window_h, **events.lists}
+    if events.omitted:
+        facts["omitted"] = list(events.omitted.values())
+    return facts
+
+
+def _run(argv: list[str]) -> tuple[str | None, str]:
+    """(stdout, "") when the command exited 0, else (None, why it could not be read)."""
+    try:
+        proc = subprocess.run(
+            argv,
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            text=True,
+            errors="replace",
+            timeout=COMMAND_TIMEOUT_S,
+        )
+    except FileNotFoundError:
+        return None, f"{argv[0]}: not installed"
+    except subprocess.TimeoutExpired:
+        return None, f"{argv[0]}: no answer within {COMMAND_TIMEOUT_S:g} s"
+    except OSError as exc:
+        return None, f"{argv[0]}: {exc}"
+    if proc.returncode != 0:
+        lines = proc.stderr.strip().splitlines() or [f"exit status {proc.returncode}"]
+        return None, lines[-1]
+    return proc.stdout, ""
+
+
+def _unreadable(window_h: float, error: str) -> dict[str, Any]:
+    return {"source": "none", "window_h": window_h, "error": error}
+
+
+def collect_kernel_log(window_h: float) -> dict[str, Any]:
+    """parse_kernel_log's facts from the journal, else dmesg; {source: "none", error} if neither."""
+    if active_sysroot() is not None:
+        text = recorded_output(RECORDED_NAME)
+        if text is None:
+            return _unreadable(window_h, f"no recorded kernel log ({RECORDED_DIR}/{RECORDED_NAME})")
+        return parse_kernel_log(text, None, window_h)
+    now = datetime.now(timezone.utc)
+    # Seconds, not hours: journalctl's time spans take no fractions like "1e-05h".
+    since = f"--since=-{max(1, round(window_h * 3600))}s"
+    journal, journal_error = _run(
+        ["journalctl", "-k", since, "-o", "short-iso", "--no-pager", "-q"]
+    )
+    if journal:
+        return parse_kernel_log(journal, now, window_h, "journal")
+    # No journal, or an empty one: -q hides "insufficient permissions", so an empty answer
+    # may mean "not allowed to read" rather than "nothing logged". The ring buffer tells.
+    ring, dmesg_error = _run(["dmesg", "--time-format", "iso"])
+    if ring is not None:
+        return parse_kernel_log(ring, now, window_h, "dmesg")
+    why = journal_error or "journalctl: no kernel messages"
+    return _unreadable(window_h, f"{why}; {dmesg_error}")
