@@ -5,16 +5,18 @@ The only module that imports paramiko, so `dcctl --help` never pays for it.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import errno
 import logging
 import os
+import random
 import select
 import shlex
 import socket
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -49,6 +51,7 @@ class SshOptions:
     ssh_config: Path = field(default_factory=lambda: Path.home() / ".ssh" / "config")
     accept_new_host_keys: bool = False
     connect_timeout_s: float = 10.0
+    max_handshakes: int = 16
 
 
 @dataclass(frozen=True)
@@ -67,26 +70,62 @@ class Endpoint:
         return self.address if self.port == SSH_PORT else f"[{self.address}]:{self.port}"
 
 
+class TransientConnectError(HostError):
+    """A connect-phase failure worth one retry: refused, or reset before the SSH handshake."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__("unreachable", message)
+
+
 class HostKeyStore:
-    """known_hosts entries read once per run; new keys appended to dcctl's own file on request."""
+    """known_hosts read and indexed once per run; new keys appended to dcctl's own file on request.
+
+    Plain host names are looked up in a dict, so a 1,000-host run does not scan 1,000 lines per
+    host; only hashed entries (HashKnownHosts) need a per-entry HMAC test.
+    """
 
     def __init__(self, options: SshOptions) -> None:
-        self._keys = paramiko.HostKeys()
+        self._plain: dict[str, dict[str, paramiko.PKey]] = {}
+        self._hashed: list[tuple[str, paramiko.PKey]] = []
         for path in (options.user_known_hosts, options.trusted_keys_file):
             if path.is_file():
-                self._keys.load(str(path))
+                self._load(path)
         self._trusted_file = options.trusted_keys_file
         self._accept_new = options.accept_new_host_keys
         self._lock = threading.Lock()
 
+    def _load(self, path: Path) -> None:
+        for line in path.read_text(errors="replace").splitlines():
+            line = line.strip()
+            # Markers (@cert-authority, @revoked) are not host keys paramiko can check.
+            if not line or line.startswith(("#", "@")):
+                continue
+            try:
+                entry = paramiko.hostkeys.HostKeyEntry.from_line(line)
+            except (paramiko.SSHException, ValueError, TypeError):
+                continue
+            if entry is None or entry.key is None:
+                continue
+            for name in entry.hostnames:
+                if name.startswith("|1|"):
+                    self._hashed.append((name, entry.key))
+                else:
+                    self._plain.setdefault(name, {})[entry.key.get_name()] = entry.key
+
+    def _lookup(self, name: str) -> dict[str, paramiko.PKey]:
+        keys = dict(self._plain.get(name, {}))
+        for hashed, key in self._hashed:
+            if key.get_name() not in keys and paramiko.HostKeys.hash_host(name, hashed) == hashed:
+                keys[key.get_name()] = key
+        return keys
+
     def known_types(self, name: str) -> list[str]:
-        entry = self._keys.lookup(name)
-        return list(entry.keys()) if entry is not None else []
+        with self._lock:
+            return list(self._lookup(name))
 
     def verify(self, name: str, key: paramiko.PKey) -> None:
         with self._lock:
-            entry = self._keys.lookup(name)
-            known = entry.get(key.get_name()) if entry is not None else None
+            known = self._lookup(name).get(key.get_name())
             if known is not None:
                 if known == key:
                     return
@@ -102,7 +141,7 @@ class HostKeyStore:
                     f"unknown host key for {name} ({key.get_name()} {key.fingerprint}); "
                     "add it to ~/.ssh/known_hosts or rerun with --accept-new-host-keys",
                 )
-            self._keys.add(name, key.get_name(), key)
+            self._plain.setdefault(name, {})[key.get_name()] = key
             self._append_trusted(name, key)
 
     def _append_trusted(self, name: str, key: paramiko.PKey) -> None:
@@ -193,9 +232,21 @@ class SshContext:
         self.host_keys = HostKeyStore(options)
         self.keyring = KeyRing()
         self._config = _load_ssh_config(options.ssh_config)
+        self._handshakes = threading.BoundedSemaphore(options.max_handshakes)
         self._jumps: dict[str, paramiko.Transport | HostError] = {}
         self._jump_locks: dict[str, threading.Lock] = {}
         self._lock = threading.Lock()
+
+    @contextlib.contextmanager
+    def handshake_slot(self, cancel: threading.Event | None) -> Iterator[None]:
+        """Bound handshakes in flight apart from commands running: key exchange is the
+        CPU-heavy part, and too many at once only make every one of them slower."""
+        while not self._handshakes.acquire(timeout=POLL_INTERVAL_S):
+            check_cancelled(cancel)
+        try:
+            yield
+        finally:
+            self._handshakes.release()
 
     def endpoint(self, host: Host) -> Endpoint:
         return self.resolve(host.name, host.address, host.port, host.user, host.key_file, host.jump)
@@ -304,6 +355,20 @@ class SshTransport:
         if self._transport is not None and self._transport.is_active():
             return self._transport
         self.close()  # a connection that died: release its socket before opening another
+        try:
+            self._transport = self._open()
+        except TransientConnectError:
+            # A refused or reset connect is often sshd briefly over MaxStartups or restarting:
+            # one retry, after a jittered pause so a whole rack does not retry in lockstep.
+            pause = random.uniform(0.2, 1.0)
+            if self._cancel is None:
+                time.sleep(pause)
+            elif self._cancel.wait(pause):
+                check_cancelled(self._cancel)
+            self._transport = self._open()
+        return self._transport
+
+    def _open(self) -> paramiko.Transport:
         check_cancelled(self._cancel)
         endpoint = self._endpoint
         if endpoint.jump:
@@ -313,12 +378,15 @@ class SshTransport:
                 endpoint, self._context.options.connect_timeout_s, self._cancel, self._hold
             )
         try:
-            check_cancelled(self._cancel)
-            self._transport = _handshake(self._context, self._sock, endpoint, self._cancel)
+            # Wait for the banner outside the handshake slots: a hung host must not hold one.
+            _await_banner(
+                self._sock, endpoint, self._context.options.connect_timeout_s, self._cancel
+            )
+            with self._context.handshake_slot(self._cancel):
+                return _handshake(self._context, self._sock, endpoint, self._cancel)
         except HostError:
             self._sock.close()
             raise
-        return self._transport
 
     def _hold(self, sock: socket.socket) -> None:
         """Keep the socket being connected where close() (Ctrl-C) can reach it."""
@@ -444,7 +512,7 @@ def _tcp_connect(
             _connect_polling(sock, address, give_up_at, cancel)
         except ConnectionRefusedError:
             sock.close()
-            error = HostError("unreachable", f"{where}: connection refused (is sshd running?)")
+            error = TransientConnectError(f"{where}: connection refused (is sshd running?)")
             continue
         except TimeoutError:
             sock.close()
@@ -485,6 +553,24 @@ def _connect_polling(
     sock.setblocking(True)
 
 
+def _await_banner(
+    sock: socket.socket | paramiko.Channel,
+    endpoint: Endpoint,
+    timeout_s: float,
+    cancel: threading.Event | None,
+) -> None:
+    """Wait until the server has said something, without reading it (paramiko will)."""
+    give_up_at = time.monotonic() + timeout_s
+    while not select.select([sock], [], [], POLL_INTERVAL_S)[0]:
+        check_cancelled(cancel)
+        if time.monotonic() > give_up_at:
+            raise HostError(
+                "timeout",
+                f"{endpoint.display} ({endpoint.address}:{endpoint.port}): "
+                f"no SSH banner within {timeout_s:g}s (host hung?)",
+            )
+
+
 def _handshake(
     context: SshContext,
     sock: socket.socket | paramiko.Channel,
@@ -518,7 +604,10 @@ def _handshake(
                 "timeout", f"{where}: no SSH banner within {timeout_s:g}s (host hung?)"
             ) from exc
         reason = str(exc) or type(exc).__name__
-        raise HostError("unreachable", f"{where}: SSH handshake failed: {reason}") from exc
+        message = f"{where}: SSH handshake failed: {reason}"
+        if isinstance(exc, (EOFError, ConnectionResetError)):
+            raise TransientConnectError(message) from exc
+        raise HostError("unreachable", message) from exc
     return transport
 
 
