@@ -1,0 +1,157 @@
+"""A GPU health check judged GPU by GPU, how it runs, and the values it reads."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from typing import Any
+
+from dcctl.evaluate.gpus import gpu_label, gpu_ref
+from dcctl.evaluate.result import Result, Status
+
+
+class BadExpectation(ValueError):
+    """An `expect` value of the wrong shape; reported as an `error` result for its check."""
+
+
+@dataclass(frozen=True)
+class Finding:
+    """What is wrong with one GPU: `message` follows the GPU's label."""
+
+    status: Status
+    message: str
+
+
+@dataclass(frozen=True)
+class GpuCheck:
+    """One check judged GPU by GPU.
+
+    read: the GPU's reading, or None when it does not report it (skipped for that GPU).
+    judge: a finding for a bad reading, None for a good one.
+    passed: the pass message's tail, from every judged reading.
+    unreported: the skip reason when no GPU reports it; None for hardware the check does not
+        apply to (row remapping before Ampere, retired pages after, NVLink, NVSwitch fabric),
+        which then gives no result at all.
+    observe: a reading as a result's observed value.
+    """
+
+    id: str
+    expected: Any
+    read: Callable[[dict[str, Any]], Any]
+    judge: Callable[[Any], Finding | None]
+    passed: Callable[[list[Any]], str]
+    unreported: str | None
+    observe: Callable[[Any], Any] = lambda reading: reading
+
+
+# Builds a check from the node's GPUs and the merged expect settings; None: not judged.
+Builder = Callable[[list[dict[str, Any]], dict[str, Any]], GpuCheck | None]
+
+
+def run_check(check: GpuCheck, gpus: list[dict[str, Any]]) -> list[Result]:
+    readings: list[Any] = []
+    findings: list[Result] = []
+    for gpu in gpus:
+        reading = check.read(gpu)
+        if reading is None:
+            continue
+        readings.append(reading)
+        finding = check.judge(reading)
+        if finding is not None:
+            message = f"{gpu_label(gpu)}: {finding.message}"
+            observed = check.observe(reading)
+            result = Result(check.id, finding.status, message, observed, check.expected)
+            findings.append(replace(result, gpu=gpu_ref(gpu)))
+    if findings:
+        return findings
+    if not readings:
+        if check.unreported is None:
+            return []
+        return [Result(check.id, "skip", check.unreported, None, check.expected)]
+    message = f"{len(readings)}/{len(readings)} GPUs {check.passed(readings)}"
+    if len(readings) < len(gpus):
+        message += f" ({len(gpus) - len(readings)} did not report it)"
+    observed = [check.observe(reading) for reading in readings]
+    return [Result(check.id, "pass", message, observed, check.expected)]
+
+
+# --- expectation values --------------------------------------------------------------------
+
+
+def expect_on_off(settings: dict[str, Any], key: str) -> str | None:
+    """'on' or 'off'; None for 'any' (not judged)."""
+    value = settings.get(key)
+    # YAML 1.1 reads a bare `on`/`off` as a boolean.
+    if isinstance(value, bool):
+        return "on" if value else "off"
+    if isinstance(value, str) and value.strip().lower() in ("on", "off", "any"):
+        wanted = value.strip().lower()
+        return None if wanted == "any" else wanted
+    raise BadExpectation(f"invalid expectation {key}: expected on, off or any, got {value!r}")
+
+
+def expect_count(settings: dict[str, Any], key: str) -> int:
+    value = settings.get(key)
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise BadExpectation(f"invalid expectation {key}: expected a count, got {value!r}")
+    return value
+
+
+def expect_number(settings: dict[str, Any], key: str) -> float:
+    value = settings.get(key)
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise BadExpectation(f"invalid expectation {key}: expected a number, got {value!r}")
+    return float(value)
+
+
+# --- readings ------------------------------------------------------------------------------
+
+
+def field(*path: str) -> Callable[[dict[str, Any]], Any]:
+    """A reader for gpu[path[0]][path[1]]...; None when any level is missing."""
+
+    def read(gpu: dict[str, Any]) -> Any:
+        value: Any = gpu
+        for key in path:
+            value = value.get(key) if isinstance(value, dict) else None
+        return value
+
+    return read
+
+
+def on_off_reading(*path: str) -> Callable[[dict[str, Any]], str | None]:
+    read = field(*path)
+
+    def as_on_off(gpu: dict[str, Any]) -> str | None:
+        value = read(gpu)
+        return None if value is None else ("on" if value else "off")
+
+    return as_on_off
+
+
+def same(values: list[Any]) -> Any:
+    """The one value every GPU shares, or None when they differ."""
+    return values[0] if len(set(values)) == 1 else None
+
+
+def mode_check(
+    check_id: str, key: str, what: str, read: Callable[[dict[str, Any]], Any]
+) -> Builder:
+    """A check that a GPU's on/off mode equals `expect[key]` ('any': not judged)."""
+
+    def build(gpus: list[dict[str, Any]], settings: dict[str, Any]) -> GpuCheck | None:
+        wanted = expect_on_off(settings, key)
+        if wanted is None:
+            return None
+        return GpuCheck(
+            check_id,
+            wanted,
+            read=read,
+            judge=lambda state: (
+                None if state == wanted else Finding("fail", f"{what} {state} (expected {wanted})")
+            ),
+            passed=lambda states: f"{what} {wanted}",
+            unreported=f"{what} not reported",
+        )
+
+    return build

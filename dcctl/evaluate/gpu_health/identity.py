@@ -1,0 +1,77 @@
+"""Identity and software checks: VBIOS, persistence mode, MIG mode, compute processes."""
+
+from __future__ import annotations
+
+from collections import Counter
+from typing import Any
+
+from dcctl.evaluate.gpu_health.check import (
+    BadExpectation,
+    Finding,
+    GpuCheck,
+    expect_count,
+    field,
+    mode_check,
+    on_off_reading,
+)
+
+
+def vbios(gpus: list[dict[str, Any]], settings: dict[str, Any]) -> GpuCheck | None:
+    wanted = settings.get("vbios_uniform")
+    if not isinstance(wanted, bool):
+        raise BadExpectation(
+            f"invalid expectation vbios_uniform: expected true or false, got {wanted!r}"
+        )
+    if not wanted:
+        return None
+    counts = Counter(gpu["vbios"] for gpu in gpus if gpu.get("vbios") is not None)
+    # The version most GPUs run is the reference; on a tie, the newest string.
+    reference = max(counts.items(), key=lambda item: (item[1], item[0]))[0] if counts else None
+    return GpuCheck(
+        "gpu.vbios",
+        "identical VBIOS on every GPU",
+        read=field("vbios"),
+        judge=lambda v: (
+            None
+            if v == reference
+            else Finding("fail", f"VBIOS {v}, the node's other GPUs run {reference}")
+        ),
+        passed=lambda values: f"on VBIOS {reference}",
+        unreported="VBIOS version not reported",
+    )
+
+
+persistence = mode_check(
+    "gpu.persistence", "persistence_mode", "persistence mode", on_off_reading("persistence_mode")
+)
+
+mig = mode_check("gpu.mig", "mig_mode", "MIG", field("mig_mode"))
+
+
+def _describe_process(proc: dict[str, Any]) -> str:
+    memory = proc.get("used_memory_mib")
+    used = f", {memory} MiB" if memory is not None else ""
+    return f"pid {proc.get('pid')} {proc.get('name') or '?'}{used}"
+
+
+def processes(gpus: list[dict[str, Any]], settings: dict[str, Any]) -> GpuCheck:
+    allowed = expect_count(settings, "max_gpu_processes")
+
+    def judge(procs: list[dict[str, Any]]) -> Finding | None:
+        if len(procs) <= allowed:
+            return None
+        listed = "; ".join(_describe_process(proc) for proc in procs)
+        return Finding("fail", f"{len(procs)} compute processes (at most {allowed}): {listed}")
+
+    return GpuCheck(
+        "gpu.processes",
+        allowed,
+        read=field("processes"),
+        judge=judge,
+        passed=lambda counts: (
+            "with no compute processes"
+            if allowed == 0
+            else f"with at most {allowed} compute processes"
+        ),
+        unreported="compute processes not reported",
+    )
