@@ -27,28 +27,28 @@ H100_EXPECT = {
     "nvme_count": 8,
 }
 
-# Each fault and the only results that may differ from `pass` on it (with H100_EXPECT and a
-# DCGM level 1 run). The healthy node has none.
-FAULT_FINDINGS: dict[str, set[str]] = {
-    "gpu-missing": {"gpu.count"},
-    "row-remap-pending": {"gpu.row_remap"},
-    "pcie-x8": {"gpu.pcie.width"},
-    "nvlink-down": {"gpu.nvlink.state"},
-    "thermal-slowdown": {"gpu.clocks"},
-    "vbios-mismatch": {"gpu.vbios"},
-    "xid-79": {"kernel.xid"},
-    "sxid-fatal": {"kernel.sxid"},
-    "mlx5-pcie-limited": {"kernel.mlx5_pcie"},
-    "nouveau-loaded": {"modules.nouveau"},
-    "peermem-missing": {"modules.peermem"},
-    "fabric-manager-down": {"fabric.manager"},
+# Each fault and the only results that may differ from `pass` on it, with their status (with
+# H100_EXPECT and a DCGM level 1 run). The healthy node has none.
+FAULT_FINDINGS: dict[str, dict[str, str]] = {
+    "gpu-missing": {"gpu.count": "fail"},
+    "row-remap-pending": {"gpu.row_remap": "fail"},
+    "pcie-x8": {"gpu.pcie.width": "fail"},
+    "nvlink-down": {"gpu.nvlink.state": "fail"},
+    "thermal-slowdown": {"gpu.clocks": "fail"},
+    "vbios-mismatch": {"gpu.vbios": "fail"},
+    "xid-79": {"kernel.xid": "fail"},
+    "sxid-fatal": {"kernel.sxid": "fail"},
+    "mlx5-pcie-limited": {"kernel.mlx5_pcie": "warn"},
+    "nouveau-loaded": {"modules.nouveau": "fail"},
+    "peermem-missing": {"modules.peermem": "fail"},
+    "fabric-manager-down": {"fabric.manager": "fail"},
     # A down port is also below the port count and the rate: three true statements.
-    "ib-port-down": {"ib.state", "ib.ports", "ib.rate"},
-    "ib-half-rate": {"ib.rate"},
-    "ib-link-flaps": {"ib.link_downed"},
-    "nvme-missing": {"nvme.count"},
-    "mount-read-only": {"mounts.writable:/raid"},
-    "dcgm-fail": {"dcgm.software"},
+    "ib-port-down": {"ib.state": "fail", "ib.ports": "fail", "ib.rate": "fail"},
+    "ib-half-rate": {"ib.rate": "fail"},
+    "ib-link-flaps": {"ib.link_downed": "warn"},
+    "nvme-missing": {"nvme.count": "fail"},
+    "mount-read-only": {"mounts.writable:/raid": "fail"},
+    "dcgm-fail": {"dcgm.software": "fail"},
 }
 
 

@@ -20,7 +20,7 @@ def check(
         "--dcgm",
         min=1,
         max=3,
-        help="Also run `dcgmi diag -r N` (1: ~1 min, 2: ~15 min, 3: ~1 h) on every host; "
+        help="Also run `dcgmi diag -r N` on every host (1: seconds, 2: ~2 min, 3: ~15 min); "
         "the host's time limit grows to match.",
         show_default=False,
     ),

@@ -7,6 +7,7 @@ because every exec on a node pays for a login-shell start.
 from __future__ import annotations
 
 import hashlib
+import importlib.util
 import io
 import json
 import zipfile
@@ -58,8 +59,22 @@ def build_runtime() -> Runtime:
         for source in sorted(node_dir.rglob("*.py")):
             relative = source.relative_to(node_dir.parent.parent).as_posix()
             _add(archive, relative, source.read_bytes())
+        for name, data in _shipped_libraries():
+            _add(archive, name, data)
     data = buffer.getvalue()
     return Runtime(digest=hashlib.sha256(data).hexdigest()[:16], archive=data)
+
+
+def _shipped_libraries() -> list[tuple[str, bytes]]:
+    """Pure-Python modules the node needs and a stock node lacks.
+
+    pynvml (nvidia-ml-py, one BSD-licensed file) goes along so GPU health checks work on a
+    node that has only the driver and a Python: dcctl stays agentless.
+    """
+    spec = importlib.util.find_spec("pynvml")
+    if spec is None or spec.origin is None:
+        return []
+    return [("pynvml.py", Path(spec.origin).read_bytes())]
 
 
 def _add(archive: zipfile.ZipFile, name: str, data: bytes) -> None:

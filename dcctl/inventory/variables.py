@@ -179,14 +179,15 @@ def _parse_amount(node: Node, key: str, ctx: Context) -> float | int:
     return value
 
 
-def _choice(*choices: str) -> _ValueParser:
-    """A parser for one of `choices`; YAML 1.1 reads a bare on/off (and yes/no) as a boolean."""
+def _choice(*choices: str, true: str = "on") -> _ValueParser:
+    """A parser for one of `choices`. YAML 1.1 reads a bare on/off (and yes/no) as a boolean:
+    False is 'off', True is `true` ('on', or 'required' for the auto/required/off keys)."""
     wanted = " or ".join(repr(c) for c in choices)
 
     def parse(node: Node, key: str, ctx: Context) -> str:
         value = ctx.construct(node, key)
         if isinstance(value, bool):
-            value = "on" if value else "off"
+            value = true if value else "off"
         if value not in choices:
             raise ctx.error(node, key, f"expected {wanted}, got {describe(node)}")
         return str(value)
@@ -195,6 +196,13 @@ def _choice(*choices: str) -> _ValueParser:
 
 
 _parse_on_off = _choice("on", "off")
+
+
+def _parse_positive_amount(node: Node, key: str, ctx: Context) -> float | int:
+    value = _parse_amount(node, key, ctx)
+    if value <= 0:
+        raise ctx.error(node, key, f"expected a number > 0, got {describe(node)}")
+    return value
 
 
 def _parse_bool(node: Node, key: str, ctx: Context) -> bool:
@@ -256,10 +264,10 @@ _EXPECT_PARSERS: Mapping[str, _ValueParser] = {
     "max_nvlink_replay": _parse_count,
     "max_nvlink_recovery": _parse_count,
     "max_nvlink_crc": _parse_count,
-    "fabric_manager": _choice("auto", "required", "off"),
-    "xid_window_h": _parse_amount,
+    "fabric_manager": _choice("auto", "required", "off", true="required"),
+    "xid_window_h": _parse_positive_amount,
     "ignore_xids": _parse_counts,
-    "nvidia_peermem": _choice("auto", "required", "off"),
+    "nvidia_peermem": _choice("auto", "required", "off", true="required"),
     "max_ib_link_downed": _parse_count,
     "nvme_count": _parse_count,
     "min_scratch_free_gb": _parse_amount,

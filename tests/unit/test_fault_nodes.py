@@ -20,8 +20,8 @@ def judge(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, fault: str | None) ->
     return evaluate_node(collect_facts(PARAMS), H100_EXPECT)
 
 
-def findings(results: list[Result]) -> set[str]:
-    return {r.id for r in results if r.status != "pass"}
+def findings(results: list[Result]) -> dict[str, str]:
+    return {r.id: r.status for r in results if r.status != "pass"}
 
 
 def test_every_fault_overlay_has_a_declared_finding() -> None:
@@ -30,7 +30,7 @@ def test_every_fault_overlay_has_a_declared_finding() -> None:
 
 def test_healthy_h100_passes_everything(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     results = judge(tmp_path, monkeypatch, None)
-    assert findings(results) == set()
+    assert findings(results) == {}
     judged = {r.id for r in results}
     # The health checks really ran: not an empty list that passes by saying nothing.
     assert {"gpu.ecc.uncorrected", "gpu.pcie.width", "gpu.nvlink.state", "kernel.xid",

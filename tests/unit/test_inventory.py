@@ -804,3 +804,19 @@ def test_error_message_carries_the_path_as_given(tmp_path: Path) -> None:
     with pytest.raises(InputError) as caught:
         load_inventory(path, env={})
     assert str(caught.value) == f"{path}:1: prot: unknown variable; did you mean 'port'?"
+
+
+def test_health_keys_are_typed(tmp_path: Path) -> None:
+    good = tmp_path / "good.yaml"
+    good.write_text(
+        "all:\n  vars:\n    expect:\n      fabric_manager: on\n      nvidia_peermem: off\n"
+        "      ignore_xids: [13, 31]\n      xid_window_h: 6\n  hosts:\n    a:\n"
+    )
+    expect = load_inventory(str(good)).hosts[0].expect
+    assert expect["fabric_manager"] == "required"
+    assert expect["nvidia_peermem"] == "off"
+    assert expect["ignore_xids"] == [13, 31]
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("all:\n  vars:\n    expect:\n      xid_window_h: 0\n  hosts:\n    a:\n")
+    with pytest.raises(InputError, match=r"bad.yaml:4: expect.xid_window_h: expected a number > 0"):
+        load_inventory(str(bad))

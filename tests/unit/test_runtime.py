@@ -17,9 +17,11 @@ from dcctl.node.payload import extract_payload
 def test_runtime_holds_only_the_node_package() -> None:
     names = zipfile.ZipFile(BytesIO(build_runtime().archive)).namelist()
     assert "__main__.py" in names
-    assert all(n == "__main__.py" or n.startswith("dcctl/node/") or n == "dcctl/__init__.py"
-               for n in names)  # fmt: skip
+    shipped = {"__main__.py", "dcctl/__init__.py", "pynvml.py"}
+    assert all(n in shipped or n.startswith("dcctl/node/") for n in names)
     assert "dcctl/node/main.py" in names
+    # GPU checks must work on a node with only a driver and a Python: NVML bindings go along.
+    assert "pynvml.py" in names
 
 
 def test_runtime_digest_is_stable() -> None:
@@ -51,3 +53,15 @@ def test_task_argv_passes_inventory_values_as_arguments_only() -> None:
     assert "$(boom)" not in script and "/py;rm" not in script
     # The quoted command line round-trips to the same argv: nothing gets split or expanded.
     assert shlex.split(shlex.join(argv)) == argv
+
+
+def test_shipped_nvml_bindings_import_from_the_zip(tmp_path: Path) -> None:
+    archive = tmp_path / "runtime.pyz"
+    archive.write_bytes(build_runtime().archive)
+    path_setup = f"import sys; sys.path.insert(0, {str(archive)!r})"
+    probe = f"{path_setup}; import pynvml; print(pynvml.__file__)"
+    proc = subprocess.run(
+        [sys.executable, "-I", "-c", probe], capture_output=True, text=True, timeout=60
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip().startswith(str(archive))
