@@ -13,6 +13,15 @@ from dataclasses import dataclass
 from fnmatch import fnmatchcase
 from typing import Any
 
+from dcctl.evaluate.common import (
+    BadExpectation,
+    expect_integer,
+    expect_number,
+    ib_ports,
+    normalize_mountpoint,
+    port_name,
+    probe_error,
+)
 from dcctl.evaluate.result import Result, Status
 from dcctl.evaluate.versions import parse_requirement
 from dcctl.inventory.expect_keys import EXPECT_KEYS
@@ -21,32 +30,9 @@ NO_DRIVER = "NVIDIA driver not loaded"
 GPU_SKIP_MESSAGE = "no NVIDIA driver loaded; GPU checks skipped"
 
 
-class _BadExpectation(ValueError):
-    """The expectation's value has the wrong shape; reported as an `error` result."""
-
-
-def _probe_error(facts: dict[str, Any], probes: tuple[str, ...]) -> str | None:
-    """Why the node could not tell: the failed probes' messages, or None."""
-    errors = facts.get("probe_errors") or {}
-    found = [f"{name} probe failed: {errors[name]}" for name in probes if name in errors]
-    return "; ".join(found) or None
-
-
 def _judged(ok: bool, result_id: str, message: str, observed: Any, expected: Any) -> Result:
     status: Status = "pass" if ok else "fail"
     return Result(result_id, status, message, observed, expected)
-
-
-def _number(key: str, value: Any) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise _BadExpectation(f"invalid expectation {key}: expected a number, got {value!r}")
-    return float(value)
-
-
-def _integer(key: str, value: Any) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise _BadExpectation(f"invalid expectation {key}: expected an integer, got {value!r}")
-    return value
 
 
 def _glob_match(pattern: str, text: str) -> bool:
@@ -76,7 +62,7 @@ def _driver_loaded(facts: dict[str, Any]) -> bool:
 
 def _check_os(facts: dict[str, Any], expected: Any) -> list[Result]:
     if not isinstance(expected, str):
-        raise _BadExpectation(f"invalid expectation os: expected a glob string, got {expected!r}")
+        raise BadExpectation(f"invalid expectation os: expected a glob string, got {expected!r}")
     pretty = (facts.get("os") or {}).get("pretty_name")
     if pretty is None:
         message = f"OS unknown: no PRETTY_NAME in os-release (expected {expected})"
@@ -106,7 +92,7 @@ def _check_cuda(facts: dict[str, Any], expected: Any) -> list[Result]:
 
 
 def _check_gpu_count(facts: dict[str, Any], expected: Any) -> list[Result]:
-    want = _integer("gpu_count", expected)
+    want = expect_integer("gpu_count", expected)
     if want > 0 and not _driver_loaded(facts):
         return [_no_driver("gpu.count", expected, f"{want} GPUs")]
     count = len(facts.get("gpus") or [])
@@ -116,13 +102,18 @@ def _check_gpu_count(facts: dict[str, Any], expected: Any) -> list[Result]:
 
 def _check_gpu_model(facts: dict[str, Any], expected: Any) -> list[Result]:
     if not isinstance(expected, str):
-        raise _BadExpectation(f"invalid expectation gpu_model: expected a glob, got {expected!r}")
+        raise BadExpectation(f"invalid expectation gpu_model: expected a glob, got {expected!r}")
     if not _driver_loaded(facts):
         return [_no_driver("gpu.model", expected, expected)]
-    gpus = facts.get("gpus") or []
-    names = sorted({str(gpu.get("name")) for gpu in gpus})
-    if not gpus:
+    listed_gpus = facts.get("gpus") or []
+    if not listed_gpus:
         return [Result("gpu.model", "fail", f"no GPUs found (expected {expected})", [], expected)]
+    # A GPU NVML could not read has no name: gpu.health names it; judge the others.
+    gpus = [gpu for gpu in listed_gpus if gpu.get("name") is not None]
+    if not gpus:
+        message = f"GPU model unknown: no GPU could be read (expected {expected})"
+        return [Result("gpu.model", "fail", message, [], expected)]
+    names = sorted({str(gpu.get("name")) for gpu in gpus})
     wrong = [gpu for gpu in gpus if not _glob_match(expected, str(gpu.get("name")))]
     if wrong:
         listed = ", ".join(f"GPU {gpu.get('index')} is {gpu.get('name')}" for gpu in wrong)
@@ -132,7 +123,7 @@ def _check_gpu_model(facts: dict[str, Any], expected: Any) -> list[Result]:
 
 
 def _check_memory(facts: dict[str, Any], expected: Any) -> list[Result]:
-    want = _number("min_memory_gb", expected)
+    want = expect_number("min_memory_gb", expected)
     total = (facts.get("memory") or {}).get("total_gb")
     if total is None:
         message = f"memory size unknown (expected at least {want:g} GiB)"
@@ -147,7 +138,7 @@ def _swap_wanted(expected: Any) -> str:
         return "on" if expected else "off"
     if isinstance(expected, str) and expected.strip().lower() in ("on", "off"):
         return expected.strip().lower()
-    raise _BadExpectation(f"invalid expectation swap: expected 'on' or 'off', got {expected!r}")
+    raise BadExpectation(f"invalid expectation swap: expected 'on' or 'off', got {expected!r}")
 
 
 def _check_swap(facts: dict[str, Any], expected: Any) -> list[Result]:
@@ -163,25 +154,21 @@ def _check_swap(facts: dict[str, Any], expected: Any) -> list[Result]:
     return [_judged(state == want, "swap.state", message, state, want)]
 
 
-def _normalize_mountpoint(path: str) -> str:
-    return path.rstrip("/") or "/"
-
-
 def _check_mounts(facts: dict[str, Any], expected: Any) -> list[Result]:
     wanted = [expected] if isinstance(expected, str) else expected
     if not isinstance(wanted, list) or not all(isinstance(p, str) for p in wanted):
-        raise _BadExpectation(
+        raise BadExpectation(
             f"invalid expectation mounts: expected a list of paths, got {expected!r}"
         )
     if facts.get("mounts") is None:
-        error = _probe_error(facts, ("mounts",)) or "mount table unknown: no /proc/mounts"
+        error = probe_error(facts, "mounts") or "mount table unknown: no /proc/mounts"
         return [Result(f"mounts.present:{p}", "error", error, None, p) for p in wanted]
     # Later entries shadow earlier ones on the same mount point, as the kernel shows them.
-    table = {_normalize_mountpoint(m["mountpoint"]): m for m in facts["mounts"]}
+    table = {normalize_mountpoint(m["mountpoint"]): m for m in facts["mounts"]}
     results = []
     for path in wanted:
         result_id = f"mounts.present:{path}"
-        mount = table.get(_normalize_mountpoint(path))
+        mount = table.get(normalize_mountpoint(path))
         if mount is None:
             results.append(Result(result_id, "fail", f"{path} not mounted", None, path))
         else:
@@ -190,25 +177,14 @@ def _check_mounts(facts: dict[str, Any], expected: Any) -> list[Result]:
     return results
 
 
-def _ib_ports(facts: dict[str, Any]) -> list[dict[str, Any]]:
-    # RoCE NICs (link_layer Ethernet) sit in /sys/class/infiniband too; they are not IB ports.
-    return [p for p in facts.get("ib") or [] if p.get("link_layer") in (None, "InfiniBand")]
-
-
-def _port_name(port: dict[str, Any]) -> str:
-    return f"{port.get('device')}/{port.get('port')}"
-
-
 def _check_ib_ports(facts: dict[str, Any], expected: Any) -> list[Result]:
-    want = _integer("ib_ports", expected)
-    ports = _ib_ports(facts)
+    want = expect_integer("ib_ports", expected)
+    ports = ib_ports(facts)
     active = [p for p in ports if p.get("state") == "ACTIVE"]
     message = f"{len(active)} of {len(ports)} InfiniBand ports ACTIVE (expected {want})"
     down = [p for p in ports if p.get("state") != "ACTIVE"]
     if down and len(active) < want:
-        listed = ", ".join(
-            f"{_port_name(p)} {p.get('state')} ({p.get('phys_state')})" for p in down
-        )
+        listed = ", ".join(f"{port_name(p)} {p.get('state')} ({p.get('phys_state')})" for p in down)
         message += f"; not active: {listed}"
     return [_judged(len(active) >= want, "ib.ports", message, len(active), expected)]
 
@@ -216,16 +192,16 @@ def _check_ib_ports(facts: dict[str, Any], expected: Any) -> list[Result]:
 def _slow_port(port: dict[str, Any]) -> str:
     rate = port.get("rate_gbps")
     text = (
-        f"{_port_name(port)} at {rate:g} Gb/s"
+        f"{port_name(port)} at {rate:g} Gb/s"
         if rate is not None
-        else f"{_port_name(port)} rate unknown"
+        else f"{port_name(port)} rate unknown"
     )
     return text if port.get("state") == "ACTIVE" else f"{text} ({port.get('state')})"
 
 
 def _check_ib_rate(facts: dict[str, Any], expected: Any) -> list[Result]:
-    want = _number("ib_rate", expected)
-    ports = _ib_ports(facts)
+    want = expect_number("ib_rate", expected)
+    ports = ib_ports(facts)
     if not ports:
         message = f"no InfiniBand ports found (expected {want:g} Gb/s)"
         return [Result("ib.rate", "fail", message, None, expected)]
@@ -278,14 +254,14 @@ def _demands_gpus(expect: dict[str, Any]) -> bool:
 
 def _evaluate_one(facts: dict[str, Any], key: str, expected: Any) -> list[Result]:
     spec = _EXPECTATIONS[key]
-    error = _probe_error(facts, spec.probes)
+    error = probe_error(facts, *spec.probes)
     # A probe error only matters when it left the fact unknown (a fallback may have filled it);
     # mounts reports it per path itself.
     if error is not None and facts.get(spec.fact) is None and key != "mounts":
         return [Result(spec.result_id, "error", error, None, expected)]
     try:
         return spec.check(facts, expected)
-    except _BadExpectation as exc:
+    except BadExpectation as exc:
         return [Result(spec.result_id, "error", str(exc), None, expected)]
 
 
@@ -312,7 +288,7 @@ def _no_driver_and_no_error(facts: dict[str, Any]) -> bool:
 
 
 def _gpu_summary(gpus: list[dict[str, Any]]) -> str:
-    counts = Counter(str(gpu.get("name")) for gpu in gpus)
+    counts = Counter(str(gpu.get("name") or "unreadable GPU") for gpu in gpus)
     return ", ".join(f"{count}x {name}" for name, count in sorted(counts.items()))
 
 

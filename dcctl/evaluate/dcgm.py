@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from dcctl.evaluate.common import probe_error
 from dcctl.evaluate.gpus import gpu_label, gpu_ref
 from dcctl.evaluate.result import Result, Status
 
@@ -71,8 +72,7 @@ def evaluate_dcgm(facts: dict[str, Any]) -> list[Result]:
         return []
     dcgm = facts["dcgm"]
     if dcgm is None:
-        error = (facts.get("probe_errors") or {}).get("dcgm")
-        message = f"dcgm probe failed: {error}" if error else "DCGM diagnostic result missing"
+        message = probe_error(facts, "dcgm") or "DCGM diagnostic result missing"
         return [Result("dcgm.diag", "error", message)]
     level = dcgm.get("level")
     if not dcgm.get("available"):

@@ -24,7 +24,8 @@ def gpu_label(gpu: dict[str, Any]) -> str:
 
 
 def gpu_by_bus_id(facts: dict[str, Any], bus_id: str) -> dict[str, Any] | None:
-    """The GPU at a PCI address in any common spelling (0000:18:00.0, 00000000:18:00.0, 18:00.0)."""
+    """The GPU at a PCI address in any common spelling (0000:18:00.0, 00000000:18:00.0,
+    18:00.0 for domain 0): the whole domain:bus:device.function must match."""
     wanted = _bus_key(bus_id)
     for gpu in facts.get("gpus") or []:
         if gpu.get("pci_bus_id") and _bus_key(str(gpu["pci_bus_id"])) == wanted:
@@ -32,7 +33,18 @@ def gpu_by_bus_id(facts: dict[str, Any], bus_id: str) -> dict[str, Any] | None:
     return None
 
 
-def _bus_key(bus_id: str) -> str:
-    parts = bus_id.strip().lower().split(":")
-    # Compare bus:device.function; domains are written with 4 or 8 digits, or left out.
-    return ":".join(parts[-2:])
+def _bus_key(bus_id: str) -> tuple[int, int, int, int] | str:
+    """(domain, bus, device, function); domains are written with 4 or 8 digits, or left out
+    (domain 0). An address that does not parse is compared as written, case aside."""
+    text = bus_id.strip().lower()
+    parts = text.split(":")
+    if len(parts) == 2:
+        parts.insert(0, "0")
+    if len(parts) != 3:
+        return text
+    domain, bus, slot = parts
+    device, _, function = slot.partition(".")
+    try:
+        return (int(domain, 16), int(bus, 16), int(device, 16), int(function or "0", 16))
+    except ValueError:
+        return text

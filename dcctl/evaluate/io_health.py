@@ -10,6 +10,15 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from dcctl.evaluate.common import (
+    BadExpectation,
+    expect_integer,
+    expect_number,
+    ib_ports,
+    normalize_mountpoint,
+    port_name,
+    probe_error,
+)
 from dcctl.evaluate.result import Result, Status
 
 IB_STATE_OK = ("ACTIVE", "LinkUp")
@@ -17,52 +26,20 @@ IB_STATE_OK = ("ACTIVE", "LinkUp")
 LOCAL_NVME_TRANSPORTS = (None, "pcie")
 
 
-class _BadExpectation(ValueError):
-    """The expectation's value has the wrong shape; reported as an `error` result."""
-
-
-def _integer(key: str, value: Any) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise _BadExpectation(f"invalid expectation {key}: expected an integer, got {value!r}")
-    return value
-
-
-def _number(key: str, value: Any) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise _BadExpectation(f"invalid expectation {key}: expected a number, got {value!r}")
-    return float(value)
-
-
 def _paths(value: Any) -> list[str]:
     paths = [value] if isinstance(value, str) else value
     if not isinstance(paths, list) or not all(isinstance(p, str) for p in paths):
-        raise _BadExpectation(
-            f"invalid expectation mounts: expected a list of paths, got {value!r}"
-        )
+        raise BadExpectation(f"invalid expectation mounts: expected a list of paths, got {value!r}")
     return paths
-
-
-def _probe_error(facts: dict[str, Any], probe: str, fallback: str) -> str:
-    error = (facts.get("probe_errors") or {}).get(probe)
-    return f"{probe} probe failed: {error}" if error else fallback
-
-
-def _ib_ports(facts: dict[str, Any]) -> list[dict[str, Any]]:
-    # RoCE NICs (link_layer Ethernet) sit in /sys/class/infiniband too; they are not IB ports.
-    return [p for p in facts.get("ib") or [] if p.get("link_layer") in (None, "InfiniBand")]
-
-
-def _port_name(port: dict[str, Any]) -> str:
-    return f"{port.get('device')}/{port.get('port')}"
 
 
 def _ib_state(facts: dict[str, Any]) -> list[Result]:
     """FAIL per port not ACTIVE/LinkUp; one PASS when all are; nothing without IB."""
     expected = "/".join(IB_STATE_OK)
     if "ib" in facts and facts["ib"] is None:
-        error = _probe_error(facts, "ib", "InfiniBand ports unknown")
+        error = probe_error(facts, "ib") or "InfiniBand ports unknown"
         return [Result("ib.state", "error", error, None, expected)]
-    ports = _ib_ports(facts)
+    ports = ib_ports(facts)
     bad = [p for p in ports if (p.get("state"), p.get("phys_state")) != IB_STATE_OK]
     if ports and not bad:
         message = f"{len(ports)} InfiniBand ports ACTIVE and LinkUp"
@@ -71,7 +48,7 @@ def _ib_state(facts: dict[str, Any]) -> list[Result]:
         Result(
             "ib.state",
             "fail",
-            f"InfiniBand port {_port_name(p)} is {p.get('state')} ({p.get('phys_state')}), "
+            f"InfiniBand port {port_name(p)} is {p.get('state')} ({p.get('phys_state')}), "
             "expected ACTIVE (LinkUp)",
             {k: p.get(k) for k in ("device", "port", "state", "phys_state")},
             expected,
@@ -82,9 +59,9 @@ def _ib_state(facts: dict[str, Any]) -> list[Result]:
 
 def _ib_link_downed(facts: dict[str, Any], expected: Any) -> list[Result]:
     """WARN per port whose link went down more often than allowed since boot."""
-    limit = _integer("max_ib_link_downed", expected)
+    limit = expect_integer("max_ib_link_downed", expected)
     counted = [
-        p for p in _ib_ports(facts) if (p.get("counters") or {}).get("link_downed") is not None
+        p for p in ib_ports(facts) if (p.get("counters") or {}).get("link_downed") is not None
     ]
     if not counted:
         return []  # no IB, or a driver that hides the counters: nothing to judge
@@ -97,7 +74,7 @@ def _ib_link_downed(facts: dict[str, Any], expected: Any) -> list[Result]:
         Result(
             "ib.link_downed",
             "warn",
-            f"InfiniBand port {_port_name(p)} went down {p['counters']['link_downed']} times "
+            f"InfiniBand port {port_name(p)} went down {p['counters']['link_downed']} times "
             f"since boot (link_downed counter, allowed {limit}): check the cable and switch port",
             {"device": p.get("device"), "port": p.get("port"), **p["counters"]},
             limit,
@@ -107,10 +84,10 @@ def _ib_link_downed(facts: dict[str, Any], expected: Any) -> list[Result]:
 
 
 def _nvme_count(facts: dict[str, Any], expected: Any) -> list[Result]:
-    want = _integer("nvme_count", expected)
+    want = expect_integer("nvme_count", expected)
     controllers = facts.get("nvme")
     if controllers is None:
-        error = _probe_error(facts, "nvme", "NVMe controllers unknown")
+        error = probe_error(facts, "nvme") or "NVMe controllers unknown"
         return [Result("nvme.count", "error", error, None, want)]
     local = [c for c in controllers if c.get("transport") in LOCAL_NVME_TRANSPORTS]
     message = f"{len(local)} NVMe controllers (expected {want})"
@@ -122,10 +99,10 @@ def _nvme_count(facts: dict[str, Any], expected: Any) -> list[Result]:
 
 
 def _scratch_free(facts: dict[str, Any], expected: Any) -> list[Result]:
-    want = _number("min_scratch_free_gb", expected)
+    want = expect_number("min_scratch_free_gb", expected)
     scratch = facts.get("scratch")
     if scratch is None or scratch.get("free_gb") is None:
-        error = _probe_error(facts, "scratch", "free space in scratch_dir unknown")
+        error = probe_error(facts, "scratch") or "free space in scratch_dir unknown"
         return [Result("scratch.free", "error", error, None, expected)]
     free = scratch["free_gb"]
     message = f"{scratch.get('path')}: {free:g} GiB free (expected at least {want:g} GiB)"
@@ -133,18 +110,14 @@ def _scratch_free(facts: dict[str, Any], expected: Any) -> list[Result]:
     return [Result("scratch.free", status, message, free, expected)]
 
 
-def _normalize_mountpoint(path: str) -> str:
-    return path.rstrip("/") or "/"
-
-
 def _mounts_writable(facts: dict[str, Any], expected: Any) -> list[Result]:
     """Per expected path that is mounted: FAIL when read-only. An unmounted path or an
     unknown mount table is mounts.present's finding, not repeated here."""
     # Later entries shadow earlier ones on the same mount point, as the kernel shows them.
-    table = {_normalize_mountpoint(m["mountpoint"]): m for m in facts.get("mounts") or []}
+    table = {normalize_mountpoint(m["mountpoint"]): m for m in facts.get("mounts") or []}
     results = []
     for path in _paths(expected):
-        mount = table.get(_normalize_mountpoint(path))
+        mount = table.get(normalize_mountpoint(path))
         if mount is None or mount.get("options") is None:
             continue
         result_id = f"mounts.writable:{path}"
@@ -162,7 +135,7 @@ Check = Callable[[dict[str, Any], Any], list[Result]]
 def _judged(result_id: str, check: Check, facts: dict[str, Any], expected: Any) -> list[Result]:
     try:
         return check(facts, expected)
-    except _BadExpectation as exc:
+    except BadExpectation as exc:
         return [Result(result_id, "error", str(exc), None, expected)]
 
 

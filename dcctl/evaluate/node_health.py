@@ -12,18 +12,19 @@ from collections import Counter
 from collections.abc import Callable
 from typing import Any
 
+from dcctl.evaluate.common import BadExpectation, ib_ports, probe_error
 from dcctl.evaluate.gpus import gpu_by_bus_id, gpu_label, gpu_ref
 from dcctl.evaluate.result import Result, Status
-from dcctl.evaluate.xids import XIDS
+from dcctl.evaluate.xids import ROW_REMAP_XIDS, XIDS
 
 MODES = ("auto", "required", "off")
 NO_MODULE_LIST = "loaded modules unknown: no /proc/modules"
+# How to let a non-root user read the kernel log (journalctl -k, else dmesg).
+KERNEL_LOG_ACCESS = (
+    "run dcctl as root, or set kernel.dmesg_restrict=0 or add the user to the systemd-journal group"
+)
 # What follows the severity word of an SXid line is its description.
 _SEVERITY_RE = re.compile(r"(?:Non-fatal|Fatal),\s*")
-
-
-class _BadExpectation(ValueError):
-    """The expectation's value has the wrong shape; reported as an `error` result."""
 
 
 def _mode(key: str, value: Any) -> str:
@@ -34,7 +35,7 @@ def _mode(key: str, value: Any) -> str:
         return "required"
     if isinstance(value, str) and value.strip().lower() in MODES:
         return value.strip().lower()
-    raise _BadExpectation(
+    raise BadExpectation(
         f"invalid expectation {key}: expected 'auto', 'required' or 'off', got {value!r}"
     )
 
@@ -43,20 +44,15 @@ def _ignored_xids(value: Any) -> set[int]:
     if not isinstance(value, list) or not all(
         isinstance(x, int) and not isinstance(x, bool) for x in value
     ):
-        raise _BadExpectation(
+        raise BadExpectation(
             f"invalid expectation ignore_xids: expected a list of XID numbers, got {value!r}"
         )
     return set(value)
 
 
-def _probe_failed(facts: dict[str, Any], probe: str) -> str | None:
-    error = (facts.get("probe_errors") or {}).get(probe)
-    return f"{probe} probe failed: {error}" if error is not None else None
-
-
 def _unknown(result_id: str, facts: dict[str, Any], probe: str, why: str) -> Result:
     """A fact is missing: `error` when its probe broke, `skip` with the reason otherwise."""
-    error = _probe_failed(facts, probe)
+    error = probe_error(facts, probe)
     if error is not None:
         return Result(result_id, "error", error)
     return Result(result_id, "skip", why)
@@ -71,8 +67,14 @@ def _times(count: int) -> str:
     return f" x{count}" if count > 1 else ""
 
 
-def _hours(log: dict[str, Any]) -> str:
-    return f"{log.get('window_h', 0):g} h"
+def _window(facts: dict[str, Any], log: dict[str, Any]) -> str:
+    """The span of log searched. journalctl -k and dmesg hold the current boot only, so on a
+    node booted less than window_h ago (or whose uptime is unknown) it starts at the boot."""
+    hours = float(log.get("window_h", 0))
+    uptime = facts.get("uptime_s")
+    if isinstance(uptime, (int, float)) and uptime >= hours * 3600:
+        return f"in the last {hours:g} h"
+    return f"since boot, at most {hours:g} h"
 
 
 def _counted(log: dict[str, Any], kind: str, fields: tuple[str, ...]) -> Counter[tuple[Any, ...]]:
@@ -97,8 +99,9 @@ def _readable_log(facts: dict[str, Any]) -> tuple[dict[str, Any] | None, Result 
     if log is None:
         return None, _unknown("kernel.xid", facts, "kernel_log", "kernel log not collected")
     if log.get("source") == "none":
-        message = f"kernel log unreadable: {log.get('error') or 'no source'}"
-        return None, Result("kernel.xid", "skip", message)
+        why = log.get("error") or "no source"
+        message = f"kernel log unreadable ({why}): XIDs not checked; {KERNEL_LOG_ACCESS}"
+        return None, Result("kernel.xid", "warn", message, None, "a readable kernel log")
     return log, None
 
 
@@ -116,16 +119,27 @@ def _xid_result(
         return None
     gpu = _gpu_for(facts, pci)
     where = gpu_label(gpu) if gpu is not None else f"PCI {pci}"
-    head = f"{where}: XID {xid}{_times(count)} in the last {_hours(log)}"
+    head = f"{where}: XID {xid}{_times(count)} {_window(facts, log)}"
     last = _latest(log, "xids", ("xid", "pci")).get(key, {})
     observed = {"xid": xid, "pci": pci, "count": count, "last": last.get("text")}
     ref = gpu_ref(gpu) if gpu is not None else None
     if info is None:
         message = f"{head}: not in dcctl's XID table, see NVIDIA's Xid catalog"
         return Result("kernel.xid", "warn", message, observed, "no hardware XIDs", gpu=ref)
+    if xid in ROW_REMAP_XIDS and _row_remap_settled(gpu):
+        # The remap the XID recorded took effect at a reset: the GPU shows none left to do.
+        settled = "remap applied; reset done (no row remap pending or failed)"
+        message = f"{head}: {info.meaning}; {settled}"
+        return Result("kernel.xid", "warn", message, observed, "no hardware XIDs", gpu=ref)
     return Result(
         "kernel.xid", "fail", f"{head}: {info.meaning}", observed, "no hardware XIDs", gpu=ref
     )
+
+
+def _row_remap_settled(gpu: dict[str, Any] | None) -> bool:
+    """The GPU reports row remapping, with nothing pending and nothing failed."""
+    rows = (gpu or {}).get("row_remap")
+    return isinstance(rows, dict) and rows.get("pending") is False and rows.get("failed") is False
 
 
 def _gpu_order(facts: dict[str, Any], key: tuple[Any, ...]) -> tuple[bool, int, str, int]:
@@ -149,7 +163,7 @@ def _check_xids(facts: dict[str, Any], log: dict[str, Any], expect: dict[str, An
             results.append(result)
     if results:
         return results
-    message = f"no hardware XIDs in the last {_hours(log)}"
+    message = f"no hardware XIDs {_window(facts, log)}"
     application = sorted({k[0] for k in counts if k[0] not in ignored})
     if application:
         message += f" (application XIDs not judged: {', '.join(map(str, application))})"
@@ -169,13 +183,13 @@ def _check_sxids(facts: dict[str, Any], log: dict[str, Any]) -> list[Result]:
         switch = event.get("switch", "NVSwitch")
         message = (
             f"{switch} ({device}): SXid {sxid}{_times(counts[key])} ({severity}) "
-            f"in the last {_hours(log)}: {detail}"
+            f"{_window(facts, log)}: {detail}"
         )
         status: Status = "fail" if key in fatal else "warn"
         observed = {"sxid": sxid, "device": device, "count": counts[key], "fatal": key in fatal}
         results.append(Result("kernel.sxid", status, message, observed, "no SXids"))
     if not results and (facts.get("nvswitch_count") or 0) > 0:
-        message = f"no NVSwitch SXids in the last {_hours(log)}"
+        message = f"no NVSwitch SXids {_window(facts, log)}"
         results.append(Result("kernel.sxid", "pass", message, 0, "no SXids"))
     return results
 
@@ -214,15 +228,9 @@ def _check_nouveau(facts: dict[str, Any], nvidia: bool) -> list[Result]:
     return [Result("modules.nouveau", "pass", "nouveau not loaded", False, "not loaded")]
 
 
-def _infiniband_ports(facts: dict[str, Any]) -> int:
-    # RoCE NICs (link_layer Ethernet) sit in /sys/class/infiniband too; they are not IB ports.
-    ports = facts.get("ib") or []
-    return sum(1 for p in ports if p.get("link_layer") in (None, "InfiniBand"))
-
-
 def _check_peermem(facts: dict[str, Any], expect: dict[str, Any]) -> list[Result]:
     mode = _mode("nvidia_peermem", expect.get("nvidia_peermem", "auto"))
-    ports = _infiniband_ports(facts)
+    ports = len(ib_ports(facts))
     if mode == "off" or (mode == "auto" and ports == 0):
         return []
     modules = facts.get("modules")
@@ -233,8 +241,10 @@ def _check_peermem(facts: dict[str, Any], expect: dict[str, Any]) -> list[Result
         message = f"nvidia_peermem loaded ({why})"
         return [Result("modules.peermem", "pass", message, True, "loaded")]
     message = (
-        f"nvidia_peermem not loaded ({why}): without it GPUDirect RDMA is off and "
-        "NCCL stages GPU traffic through host memory"
+        f"nvidia_peermem not loaded ({why}): GPUDirect RDMA needs it unless the stack uses "
+        "dma-buf instead (recent drivers with the open kernel modules, Linux >= 5.12); "
+        "if it does, set `nvidia_peermem: off` under expect, else NCCL stages GPU traffic "
+        "through host memory"
     )
     return [Result("modules.peermem", "fail", message, False, "loaded")]
 
@@ -247,7 +257,7 @@ def _check_fabric_manager(facts: dict[str, Any], expect: dict[str, Any]) -> list
     why = f"{switches} NVSwitches" if switches else "required by the inventory"
     state = facts.get("fabric_manager")
     if state is None:
-        error = _probe_failed(facts, "fabric_manager")
+        error = probe_error(facts, "fabric_manager")
         if error is not None:
             return [Result("fabric.manager", "error", error)]
         message = f"fabric manager state unknown: no systemctl to ask ({why})"
@@ -262,7 +272,7 @@ def _guarded(result_id: str, check: Callable[..., list[Result]], *args: Any) -> 
     """The check's results, or one `error` result when an expectation has the wrong shape."""
     try:
         return check(*args)
-    except _BadExpectation as exc:
+    except BadExpectation as exc:
         return [Result(result_id, "error", str(exc))]
 
 

@@ -97,3 +97,7 @@ XIDS: dict[int, XidInfo] = {
     140: _hw("unrecovered ECC error"),
     143: _hw("GPU initialization failure"),
 }
+
+# Row-remapping events: once the GPU has been reset the remap is in place and the GPU shows
+# no pending or failed remap, so the XID is history rather than a fault (a warning then).
+ROW_REMAP_XIDS = frozenset({63, 94})

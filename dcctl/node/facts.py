@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -85,17 +86,27 @@ def collect_facts(params: dict[str, Any], probes: Sequence[Probe] = PROBES) -> d
     """
     facts: dict[str, Any] = {}
     errors: dict[str, str] = {}
-    for probe in probes:
-        try:
-            found = probe.collect(params)
-        except Exception as exc:  # isolation is the point: report it, keep going
-            found = dict.fromkeys(probe.keys)
-            errors[probe.name] = f"{type(exc).__name__}: {exc}"
+    # All at once: most probes read a file in microseconds, but a few wait on a child
+    # process or the driver (torch's CUDA check takes seconds on a GPU node, DCGM minutes),
+    # and the task should take as long as the slowest probe, not the sum of them.
+    with ThreadPoolExecutor(max_workers=len(probes) or 1) as pool:
+        outcomes = [pool.submit(_run_probe, probe, params) for probe in probes]
+    for probe, outcome in zip(probes, outcomes):  # noqa: B905 - zip(strict=) is 3.10+
+        found, error = outcome.result()
+        if error is not None:
+            errors[probe.name] = error
         errors.update(found.pop("probe_errors", None) or {})
         facts.update(found)
     if errors:
         facts["probe_errors"] = errors
     return facts
+
+
+def _run_probe(probe: Probe, params: dict[str, Any]) -> tuple[dict[str, Any], str | None]:
+    try:
+        return probe.collect(params), None
+    except Exception as exc:  # isolation is the point: report it, keep going
+        return dict.fromkeys(probe.keys), f"{type(exc).__name__}: {exc}"
 
 
 def facts_task(raw_params: dict[str, Any]) -> dict[str, Any]:

@@ -342,6 +342,50 @@ def test_nvml_error_with_fallback_still_judges(h100: dict[str, Any]) -> None:
     assert "nvml probe failed" in results["cuda.version"].message
 
 
+def test_lost_gpu_is_counted_but_not_misnamed(h100: dict[str, Any]) -> None:
+    # NVML could not read GPU 3: gpu.health names it; count and model judge what is known.
+    facts = copy.deepcopy(h100)
+    facts["gpus"][3] = {"index": 3, "pci_bus_id": "00000000:5D:00.0", "error": "lost"}
+    results = by_id(evaluate_facts(facts, {"gpu_count": 8, "gpu_model": "*H100*"}))
+    assert results["gpu.count"].status == "pass"
+    assert results["gpu.model"].status == "pass"
+    assert results["gpu.model"].message == "7x NVIDIA H100 80GB HBM3 (expected *H100*)"
+    facts["gpus"] = [{"index": 0, "pci_bus_id": None, "error": "lost"}]
+    model = judge(facts, {"gpu_model": "*H100*"}, "gpu.model")
+    assert (model.status, model.message) == (
+        "fail",
+        "GPU model unknown: no GPU could be read (expected *H100*)",
+    )
+    assert summarize_facts(facts)["gpus"] == "1x unreadable GPU"
+
+
+def test_shared_helpers_live_in_one_module() -> None:
+    from dcctl.evaluate import check, common, dcgm, io_health, node_health
+    from dcctl.evaluate.gpu_health import check as gpu_check
+
+    for module in (check, io_health, node_health, gpu_check):
+        assert module.BadExpectation is common.BadExpectation
+    for name in ("_BadExpectation", "_integer", "_number", "_ib_ports", "_port_name",
+                 "_normalize_mountpoint", "_probe_error", "_probe_failed", "expect_count",
+                 "expect_number"):  # fmt: skip
+        for module in (check, io_health, node_health, gpu_check, dcgm):
+            assert getattr(module, name, None) in (None, getattr(common, name, None)), name
+    facts = {"probe_errors": {"ib": "PermissionError: denied", "nvme": "OSError: x"}}
+    assert common.probe_error(facts, "ib", "mounts", "nvme") == (
+        "ib probe failed: PermissionError: denied; nvme probe failed: OSError: x"
+    )
+    assert common.probe_error(facts, "mounts") is None
+    ports = [{"link_layer": "Ethernet"}, {"link_layer": "InfiniBand"}, {"device": "mlx5_0"}]
+    assert len(common.ib_ports({"ib": ports})) == 2
+    assert common.port_name({"device": "mlx5_0", "port": 1}) == "mlx5_0/1"
+    assert [common.normalize_mountpoint(p) for p in ("/raid/", "/", "//")] == ["/raid", "/", "/"]
+    with pytest.raises(common.BadExpectation, match="expected a count, got -1"):
+        common.expect_count("max_gpu_processes", -1)
+    with pytest.raises(common.BadExpectation, match="expected an integer, got True"):
+        common.expect_integer("gpu_count", True)
+    assert common.expect_number("ib_rate", 400) == 400.0
+
+
 def test_unknown_expectation_is_an_error_result(h100: dict[str, Any]) -> None:
     result = evaluate_facts(h100, {"gpu_modle": "*H100*"})[0]
     assert (result.id, result.status) == ("expect.gpu_modle", "error")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import json
 from pathlib import Path
 from typing import Any
 
@@ -269,6 +270,42 @@ def test_nvlink_error_counters_warn(h100: dict[str, Any]) -> None:
     assert results[0].observed == {"replay": 150, "recovery": 11, "crc_flit": 60, "crc_data": 60}
 
 
+NVLINK_COUNTERS = ("replay", "recovery", "crc_flit", "crc_data")
+
+
+def without_counters(gpu: dict[str, Any], *names: str) -> None:
+    for link in gpu["nvlink"]:
+        link.update(dict.fromkeys(names or NVLINK_COUNTERS))
+
+
+def test_nvlink_errors_unreadable_everywhere_is_a_skip_not_a_pass(h100: dict[str, Any]) -> None:
+    facts = copy.deepcopy(h100)
+    for gpu in facts["gpus"]:
+        without_counters(gpu)
+    results = [r for r in judge(facts) if r.id == "gpu.nvlink.errors"]
+    assert [(r.status, r.message) for r in results] == [
+        ("skip", "NVLink error counters not readable")
+    ]
+
+
+def test_nvlink_links_without_counters_are_not_judged(h100: dict[str, Any]) -> None:
+    facts = copy.deepcopy(h100)
+    without_counters(facts["gpus"][2])
+    (result,) = [r for r in judge(facts) if r.id == "gpu.nvlink.errors"]
+    assert result.status == "pass"
+    assert result.message.startswith("7/7 GPUs with NVLink error counters within")
+    assert result.message.endswith("(1 did not report it)")
+
+
+def test_nvlink_unread_counter_is_none_not_zero(h100: dict[str, Any]) -> None:
+    facts = copy.deepcopy(h100)
+    for gpu in facts["gpus"]:
+        without_counters(gpu, "crc_data")
+    (result,) = [r for r in judge(facts) if r.id == "gpu.nvlink.errors"]
+    assert result.status == "pass"
+    assert result.observed[0] == {"replay": 0, "recovery": 0, "crc_flit": 0, "crc_data": None}
+
+
 @pytest.mark.parametrize(
     ("fabric", "status"),
     [
@@ -343,15 +380,95 @@ def test_procfs_facts_give_one_skip(monkeypatch: pytest.MonkeyPatch, tmp_path: P
     assert facts["gpu_source"] == "procfs"
     results = judge(facts)
     assert [(r.id, r.status, r.message) for r in results] == [
-        ("gpu.health", "skip", NVML_SKIP_MESSAGE)
+        (
+            "gpu.health",
+            "skip",
+            "no NVML recording (/dcctl-recorded/nvml.json); GPU health checks skipped",
+        )
     ]
 
 
-def test_nvml_failure_is_named_in_the_skip(h100: dict[str, Any]) -> None:
-    facts = {**h100, "gpu_source": "procfs", "probe_errors": {"nvml": "NVMLError_Unknown: x"}}
-    (result,) = judge(facts)
-    assert result.message == (
-        "NVML not available (NVMLError_Unknown: x); GPU health checks skipped"
+def procfs_facts(h100: dict[str, Any], kind: str, message: str) -> dict[str, Any]:
+    """The node's facts as the GPU probe reports them when NVML gave no readings."""
+    gpus = [
+        {key: gpu[key] for key in ("index", "name", "uuid", "pci_bus_id")} for gpu in h100["gpus"]
+    ]
+    facts = {
+        **h100,
+        "gpus": gpus,
+        "gpu_source": "procfs",
+        "nvml_error": {"kind": kind, "message": message},
+    }
+    if kind != "unavailable":
+        facts["probe_errors"] = {"nvml": message}
+    return facts
+
+
+def test_missing_pynvml_is_a_skip_that_says_so(h100: dict[str, Any]) -> None:
+    (result,) = judge(procfs_facts(h100, "unavailable", "pynvml not available on the node"))
+    assert (result.status, result.message) == ("skip", NVML_SKIP_MESSAGE)
+    assert NVML_SKIP_MESSAGE == "pynvml not available on the node; GPU health checks skipped"
+
+
+def test_nvml_init_failure_with_the_driver_loaded_fails(h100: dict[str, Any]) -> None:
+    reason = "NVMLError_LibRmVersionMismatch: RM has detected an NVML/RM version mismatch."
+    (result,) = judge(procfs_facts(h100, "failed", reason))
+    assert (result.id, result.status) == ("gpu.health", "fail")
+    assert result.message == (f"NVML failed: {reason}; nvidia-smi and CUDA will fail the same way")
+    # Even when the driver lists no GPU: a broken NVML is a finding, a missing pynvml is not.
+    assert [r.status for r in judge({**procfs_facts(h100, "failed", reason), "gpus": []})] == [
+        "fail"
+    ]
+    assert judge({**procfs_facts(h100, "unavailable", "x"), "gpus": []}) == []
+
+
+def test_nvml_timeout_fails(h100: dict[str, Any]) -> None:
+    (result,) = judge(procfs_facts(h100, "timeout", "NVML did not answer within 20 s"))
+    assert (result.status, result.message) == ("fail", "NVML did not answer within 20 s")
+
+
+def test_broken_reader_is_an_error(h100: dict[str, Any]) -> None:
+    (result,) = judge(procfs_facts(h100, "error", "TypeError: bad binding"))
+    assert (result.status, result.message) == ("error", "NVML read failed: TypeError: bad binding")
+
+
+def test_recorded_nvml_failure_end_to_end(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    root = build_sysroot(tmp_path)
+    reason = "NVMLError_LibRmVersionMismatch: RM has detected an NVML/RM version mismatch."
+    (root / "dcctl-recorded" / "nvml.json").write_text(json.dumps({"error": reason}))
+    facts = node_facts(monkeypatch, root)
+    assert [(r.id, r.status) for r in judge(facts, **H100_EXPECT)] == [("gpu.health", "fail")]
+    # The driver's own GPU list still counts and names the GPUs.
+    assert findings(evaluate_facts(facts, {"gpu_count": 8, "gpu_model": "*H100*"})) == []
+
+
+LOST = "NVMLError_GpuIsLost: GPU is lost"
+
+
+def test_a_lost_gpu_fails_alone(h100: dict[str, Any]) -> None:
+    facts = copy.deepcopy(h100)
+    facts["gpus"][3] = {"index": 3, "pci_bus_id": "00000000:5D:00.0", "error": LOST}
+    results = judge(facts)
+    assert findings(results) == [("gpu.health", "fail", 3)]
+    assert results[0].message == f"GPU 3 (00000000:5D:00.0): NVML cannot read this GPU: {LOST}"
+    assert results[0].gpu == {"index": 3, "pci_bus_id": "00000000:5D:00.0", "serial": None}
+    # The other seven keep their full judgement, and are not "not reporting".
+    messages = {r.id: r.message for r in results if r.status == "pass"}
+    assert messages["gpu.pcie.width"] == "7/7 GPUs at PCIe x16"
+    assert set(messages) == {i for i in CHECK_IDS if i not in NOT_APPLICABLE}
+
+
+def test_a_lost_gpu_end_to_end(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    root = build_sysroot(tmp_path)
+    recording = root / "dcctl-recorded" / "nvml.json"
+    raw = json.loads(recording.read_text())
+    raw["devices"][5] = {"index": 5, "error": LOST}  # lost before its bus id was read
+    recording.write_text(json.dumps(raw))
+    facts = node_facts(monkeypatch, root)
+    results = evaluate_facts(facts, H100_EXPECT) + judge(facts, **H100_EXPECT)
+    assert findings(results) == [("gpu.health", "fail", 5)]
+    assert next(r.message for r in results if r.status != "pass") == (
+        f"GPU 5: NVML cannot read this GPU: {LOST}"
     )
 
 

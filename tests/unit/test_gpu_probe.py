@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import sys
+import threading
+import time
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -13,6 +15,7 @@ from sysroots import HEALTHY, build_sysroot
 
 from dcctl.node import sysroot
 from dcctl.node.probes import gpu
+from dcctl.node.probes.gpu.nvml_read import NvmlFailed, NvmlTimeout, NvmlUnavailable
 
 RECORDING = HEALTHY / "dcctl-recorded" / "nvml.json"
 IDENTITY = ("index", "name", "uuid", "memory_total_bytes", "pci_bus_id")
@@ -445,11 +448,173 @@ def test_read_nvml_output_parses(fake_nvml: FakeNvml) -> None:
     assert older["fabric"] == {"state": "not_supported", "status": 0}
 
 
-def test_read_nvml_identity_failure_propagates(
+class GpuIsLost(NVMLError):
+    pass
+
+
+def lost(*args: Any) -> Any:
+    raise GpuIsLost("GPU is lost")
+
+
+def test_a_lost_gpu_does_not_blind_the_others(
     fake_nvml: FakeNvml, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    # A GPU NVML cannot even name: the probe falls back to procfs and says why.
-    monkeypatch.setattr(FakeNvml, "nvmlDeviceGetUUID", unsupported)
-    with pytest.raises(NotSupported):
-        gpu.read_nvml()
+    # GPU 0 answers its bus id, then is lost; GPU 1 keeps its full readings.
+    def uuid(self: FakeNvml, h: int) -> str:
+        if h == 0:
+            raise GpuIsLost("GPU is lost")
+        return f"GPU-{h}"
+
+    monkeypatch.setattr(FakeNvml, "nvmlDeviceGetUUID", uuid)
+    raw = gpu.read_nvml()
+    assert raw is not None
+    h100, older = raw["devices"]
+    assert h100 == {"index": 0, "pci_bus_id": "00000000:18:00.0", "error": "GpuIsLost: GPU is lost"}
+    assert older["name"] == "Tesla V100-SXM2-32GB"
+    assert older["retired_pages"] == {"single_bit": 2, "double_bit": 1, "pending": 0}
     assert fake_nvml.calls[-1] == "nvmlShutdown"
+    parsed = gpu.parse_nvml(raw)["gpus"]
+    assert parsed[0] == {
+        "index": 0,
+        "pci_bus_id": "00000000:18:00.0",
+        "error": "GpuIsLost: GPU is lost",
+    }
+    assert parsed[1]["pci_bus_id"] == "00000000:3B:00.0" and "error" not in parsed[1]
+
+
+def test_a_gpu_without_a_handle_has_no_bus_id(
+    fake_nvml: FakeNvml, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(FakeNvml, "nvmlDeviceGetHandleByIndex", lost)
+    raw = gpu.read_nvml()
+    assert raw is not None
+    assert raw["devices"] == [
+        {"index": 0, "error": "GpuIsLost: GPU is lost"},
+        {"index": 1, "error": "GpuIsLost: GPU is lost"},
+    ]
+    assert gpu.parse_nvml(raw)["gpus"][1] == {
+        "index": 1, "pci_bus_id": None, "error": "GpuIsLost: GPU is lost",
+    }  # fmt: skip
+
+
+class LibRmVersionMismatch(NVMLError):
+    pass
+
+
+def mismatch(*args: Any) -> Any:
+    raise LibRmVersionMismatch("RM has detected an NVML/RM version mismatch.")
+
+
+@pytest.mark.parametrize("call", ["nvmlInit", "nvmlDeviceGetCount", "nvmlSystemGetDriverVersion"])
+def test_nvml_failure_is_raised_as_such(
+    fake_nvml: FakeNvml, monkeypatch: pytest.MonkeyPatch, call: str
+) -> None:
+    monkeypatch.setattr(FakeNvml, call, mismatch)
+    with pytest.raises(NvmlFailed, match=r"^LibRmVersionMismatch: RM has detected an NVML/RM"):
+        gpu.read_nvml()
+    if call != "nvmlInit":
+        assert fake_nvml.calls[-1] == "nvmlShutdown"
+
+
+def test_pynvml_missing_is_none(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv(sysroot.SYSROOT_ENV, raising=False)
+    monkeypatch.setitem(sys.modules, "pynvml", None)  # import raises ModuleNotFoundError
+    assert gpu.read_nvml() is None
+
+
+def test_broken_pynvml_is_unavailable(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.delenv(sysroot.SYSROOT_ENV, raising=False)
+    (tmp_path / "pynvml.py").write_text("raise OSError('wrong libc')\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.delitem(sys.modules, "pynvml", raising=False)
+    with pytest.raises(NvmlUnavailable, match=r"pynvml not available on the node \(OSError"):
+        gpu.read_nvml()
+
+
+# --- collect_gpu: NVML failures with the driver loaded -------------------------------------
+
+
+@pytest.fixture
+def driver_tree(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
+    """The healthy node's tree: driver loaded, procfs lists 8 GPUs."""
+    root = build_sysroot(tmp_path)
+    monkeypatch.setenv(sysroot.SYSROOT_ENV, str(root))
+    return root
+
+
+def failing(exc: Exception) -> Any:
+    def reader() -> Any:
+        raise exc
+
+    return reader
+
+
+def test_nvml_init_failure_is_recorded(driver_tree: Path) -> None:
+    reason = "NVMLError_LibRmVersionMismatch: RM has detected an NVML/RM version mismatch."
+    facts = gpu.collect_gpu(reader=failing(NvmlFailed(reason)))
+    assert facts["nvml_error"] == {"kind": "failed", "message": reason}
+    assert facts["probe_errors"] == {"nvml": reason}
+    assert (facts["gpu_source"], facts["driver"], len(facts["gpus"])) == ("procfs", "550.54.15", 8)
+
+
+def test_recorded_nvml_failure(driver_tree: Path) -> None:
+    reason = "NVMLError_LibRmVersionMismatch: RM has detected an NVML/RM version mismatch."
+    (driver_tree / "dcctl-recorded" / "nvml.json").write_text(json.dumps({"error": reason}))
+    facts = gpu.collect_gpu()
+    assert facts["nvml_error"] == {"kind": "failed", "message": reason}
+
+
+def test_no_recording_is_unavailable_without_a_probe_error(driver_tree: Path) -> None:
+    (driver_tree / "dcctl-recorded" / "nvml.json").unlink()
+    facts = gpu.collect_gpu()
+    assert facts["nvml_error"] == {
+        "kind": "unavailable",
+        "message": "no NVML recording (/dcctl-recorded/nvml.json)",
+    }
+    assert "probe_errors" not in facts
+
+
+def test_live_node_without_pynvml_says_so(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv(sysroot.SYSROOT_ENV, raising=False)
+    monkeypatch.setitem(sys.modules, "pynvml", None)
+    driver = (
+        "NVRM version: NVIDIA UNIX x86_64 Kernel Module  550.54.15  Tue Mar  5 22:23:56 UTC 2024\n"
+    )
+    monkeypatch.setattr(gpu, "read_text", lambda path: driver)  # a loaded driver
+    facts = gpu.collect_gpu()
+    assert facts["nvml_error"] == {
+        "kind": "unavailable",
+        "message": "pynvml not available on the node",
+    }
+    assert (facts["driver"], facts["gpu_source"]) == ("550.54.15", "procfs")
+
+
+def test_unexpected_reader_failure_is_an_error_kind(driver_tree: Path) -> None:
+    facts = gpu.collect_gpu(reader=failing(TypeError("bad binding")))
+    assert facts["nvml_error"] == {"kind": "error", "message": "TypeError: bad binding"}
+
+
+def test_hung_nvml_gives_up_at_the_deadline(driver_tree: Path) -> None:
+    release = threading.Event()
+
+    def hung() -> Any:
+        release.wait(30)
+        return healthy_raw()
+
+    started = time.monotonic()
+    try:
+        facts = gpu.collect_gpu(nvml_timeout_s=0.2, reader=hung)
+    finally:
+        release.set()
+    assert time.monotonic() - started < 5
+    assert facts["nvml_error"] == {"kind": "timeout", "message": "NVML did not answer within 0.2 s"}
+    assert facts["probe_errors"] == {"nvml": "NVML did not answer within 0.2 s"}
+    assert (facts["gpu_source"], len(facts["gpus"])) == ("procfs", 8)
+
+
+def test_read_nvml_within_hands_back_the_answer_or_the_exception() -> None:
+    assert gpu.read_nvml_within(5, lambda: {"devices": []}) == {"devices": []}
+    with pytest.raises(NvmlFailed, match="boom"):
+        gpu.read_nvml_within(5, failing(NvmlFailed("boom")))
+    with pytest.raises(NvmlTimeout, match=r"NVML did not answer within 0\.05 s"):
+        gpu.read_nvml_within(0.05, lambda: time.sleep(1))

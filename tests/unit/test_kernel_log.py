@@ -139,6 +139,11 @@ def test_storm_is_capped_per_key_and_counted() -> None:
     storm = [XID_79.replace("03:41:07", f"03:{minute:02d}:00") for minute in range(60)] + [XID_48]
     facts = parse(*storm)
     assert len(facts["xids"]) == kernel_log.MAX_EVENTS_PER_KEY + 1
+    # The newest events are kept (the older ones only counted), still in log order.
+    kept = [e["time"] for e in facts["xids"] if e["xid"] == 79]
+    first_kept = 60 - kernel_log.MAX_EVENTS_PER_KEY
+    assert kept == [f"2026-11-28T03:{minute:02d}:00+00:00" for minute in range(first_kept, 60)]
+    assert facts["xids"][-1]["xid"] == 48
     assert facts["omitted"] == [
         {
             "kind": "xids",
@@ -151,6 +156,7 @@ def test_storm_is_capped_per_key_and_counted() -> None:
 
 def gpu_facts(log: dict) -> dict:
     return {
+        "uptime_s": 30 * 86400,  # booted long before the window: "in the last 24 h"
         "gpu_source": "procfs",
         "gpus": [{"index": 0, "pci_bus_id": "00000000:18:00.0", "serial": "1654223027418"}],
         "kernel_log": log,
@@ -178,6 +184,39 @@ def test_ignore_list_drops_xids() -> None:
     ((status, message),) = xid_results(log, ignore_xids=[79])
     assert status == "fail" and "XID 48" in message and "PCI 0000:9a:00" in message
     assert xid_results(log, ignore_xids=[48, 79]) == [("pass", "no hardware XIDs in the last 24 h")]
+
+
+def test_interleaved_storms_keep_log_order() -> None:
+    lines = []
+    for minute in range(30):
+        stamp = f"2026-11-28T04:{minute:02d}:00"
+        lines.append(XID_79.replace("2026-11-28T03:41:07", stamp))
+        lines.append(XID_48.replace("2026-11-28T04:00:00", stamp))
+    facts = parse(*lines)
+    times = [e["time"][:19] for e in facts["xids"]]
+    assert times == sorted(times)
+    assert times[0] == "2026-11-28T04:10:00"
+    assert {(o["xid"], o["count"]) for o in facts["omitted"]} == {(79, 10), (48, 10)}
+
+
+def test_latest_event_is_the_newest_after_the_cap() -> None:
+    storm = [
+        XID_79.replace("03:41:07", f"03:{minute:02d}:00").replace("pid=1234", f"pid={minute}")
+        for minute in range(60)
+    ]
+    results = evaluate_node_health(gpu_facts(parse(*storm)), HEALTH_DEFAULTS)
+    (xid,) = [r for r in results if r.id == "kernel.xid"]
+    assert "pid=59," in xid.observed["last"]
+
+
+def test_window_wording_on_a_node_booted_within_the_window() -> None:
+    facts = {**gpu_facts(parse(XID_79)), "uptime_s": 2 * 3600}
+    results = evaluate_node_health(facts, HEALTH_DEFAULTS)
+    (xid,) = [r for r in results if r.id == "kernel.xid"]
+    assert xid.message == (
+        "GPU 0 (00000000:18:00.0, SN 1654223027418): XID 79 since boot, at most 24 h: "
+        "GPU has fallen off the bus"
+    )
 
 
 def test_application_xids_are_not_failures() -> None:

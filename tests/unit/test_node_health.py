@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 from sysroots import FIXTURES, build_sysroot
 
+from dcctl.evaluate.gpus import gpu_by_bus_id
 from dcctl.evaluate.node_health import evaluate_node_health
 from dcctl.evaluate.result import Result
 from dcctl.inventory.expect_keys import HEALTH_DEFAULTS
@@ -165,12 +166,110 @@ def gpu_node(**extra: Any) -> dict[str, Any]:
     return cpu_facts(**{"gpu_source": "nvml", "gpus": gpus, "ib": ib, **extra})
 
 
-def test_unreadable_kernel_log_is_a_skip_with_the_reason() -> None:
+def test_unreadable_kernel_log_on_a_gpu_node_warns_with_the_fix() -> None:
     log = {"source": "none", "window_h": 24, "error": "dmesg: read kernel buffer failed: EPERM"}
     results = judge(gpu_node(kernel_log=log))
     assert [(r.id, r.status, r.message) for r in results if r.id.startswith("kernel.")] == [
-        ("kernel.xid", "skip", "kernel log unreadable: dmesg: read kernel buffer failed: EPERM")
+        (
+            "kernel.xid",
+            "warn",
+            "kernel log unreadable (dmesg: read kernel buffer failed: EPERM): XIDs not checked; "
+            "run dcctl as root, or set kernel.dmesg_restrict=0 or add the user to the "
+            "systemd-journal group",
+        )
     ]
+    # A node without NVIDIA hardware has no XIDs to miss.
+    assert not [r for r in judge(cpu_facts(kernel_log=log)) if r.id.startswith("kernel.")]
+
+
+XID_LINE = "NVRM: Xid (PCI:0000:18:00): {xid}, pid=1234, name=python, Row remapper event"
+
+
+def xid_node(xid: int, row_remap: dict[str, Any] | None, pci: str = "0000:18:00") -> dict[str, Any]:
+    node = gpu_node()
+    node["gpus"][0]["row_remap"] = row_remap
+    event = {
+        "xid": xid,
+        "pci": pci,
+        "text": XID_LINE.format(xid=xid),
+        "time": "2026-11-28T07:00:00+00:00",
+    }
+    node["kernel_log"]["xids"] = [event]
+    return node
+
+
+SETTLED = {"correctable": 1, "uncorrectable": 0, "pending": False, "failed": False}
+
+
+@pytest.mark.parametrize("xid", [63, 94])
+def test_row_remap_xid_after_the_reset_only_warns(xid: int) -> None:
+    (result,) = [r for r in judge(xid_node(xid, SETTLED)) if r.id == "kernel.xid"]
+    assert result.status == "warn"
+    assert result.gpu is not None and result.gpu["index"] == 0
+    assert result.message.startswith(f"GPU 0 (00000000:18:00.0, SN 1654223027418): XID {xid} ")
+    assert result.message.endswith("; remap applied; reset done (no row remap pending or failed)")
+
+
+@pytest.mark.parametrize(
+    "row_remap",
+    [
+        {**SETTLED, "pending": True},
+        {**SETTLED, "failed": True},
+        {**SETTLED, "pending": None},  # unknown is not "none pending"
+        None,  # not reported
+    ],
+)
+@pytest.mark.parametrize("xid", [63, 94])
+def test_row_remap_xid_stays_a_failure_until_the_remap_is_done(
+    xid: int, row_remap: dict[str, Any] | None
+) -> None:
+    (result,) = [r for r in judge(xid_node(xid, row_remap)) if r.id == "kernel.xid"]
+    assert result.status == "fail"
+    assert "remap applied" not in result.message
+
+
+def test_row_remap_xid_on_an_unknown_gpu_fails() -> None:
+    (result,) = [r for r in judge(xid_node(94, SETTLED, pci="0000:3b:00")) if r.id == "kernel.xid"]
+    assert (result.status, result.gpu) == ("fail", None)
+    # Another XID on the settled GPU is not downgraded.
+    (other,) = [r for r in judge(xid_node(48, SETTLED)) if r.id == "kernel.xid"]
+    assert other.status == "fail"
+
+
+def test_xid_in_another_pci_domain_is_not_this_gpu() -> None:
+    (result,) = [r for r in judge(xid_node(79, None, pci="0001:18:00")) if r.id == "kernel.xid"]
+    assert result.gpu is None
+    assert result.message.startswith("PCI 0001:18:00: XID 79 ")
+    (same,) = [r for r in judge(xid_node(79, None, pci="00000000:18:00")) if r.id == "kernel.xid"]
+    assert same.gpu is not None and same.gpu["index"] == 0
+
+
+@pytest.mark.parametrize(
+    ("spelling", "found"),
+    [
+        ("0000:18:00.0", True),
+        ("00000000:18:00.0", True),
+        ("18:00.0", True),  # domain 0 left out
+        ("0000:18:00.0 ", True),
+        ("0001:18:00.0", False),
+        ("00010000:18:00.0", False),
+        ("0000:18:00.1", False),
+        ("0000:19:00.0", False),
+    ],
+)
+def test_gpu_by_bus_id_compares_the_whole_address(spelling: str, found: bool) -> None:
+    facts = {"gpus": [{"index": 0, "pci_bus_id": "00000000:18:00.0"}]}
+    assert (gpu_by_bus_id(facts, spelling) is not None) is found
+
+
+def test_window_wording_says_since_boot_when_the_boot_is_recent() -> None:
+    xid = [r for r in judge(gpu_node(uptime_s=3 * 3600)) if r.id == "kernel.xid"]
+    assert [r.message for r in xid] == ["no hardware XIDs since boot, at most 24 h"]
+    xid = [r for r in judge(gpu_node(uptime_s=25 * 3600)) if r.id == "kernel.xid"]
+    assert [r.message for r in xid] == ["no hardware XIDs in the last 24 h"]
+    # Uptime unknown: the log still covers this boot only.
+    xid = [r for r in judge(gpu_node()) if r.id == "kernel.xid"]
+    assert [r.message for r in xid] == ["no hardware XIDs since boot, at most 24 h"]
 
 
 def test_failed_probe_is_an_error() -> None:
@@ -196,6 +295,9 @@ def test_peermem_modes() -> None:
     ]
     assert required.status == "fail"
     assert required.message.startswith("nvidia_peermem not loaded (required by the inventory)")
+    # Recent stacks do GPUDirect RDMA through dma-buf without the module: say how to opt out.
+    assert "dma-buf" in required.message
+    assert "set `nvidia_peermem: off` under expect" in required.message
     assert "modules.peermem" not in [r.id for r in judge(gpu_node(), nvidia_peermem=False)]
     (bad,) = [r for r in judge(gpu_node(), nvidia_peermem="yes") if r.id == "modules.peermem"]
     assert bad.status == "error"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -283,13 +284,21 @@ def test_collect_gpu_from_recorded_driver_tree(use_sysroot: Any) -> None:
     ]  # fmt: skip
 
 
-def test_read_nvml_without_pynvml_is_none() -> None:
-    try:
-        import pynvml  # noqa: F401
-    except ImportError:
-        assert gpu.read_nvml() is None
-    else:
-        pytest.skip("pynvml is installed here; read_nvml is exercised on a GPU machine")
+def test_read_nvml_without_pynvml_is_none(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("DCCTL_SYSROOT", raising=False)
+    # None in sys.modules makes `import pynvml` raise ModuleNotFoundError, as on a bare node.
+    monkeypatch.setitem(sys.modules, "pynvml", None)
+    assert gpu.read_nvml() is None
+
+
+def test_read_nvml_without_a_driver_says_nvml_failed(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("DCCTL_SYSROOT", raising=False)
+    if gpu.driver_loaded():
+        pytest.skip("an NVIDIA driver is loaded here")
+    from dcctl.node.probes.gpu.nvml_read import NvmlFailed
+
+    with pytest.raises(NvmlFailed, match="Library Not Found|not found"):
+        gpu.read_nvml()
 
 
 def test_read_libcuda_version_without_driver_is_none() -> None:

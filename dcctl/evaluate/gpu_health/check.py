@@ -6,12 +6,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Any
 
+from dcctl.evaluate.common import BadExpectation
 from dcctl.evaluate.gpus import gpu_label, gpu_ref
 from dcctl.evaluate.result import Result, Status
-
-
-class BadExpectation(ValueError):
-    """An `expect` value of the wrong shape; reported as an `error` result for its check."""
 
 
 @dataclass(frozen=True)
@@ -88,20 +85,6 @@ def expect_on_off(settings: dict[str, Any], key: str) -> str | None:
         wanted = value.strip().lower()
         return None if wanted == "any" else wanted
     raise BadExpectation(f"invalid expectation {key}: expected on, off or any, got {value!r}")
-
-
-def expect_count(settings: dict[str, Any], key: str) -> int:
-    value = settings.get(key)
-    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-        raise BadExpectation(f"invalid expectation {key}: expected a count, got {value!r}")
-    return value
-
-
-def expect_number(settings: dict[str, Any], key: str) -> float:
-    value = settings.get(key)
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise BadExpectation(f"invalid expectation {key}: expected a number, got {value!r}")
-    return float(value)
 
 
 # --- readings ------------------------------------------------------------------------------

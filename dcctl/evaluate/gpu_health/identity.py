@@ -5,15 +5,8 @@ from __future__ import annotations
 from collections import Counter
 from typing import Any
 
-from dcctl.evaluate.gpu_health.check import (
-    BadExpectation,
-    Finding,
-    GpuCheck,
-    expect_count,
-    field,
-    mode_check,
-    on_off_reading,
-)
+from dcctl.evaluate.common import BadExpectation, expect_count
+from dcctl.evaluate.gpu_health.check import Finding, GpuCheck, field, mode_check, on_off_reading
 
 
 def vbios(gpus: list[dict[str, Any]], settings: dict[str, Any]) -> GpuCheck | None:
@@ -55,7 +48,7 @@ def _describe_process(proc: dict[str, Any]) -> str:
 
 
 def processes(gpus: list[dict[str, Any]], settings: dict[str, Any]) -> GpuCheck:
-    allowed = expect_count(settings, "max_gpu_processes")
+    allowed = expect_count("max_gpu_processes", settings.get("max_gpu_processes"))
 
     def judge(procs: list[dict[str, Any]]) -> Finding | None:
         if len(procs) <= allowed:

@@ -4,14 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from dcctl.evaluate.gpu_health.check import (
-    Finding,
-    GpuCheck,
-    expect_count,
-    field,
-    mode_check,
-    on_off_reading,
-)
+from dcctl.evaluate.common import expect_count
+from dcctl.evaluate.gpu_health.check import Finding, GpuCheck, field, mode_check, on_off_reading
 
 ecc_mode = mode_check("gpu.ecc.mode", "ecc", "ECC", on_off_reading("ecc", "enabled"))
 
@@ -32,7 +26,7 @@ def ecc_uncorrected(gpus: list[dict[str, Any]], settings: dict[str, Any]) -> Gpu
 
 
 def ecc_correctable(gpus: list[dict[str, Any]], settings: dict[str, Any]) -> GpuCheck:
-    limit = expect_count(settings, "max_ecc_correctable")
+    limit = expect_count("max_ecc_correctable", settings.get("max_ecc_correctable"))
     return GpuCheck(
         "gpu.ecc.correctable",
         limit,

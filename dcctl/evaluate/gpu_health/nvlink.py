@@ -4,13 +4,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from dcctl.evaluate.gpu_health.check import Finding, GpuCheck, expect_count, same
+from dcctl.evaluate.common import expect_count
+from dcctl.evaluate.gpu_health.check import Finding, GpuCheck, same
 
 
 def nvlink_state(gpus: list[dict[str, Any]], settings: dict[str, Any]) -> GpuCheck:
     wanted = settings.get("nvlink_links")
     if wanted is not None:
-        wanted = expect_count(settings, "nvlink_links")
+        wanted = expect_count("nvlink_links", settings.get("nvlink_links"))
 
     def read(gpu: dict[str, Any]) -> list[dict[str, Any]] | None:
         links = gpu.get("nvlink")
@@ -45,6 +46,23 @@ def nvlink_state(gpus: list[dict[str, Any]], settings: dict[str, Any]) -> GpuChe
     )
 
 
+COUNTERS = ("replay", "recovery", "crc_flit", "crc_data")
+
+
+def _counted_links(gpu: dict[str, Any]) -> list[dict[str, Any]] | None:
+    """The GPU's links with at least one readable error counter; None when no link has one.
+
+    A link whose counters all read None (NotSupported, NoPermission) says nothing about its
+    errors: it is not judged, and it must not pass as if it had counted none.
+    """
+    links = [
+        link
+        for link in gpu.get("nvlink") or []
+        if any(link.get(name) is not None for name in COUNTERS)
+    ]
+    return links or None
+
+
 def _link_errors(link: dict[str, Any], limits: dict[str, int]) -> list[str]:
     crc = [n for n in (link.get("crc_flit"), link.get("crc_data")) if n is not None]
     counts: dict[str, int | None] = {
@@ -60,33 +78,39 @@ def _link_errors(link: dict[str, Any], limits: dict[str, int]) -> list[str]:
     return errors
 
 
-def _worst_counts(links: list[dict[str, Any]]) -> dict[str, int]:
-    """The highest count any link shows, per error counter."""
-    names = ("replay", "recovery", "crc_flit", "crc_data")
-    return {name: max((link.get(name) or 0 for link in links), default=0) for name in names}
+def _worst_counts(links: list[dict[str, Any]]) -> dict[str, int | None]:
+    """The highest count any link shows, per error counter; None where no link reads it."""
+    worst: dict[str, int | None] = {}
+    for name in COUNTERS:
+        read = [link[name] for link in links if link.get(name) is not None]
+        worst[name] = max(read) if read else None
+    return worst
 
 
 def nvlink_errors(gpus: list[dict[str, Any]], settings: dict[str, Any]) -> GpuCheck:
     limits = {
-        "replay": expect_count(settings, "max_nvlink_replay"),
-        "recovery": expect_count(settings, "max_nvlink_recovery"),
-        "CRC": expect_count(settings, "max_nvlink_crc"),
+        "replay": expect_count("max_nvlink_replay", settings.get("max_nvlink_replay")),
+        "recovery": expect_count("max_nvlink_recovery", settings.get("max_nvlink_recovery")),
+        "CRC": expect_count("max_nvlink_crc", settings.get("max_nvlink_crc")),
     }
 
     def judge(links: list[dict[str, Any]]) -> Finding | None:
         errors = [error for link in links for error in _link_errors(link, limits)]
         return Finding("warn", "NVLink " + "; ".join(errors)) if errors else None
 
+    # GPUs with populated links but no readable counter: one skip that says so. GPUs without
+    # NVLink at all: no result.
+    has_links = any(gpu.get("nvlink") for gpu in gpus)
     return GpuCheck(
         "gpu.nvlink.errors",
         limits,
-        read=lambda gpu: gpu.get("nvlink") or None,
+        read=_counted_links,
         judge=judge,
         passed=lambda readings: (
             "with NVLink error counters within "
             + ", ".join(f"{name} {limit}" for name, limit in limits.items())
         ),
-        unreported=None,
+        unreported="NVLink error counters not readable" if has_links else None,
         observe=_worst_counts,
     )
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from dcctl.evaluate.gpu_health.check import Finding, GpuCheck, expect_count, field, same
+from dcctl.evaluate.common import expect_count
+from dcctl.evaluate.gpu_health.check import Finding, GpuCheck, field, same
 
 
 def _pair(current: str, maximum: str) -> Callable[[dict[str, Any]], tuple[int, int] | None]:
@@ -57,7 +58,7 @@ def pcie_gen(gpus: list[dict[str, Any]], settings: dict[str, Any]) -> GpuCheck:
 
 
 def pcie_replays(gpus: list[dict[str, Any]], settings: dict[str, Any]) -> GpuCheck:
-    limit = expect_count(settings, "max_pcie_replays")
+    limit = expect_count("max_pcie_replays", settings.get("max_pcie_replays"))
     return GpuCheck(
         "gpu.pcie.replays",
         limit,

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from dcctl.evaluate.gpu_health.check import Finding, GpuCheck, expect_number, field, same
+from dcctl.evaluate.common import expect_number
+from dcctl.evaluate.gpu_health.check import Finding, GpuCheck, field, same
 
 # Clock event reasons that mean the hardware itself pulled the clocks down.
 HW_SLOWDOWNS = ("hw_slowdown", "hw_thermal", "hw_power_brake")
@@ -35,7 +36,7 @@ def clocks(gpus: list[dict[str, Any]], settings: dict[str, Any]) -> GpuCheck:
 def temperature(gpus: list[dict[str, Any]], settings: dict[str, Any]) -> GpuCheck:
     limit = settings.get("max_gpu_temp_c")
     if limit is not None:
-        limit = expect_number(settings, "max_gpu_temp_c")
+        limit = expect_number("max_gpu_temp_c", settings.get("max_gpu_temp_c"))
 
     def read(gpu: dict[str, Any]) -> tuple[int, int | None] | None:
         temp, slowdown = gpu.get("temperature_c"), gpu.get("temperature_slowdown_c")
@@ -74,7 +75,7 @@ def temperature(gpus: list[dict[str, Any]], settings: dict[str, Any]) -> GpuChec
 
 
 def power(gpus: list[dict[str, Any]], settings: dict[str, Any]) -> GpuCheck:
-    fraction = expect_number(settings, "max_power_fraction")
+    fraction = expect_number("max_power_fraction", settings.get("max_power_fraction"))
 
     def read(gpu: dict[str, Any]) -> tuple[float, float] | None:
         draw, limit = gpu.get("power_w"), gpu.get("power_limit_w")

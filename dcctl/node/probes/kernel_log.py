@@ -3,12 +3,20 @@
 Reader: the journal (`journalctl -k`), else the ring buffer (`dmesg`), each under a short
 timeout; under DCCTL_SYSROOT the recorded `dcctl-recorded/kmsg.txt`, whose newest line is
 taken as "now". Parser: pure, ISO-timestamped lines (journal short-iso or dmesg iso) -> events.
+
+Both live sources cover the current boot only: `journalctl -k` implies `--boot`, and the ring
+buffer starts at boot (and drops its oldest lines when it wraps). So the window searched is
+"since boot, at most window_h hours": an XID logged before the last reboot is not seen, and
+the evaluator words its messages that way when the node booted within the window. Reading
+either needs root, membership of systemd-journal (or adm), or kernel.dmesg_restrict=0; when
+neither is readable the facts say why (`source: none`, `error`).
 """
 
 from __future__ import annotations
 
 import re
 import subprocess
+from collections import deque
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
@@ -18,7 +26,8 @@ COMMAND_TIMEOUT_S = 3.0
 RECORDED_NAME = "kmsg.txt"
 EVENT_KINDS = ("xids", "sxids", "pcie_bandwidth_limited")
 # An application faulting in a loop can log one XID thousands of times a day; past this many
-# events per (kind, device, number) only a count travels back, so the payload stays small.
+# events per (kind, device, number) only a count of the older ones travels back, so the
+# payload stays small and the newest events (what an operator looks at first) are kept.
 MAX_EVENTS_PER_KEY = 20
 
 # journalctl short-iso: "2024-05-01T12:34:56+0000 host kernel: msg" (newer systemd: +00:00);
@@ -93,21 +102,39 @@ def _match_event(message: str) -> tuple[str, dict[str, Any], dict[str, Any]] | N
 
 
 class _Events:
-    """Events per kind, capped per key; what the cap drops is counted in `omitted`."""
+    """Events per kind, capped per key to the newest MAX_EVENTS_PER_KEY; the older ones the
+    cap drops are counted in `omitted`."""
 
     def __init__(self) -> None:
-        self.lists: dict[str, list[dict[str, Any]]] = {kind: [] for kind in EVENT_KINDS}
-        self.omitted: dict[tuple[Any, ...], dict[str, Any]] = {}
+        self._order = 0
+        # (kind, *key values) -> the key's newest events, each with its place in the log.
+        self._kept: dict[tuple[Any, ...], deque[tuple[int, dict[str, Any]]]] = {}
         self._seen: dict[tuple[Any, ...], int] = {}
+        self._keys: dict[tuple[Any, ...], tuple[str, dict[str, Any]]] = {}
 
     def add(self, kind: str, key: dict[str, Any], event: dict[str, Any]) -> None:
         ident = (kind, *key.values())
+        if ident not in self._kept:
+            self._kept[ident] = deque(maxlen=MAX_EVENTS_PER_KEY)
+            self._keys[ident] = (kind, key)
         self._seen[ident] = self._seen.get(ident, 0) + 1
-        if self._seen[ident] <= MAX_EVENTS_PER_KEY:
-            self.lists[kind].append({**key, **event})
-        else:
-            entry = self.omitted.setdefault(ident, {"kind": kind, **key, "count": 0})
-            entry["count"] += 1
+        self._kept[ident].append((self._order, {**key, **event}))
+        self._order += 1
+
+    def lists(self) -> dict[str, list[dict[str, Any]]]:
+        """The kept events per kind, in log order."""
+        lists: dict[str, list[tuple[int, dict[str, Any]]]] = {kind: [] for kind in EVENT_KINDS}
+        for ident, kept in self._kept.items():
+            lists[self._keys[ident][0]].extend(kept)
+        return {kind: [event for _, event in sorted(found)] for kind, found in lists.items()}
+
+    def omitted(self) -> list[dict[str, Any]]:
+        """{kind, key fields, count} per key whose older events the cap dropped."""
+        return [
+            {"kind": kind, **key, "count": self._seen[ident] - len(self._kept[ident])}
+            for ident, (kind, key) in self._keys.items()
+            if self._seen[ident] > len(self._kept[ident])
+        ]
 
 
 def parse_kernel_log(
@@ -116,8 +143,9 @@ def parse_kernel_log(
     """Kernel log lines -> {source, window_h, xids, sxids, pcie_bandwidth_limited}.
 
     Only lines from the `window_h` hours up to `now` count (None: the log's newest line).
-    Each event carries its `time` (ISO 8601, as logged) and `text` (the message). Events past
-    MAX_EVENTS_PER_KEY for one key are listed in `omitted` as {kind, key fields, count}.
+    Each event carries its `time` (ISO 8601, as logged) and `text` (the message). Past
+    MAX_EVENTS_PER_KEY events for one key only the newest are listed; the older ones are
+    counted in `omitted` as {kind, key fields, count}.
     """
     reference = now if now is not None else newest_time(text)
     start = reference - timedelta(hours=window_h) if reference is not None else None
@@ -133,9 +161,10 @@ def parse_kernel_log(
         if found is not None:
             kind, key, extra = found
             events.add(kind, key, {**extra, "text": parsed[1], "time": parsed[0].isoformat()})
-    facts: dict[str, Any] = {"source": source, "window_h": window_h, **events.lists}
-    if events.omitted:
-        facts["omitted"] = list(events.omitted.values())
+    facts: dict[str, Any] = {"source": source, "window_h": window_h, **events.lists()}
+    omitted = events.omitted()
+    if omitted:
+        facts["omitted"] = omitted
     return facts
 
 

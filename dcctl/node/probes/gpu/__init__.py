@@ -5,13 +5,17 @@ Sources, best first: NVML (pynvml, when importable), then the driver's own
 version comes from NVML, else from libcuda's cuDriverGetVersion.
 
 nvml_read reads NVML into plain values, nvml_parse turns them into facts, and fallback reads
-procfs and libcuda; this module picks the source.
+procfs and libcuda; this module picks the source. With the driver loaded and no NVML
+readings, `nvml_error` {kind, message} says why: "unavailable" (no usable pynvml), "failed"
+(nvmlInit or a system query failed: nvidia-smi and CUDA fail the same way), "timeout" (NVML
+did not answer within the deadline) or "error" (the reader broke).
 """
 
 from __future__ import annotations
 
 import os
 import re
+from collections.abc import Callable
 from typing import Any
 
 from dcctl.node.probes.gpu.fallback import (
@@ -26,8 +30,15 @@ from dcctl.node.probes.gpu.nvml_parse import (
     parse_nvml,
     parse_nvml_device,
 )
-from dcctl.node.probes.gpu.nvml_read import read_nvml
-from dcctl.node.sysroot import active_sysroot, read_text, sysroot_path
+from dcctl.node.probes.gpu.nvml_read import (
+    NVML_RECORDING,
+    NvmlFailed,
+    NvmlTimeout,
+    NvmlUnavailable,
+    read_nvml,
+    read_nvml_within,
+)
+from dcctl.node.sysroot import RECORDED_DIR, active_sysroot, read_text, sysroot_path
 
 __all__ = [
     "collect_gpu",
@@ -41,10 +52,14 @@ __all__ = [
     "parse_procfs_gpus",
     "read_libcuda_version",
     "read_nvml",
+    "read_nvml_within",
     "read_procfs_gpus",
 ]
 
 DRIVER_VERSION_PATH = "/proc/driver/nvidia/version"
+# How long NVML may take to answer before the facts say it hung (a healthy 8-GPU node: < 1 s).
+NVML_TIMEOUT_S = 20.0
+PYNVML_MISSING = "pynvml not available on the node"
 
 _NVRM_RE = re.compile(r"Kernel Module(?:\s+for\s+\S+)?\s+(\d+(?:\.\d+)+)")
 
@@ -63,17 +78,40 @@ def driver_loaded() -> bool:
     return os.path.exists(sysroot_path(DRIVER_VERSION_PATH))
 
 
-def collect_gpu() -> dict[str, Any]:
-    """{driver, cuda, gpus, gpu_source} plus probe_errors {"nvml": ...} when NVML failed."""
+def _nvml_failure(exc: Exception) -> dict[str, str]:
+    if isinstance(exc, NvmlUnavailable):
+        return {"kind": "unavailable", "message": str(exc)}
+    if isinstance(exc, NvmlFailed):
+        return {"kind": "failed", "message": str(exc)}
+    if isinstance(exc, NvmlTimeout):
+        return {"kind": "timeout", "message": str(exc)}
+    return {"kind": "error", "message": f"{type(exc).__name__}: {exc}"}
+
+
+def _no_reader() -> str:
+    if active_sysroot() is not None:
+        return f"no NVML recording ({RECORDED_DIR}/{NVML_RECORDING})"
+    return PYNVML_MISSING
+
+
+def collect_gpu(
+    nvml_timeout_s: float = NVML_TIMEOUT_S,
+    reader: Callable[[], dict[str, Any] | None] = read_nvml,
+) -> dict[str, Any]:
+    """{driver, cuda, gpus, gpu_source}; with the driver loaded and no NVML readings, also
+    nvml_error {kind, message}, and probe_errors {"nvml": message} unless pynvml is missing.
+
+    `reader` runs in a daemon thread for at most `nvml_timeout_s` seconds.
+    """
     text = read_text(DRIVER_VERSION_PATH)
     if text is None:
         return {"driver": None, "cuda": None, "gpus": [], "gpu_source": "none"}
     facts: dict[str, Any] = {"driver": parse_driver_version(text)}
+    failure: dict[str, str] | None = None
     try:
-        raw = read_nvml()
-    except Exception as exc:  # NVMLError and friends: fall back, but say why
-        raw = None
-        facts["probe_errors"] = {"nvml": f"{type(exc).__name__}: {exc}"}
+        raw = read_nvml_within(nvml_timeout_s, reader)
+    except Exception as exc:  # NVML's failures and the reader's own: fall back, say why
+        raw, failure = None, _nvml_failure(exc)
     if raw is not None:
         nvml = parse_nvml(raw)
         return {
@@ -83,6 +121,11 @@ def collect_gpu() -> dict[str, Any]:
             "gpus": nvml["gpus"],
             "gpu_source": "nvml",
         }
+    if failure is None:
+        failure = {"kind": "unavailable", "message": _no_reader()}
+    facts["nvml_error"] = failure
+    if failure["kind"] != "unavailable":
+        facts["probe_errors"] = {"nvml": failure["message"]}
     # A recorded tree without an NVML recording: the live libcuda is not the record's.
     cuda_int = read_libcuda_version() if active_sysroot() is None else None
     return {

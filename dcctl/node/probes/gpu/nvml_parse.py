@@ -137,7 +137,17 @@ def _watts(milliwatts: Any) -> float | None:
 
 
 def parse_nvml_device(dev: dict[str, Any]) -> dict[str, Any]:
-    """One device of `read_nvml` -> one entry of facts["gpus"]; unreported fields are None."""
+    """One device of `read_nvml` -> one entry of facts["gpus"]; unreported fields are None.
+
+    A device NVML could not read stays {index, pci_bus_id (None when unknown), error}.
+    """
+    if dev.get("error") is not None:
+        bus_id = dev.get("pci_bus_id")
+        return {
+            "index": int(dev["index"]),
+            "pci_bus_id": None if bus_id is None else normalize_bus_id(str(bus_id)),
+            "error": str(dev["error"]),
+        }
     mig = dev.get("mig_mode")
     events = dev.get("clock_event_reasons")
     return {

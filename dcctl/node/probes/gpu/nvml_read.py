@@ -1,18 +1,46 @@
 """NVML read into plain values: the only code that touches NVML (pynvml).
 
 A recorded node stores the same values as dcctl-recorded/nvml.json, so everything after this
-reader is tested from recorded JSON.
+reader is tested from recorded JSON. A recording of a node whose NVML failed holds
+{"error": "<NVMLError_...: text>"} instead.
+
+How NVML can fail, and what the reader does about it:
+- pynvml cannot be imported: `read_nvml` returns None (no module) or raises NvmlUnavailable.
+- nvmlInit or a system-wide query fails with the driver loaded (a driver/library version
+  mismatch after a driver upgrade without a reboot, a missing libnvidia-ml): NvmlFailed.
+- one GPU cannot be read (NVMLError_GpuIsLost after an XID 79): that device alone becomes
+  {index, pci_bus_id when known, error}; the others keep their full readings.
+- NVML hangs (a GPU stuck in recovery can block its ioctls for minutes): `read_nvml_within`
+  gives up after a deadline and raises NvmlTimeout, leaving the reader in a daemon thread.
 """
 
 from __future__ import annotations
 
 import ctypes
 import json
+import threading
+from collections.abc import Callable
 from typing import Any
 
 from dcctl.node.sysroot import active_sysroot, recorded_output
 
 NVML_RECORDING = "nvml.json"
+
+
+class NvmlUnavailable(Exception):
+    """pynvml is there but cannot be imported."""
+
+
+class NvmlFailed(Exception):
+    """NVML itself failed (nvmlInit, the device count, the driver version)."""
+
+
+class NvmlTimeout(Exception):
+    """NVML did not answer within the deadline."""
+
+
+def _describe(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {exc}"
 
 
 def _text(value: Any) -> str:
@@ -184,15 +212,28 @@ def _read_thermals(nvml: Any, handle: Any) -> dict[str, Any]:
 
 
 def _read_device(nvml: Any, index: int) -> dict[str, Any]:
-    handle = nvml.nvmlDeviceGetHandleByIndex(index)
+    """One GPU's plain values, or {index, pci_bus_id when known, error} when NVML cannot name
+    it (NVMLError_GpuIsLost, Unknown): a lost GPU must not hide the others."""
+    identity: dict[str, Any] = {"index": index}
+    try:
+        handle = nvml.nvmlDeviceGetHandleByIndex(index)
+        # The bus id first: it names the GPU in the finding when the next calls fail.
+        identity["pci_bus_id"] = _text(nvml.nvmlDeviceGetPciInfo(handle).busId)
+        # Identity: a GPU NVML cannot name is a failed GPU, and these calls raise.
+        identity["name"] = _text(nvml.nvmlDeviceGetName(handle))
+        identity["uuid"] = _text(nvml.nvmlDeviceGetUUID(handle))
+        identity["memory_total_bytes"] = int(nvml.nvmlDeviceGetMemoryInfo(handle).total)
+        return {**identity, **_read_health(nvml, handle)}
+    except Exception as exc:  # NVMLError and binding surprises alike: this GPU only
+        known: dict[str, Any] = {"index": index, "error": _describe(exc)}
+        if "pci_bus_id" in identity:
+            known["pci_bus_id"] = identity["pci_bus_id"]
+        return known
+
+
+def _read_health(nvml: Any, handle: Any) -> dict[str, Any]:
     mig = _query(nvml, "nvmlDeviceGetMigMode", handle)  # [current, pending]
     return {
-        # Identity: a GPU NVML cannot name is an NVML failure, and these calls raise.
-        "index": index,
-        "name": _text(nvml.nvmlDeviceGetName(handle)),
-        "uuid": _text(nvml.nvmlDeviceGetUUID(handle)),
-        "memory_total_bytes": int(nvml.nvmlDeviceGetMemoryInfo(handle).total),
-        "pci_bus_id": _text(nvml.nvmlDeviceGetPciInfo(handle).busId),
         "serial": _optional_text(_query(nvml, "nvmlDeviceGetSerial", handle)),
         "vbios_version": _optional_text(_query(nvml, "nvmlDeviceGetVbiosVersion", handle)),
         "persistence_mode": _query(nvml, "nvmlDeviceGetPersistenceMode", handle),
@@ -209,27 +250,75 @@ def _read_device(nvml: Any, index: int) -> dict[str, Any]:
     }
 
 
+def _read_recording() -> dict[str, Any] | None:
+    recorded = recorded_output(NVML_RECORDING)
+    if recorded is None:
+        return None
+    raw = dict(json.loads(recorded))
+    if "error" in raw:
+        raise NvmlFailed(str(raw["error"]))
+    return raw
+
+
 def read_nvml() -> dict[str, Any] | None:
     """Plain values from NVML, or None when pynvml is not installed.
 
     Under DCCTL_SYSROOT: the node's recording (dcctl-recorded/nvml.json), or None without one.
-    A failing identity call or nvmlInit propagates; any other reading NVML cannot give is None.
+    Raises NvmlUnavailable when pynvml is there but will not import, NvmlFailed when nvmlInit
+    or a system-wide query fails; a GPU NVML cannot read is a device entry with an `error`.
     """
     if active_sysroot() is not None:
         # A recorded tree: live NVML would report this host's GPUs, not the record's.
-        recorded = recorded_output(NVML_RECORDING)
-        return None if recorded is None else dict(json.loads(recorded))
+        return _read_recording()
     try:
         import pynvml
-    except ImportError:
+    except ModuleNotFoundError as exc:
+        if exc.name != "pynvml":
+            raise NvmlUnavailable(f"pynvml not available on the node ({_describe(exc)})") from exc
         return None
-    pynvml.nvmlInit()
+    except Exception as exc:  # a broken or incompatible binding
+        raise NvmlUnavailable(f"pynvml not available on the node ({_describe(exc)})") from exc
     try:
-        count = pynvml.nvmlDeviceGetCount()
+        pynvml.nvmlInit()
+    except pynvml.NVMLError as exc:
+        raise NvmlFailed(_describe(exc)) from exc
+    try:
+        try:
+            count = pynvml.nvmlDeviceGetCount()
+            driver = _text(pynvml.nvmlSystemGetDriverVersion())
+            cuda = int(pynvml.nvmlSystemGetCudaDriverVersion())
+        except pynvml.NVMLError as exc:
+            raise NvmlFailed(_describe(exc)) from exc
         return {
-            "driver_version": _text(pynvml.nvmlSystemGetDriverVersion()),
-            "cuda_driver_version": int(pynvml.nvmlSystemGetCudaDriverVersion()),
+            "driver_version": driver,
+            "cuda_driver_version": cuda,
             "devices": [_read_device(pynvml, index) for index in range(count)],
         }
     finally:
-        pynvml.nvmlShutdown()
+        _query(pynvml, "nvmlShutdown")  # a failing shutdown must not hide the readings
+
+
+def read_nvml_within(
+    timeout_s: float, reader: Callable[[], dict[str, Any] | None] = read_nvml
+) -> dict[str, Any] | None:
+    """`reader()`'s answer, read in a daemon thread; NvmlTimeout after `timeout_s` seconds.
+
+    A hung NVML call cannot be cancelled: the thread is left behind (a daemon thread does not
+    keep the runtime from printing its payload and exiting) and the facts say NVML hung.
+    """
+    outcome: dict[str, Any] = {}
+
+    def run() -> None:
+        try:
+            outcome["value"] = reader()
+        except BaseException as exc:  # handed to the caller's thread, whatever it is
+            outcome["error"] = exc
+
+    thread = threading.Thread(target=run, name="dcctl-nvml", daemon=True)
+    thread.start()
+    thread.join(timeout_s)
+    if thread.is_alive():
+        raise NvmlTimeout(f"NVML did not answer within {timeout_s:g} s")
+    if "error" in outcome:
+        raise outcome["error"]
+    return outcome.get("value")
