@@ -297,7 +297,7 @@ def test_read_nvml_without_a_driver_says_nvml_failed(monkeypatch: pytest.MonkeyP
         pytest.skip("an NVIDIA driver is loaded here")
     from dcctl.node.probes.gpu.nvml_read import NvmlFailed
 
-    with pytest.raises(NvmlFailed, match="Library Not Found|not found"):
+    with pytest.raises(NvmlFailed, match=r"Library Not Found|not found"):
         gpu.read_nvml()
 
 
