@@ -618,3 +618,23 @@ def test_read_nvml_within_hands_back_the_answer_or_the_exception() -> None:
         gpu.read_nvml_within(5, failing(NvmlFailed("boom")))
     with pytest.raises(NvmlTimeout, match=r"NVML did not answer within 0\.05 s"):
         gpu.read_nvml_within(0.05, lambda: time.sleep(1))
+
+
+def test_live_h200_recording_parses_and_passes() -> None:
+    """NVML as read by read_nvml on a real H200 (driver 580.159.04), recorded by
+    tests/gpu/run_on_gpu.sh: the parser and the health checks accept what a live driver says."""
+    import json
+    from pathlib import Path
+
+    from dcctl.evaluate.gpu_health import evaluate_gpu_health
+    from dcctl.node.probes.gpu import parse_nvml
+
+    raw = json.loads((Path(__file__).parents[1] / "fixtures/nvml/h200-live.json").read_text())
+    facts = {**parse_nvml(raw), "gpu_source": "nvml"}
+    (gpu,) = facts["gpus"]
+    assert (facts["driver"], facts["cuda"], gpu["name"]) == ("580.159.04", "13.0", "NVIDIA H200")
+    assert gpu["pcie"] == {"gen": 5, "gen_max": 5, "width": 16, "width_max": 16, "replays": 0}
+    assert gpu["clock_events"] == ["gpu_idle"]
+    assert (gpu["power_w"], gpu["power_limit_w"]) == (116.1, 700.0)
+    results = evaluate_gpu_health(facts, {})
+    assert results and {r.status for r in results} == {"pass"}
