@@ -10,18 +10,20 @@ from __future__ import annotations
 
 import os
 import signal
-import sys
 import threading
 
 WATCHDOG_ENV = "DCCTL_STDIN_WATCHDOG"
+STDIN_FD = 0
 
 
 def _wait_for_eof_then_kill() -> None:
-    stream = sys.stdin.buffer if sys.stdin is not None else None
-    if stream is None:
-        return
-    while stream.read(4096):
-        pass
+    # os.read on the raw descriptor, not sys.stdin: a daemon thread blocked inside a buffered
+    # reader holds its lock, and interpreter shutdown then aborts with "Fatal Python error".
+    try:
+        while os.read(STDIN_FD, 4096):
+            pass
+    except OSError:
+        return  # no usable stdin: nothing to watch
     os.killpg(os.getpgrp(), signal.SIGKILL)
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shlex
 import subprocess
 import sys
@@ -65,3 +66,24 @@ def test_shipped_nvml_bindings_import_from_the_zip(tmp_path: Path) -> None:
     )
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip().startswith(str(archive))
+
+
+def test_watched_runtime_exits_cleanly_while_its_stdin_stays_open(tmp_path: Path) -> None:
+    archive = tmp_path / "runtime.pyz"
+    archive.write_bytes(build_runtime().archive)
+    for _ in range(5):  # the shutdown race showed up only sometimes
+        proc = subprocess.Popen(
+            [sys.executable, str(archive), "facts", "{}"],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            env={**os.environ, "DCCTL_STDIN_WATCHDOG": "1"},
+        )
+        assert proc.stdout is not None and proc.stderr is not None
+        stdout = proc.stdout.read()  # stdin stays open, as the controller keeps it
+        stderr = proc.stderr.read()
+        assert proc.wait(timeout=60) == 0, stderr
+        assert b"Fatal Python error" not in stderr
+        assert extract_payload(stdout.decode()) is not None
+        assert proc.stdin is not None
+        proc.stdin.close()
