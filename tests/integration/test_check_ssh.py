@@ -204,7 +204,8 @@ def test_command_past_deadline_is_killed_on_the_node(
     script, pid_file = slow_python
     host = {**healthy_hosts[0], "python": str(script)}
     inventory = write_inventory(tmp_path / "inv.yaml", [host])
-    result = check(tmp_path, state_dir, inventory, "--json", "check", "--timeout", "2")
+    # Long enough for a login shell to start the task even on a loaded machine.
+    result = check(tmp_path, state_dir, inventory, "--json", "check", "--timeout", "5")
     assert result.code == 3
     error = result.json()["hosts"][0]["error"]
     assert error["kind"] == "timeout"

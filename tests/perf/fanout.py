@@ -64,7 +64,8 @@ TASK_TIMEOUT_S = 60.0  # `dcctl check --timeout` default: the node-side `timeout
 ANSIBLE_REQUIREMENT = "ansible-core~=2.19.0"
 PERF_CACHE = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "dcctl-perf"
 SETTLE_TIMEOUT_S = 15.0
-SLOW_SHELL_S = 5.0
+SLOW_SHELL_S = 5.0  # refuse to run: a stale lock in the login shell
+FAST_SHELL_S = 0.02  # above: warn that the login shell weighs on the node side
 BAD_RESULTS = ("fail", "error")
 HEAVY_MODULES = (
     "paramiko",
@@ -726,6 +727,12 @@ def print_report(report: dict[str, Any]) -> None:
             f"{shell['cpu_s_per_shell'] * 1000:.0f} ms CPU each, "
             f"{shell['concurrent']} at once in {shell['concurrent_wall_s']:.2f} s"
         )
+        if shell["serial_median_s"] > FAST_SHELL_S:
+            print(
+                "  slow: the user's ~/.bashrc does real work for every sshd command (pyenv init "
+                "runs `pyenv rehash` under a global lock); at large N it bounds every tool and "
+                "its lock contention grows with how fast a tool opens sessions"
+            )
     startup = report.get("startup")
     if startup:
         print()
