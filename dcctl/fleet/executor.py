@@ -5,6 +5,7 @@ A host's failure is a value in its outcome, never an exception that stops the ot
 
 from __future__ import annotations
 
+import resource
 import signal
 import threading
 import time
@@ -47,10 +48,20 @@ class FleetRun:
 OutcomeCallback = Callable[[HostOutcome], None]
 
 
+def _raise_open_file_limit() -> None:
+    """Each SSH host holds a socket and channel pipes for the whole run: a 1,000-host run
+    needs more descriptors than the common soft limit of 1,024, and the hard limit allows it."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    wanted = 65536 if hard == resource.RLIM_INFINITY else hard
+    if soft != resource.RLIM_INFINITY and soft < wanted:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (wanted, hard))
+
+
 class Fleet:
     """Holds one connection per host for the whole run, so later steps reuse it."""
 
     def __init__(self, options: FleetOptions) -> None:
+        _raise_open_file_limit()
         self._options = options
         self._cancel = threading.Event()
         self._transports: dict[str, Transport] = {}

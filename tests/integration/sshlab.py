@@ -361,6 +361,11 @@ class SshLab:
         self.authorized_keys = self.root / "authorized_keys"
         self.authorized_keys.write_text(self.client_key_pub + "\n")
         self.authorized_keys.chmod(0o600)
+        # The lab's "nodes" log in with this as HOME, not the real one: this user's own
+        # ~/.bashrc may do real work for every command (pyenv init takes a global lock), which
+        # would make every node slow and, once a killed session leaves the lock behind, stall.
+        self.node_home = self.root / "nodehome"
+        self.node_home.mkdir(exist_ok=True)
         self.sshds: list[Sshd] = []
         self._counter = 0
         self._lock = threading.Lock()
@@ -442,6 +447,7 @@ class SshLab:
             "LogLevel ERROR",
             "AcceptEnv none",
             "PrintMotd no",
+            f"SetEnv HOME={self.node_home}",
         ]
         config.write_text("\n".join(lines) + "\n")
         log_path = workdir / "sshd.stderr"

@@ -43,3 +43,24 @@ def test_inventory_values_win_over_ssh_config(context: SshContext) -> None:
 def test_hosts_outside_the_config_get_ssh_defaults(context: SshContext) -> None:
     endpoint = context.endpoint(Host(name="db1", address="10.0.0.5"))
     assert (endpoint.address, endpoint.port, endpoint.jump) == ("10.0.0.5", 22, None)
+
+
+def test_waiting_works_on_descriptors_above_select_limit() -> None:
+    import os
+    import socket
+
+    from dcctl.transport.ssh import _wait_ready
+
+    left, right = socket.socketpair()
+    # select() refuses any descriptor at or above 1,024.
+    high_sock = socket.socket(fileno=os.dup2(left.fileno(), 4000))
+    try:
+        assert high_sock.fileno() == 4000
+        assert not _wait_ready(high_sock, 0.01)
+        right.send(b"x")
+        assert _wait_ready(high_sock, 1.0)
+        assert _wait_ready(high_sock, 0.01, writable=True)
+    finally:
+        high_sock.close()
+        left.close()
+        right.close()
