@@ -37,6 +37,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass
 from importlib import metadata
@@ -497,11 +498,11 @@ def run_faulty(case: Case, percent: float, healthy_wall_s: float) -> dict[str, A
     """dcctl --json check with `percent` of the hosts refusing connections or never answering."""
     hosts = case.host_entries()
     count = max(1, round(case.n * percent / 100))
-    bad = {min(case.n - 1, int((j + 0.5) * case.n / count)): j for j in range(count)}
+    spread = {min(case.n - 1, int((j + 0.5) * case.n / count)): j for j in range(count)}
     expected_kind: dict[str, str] = {}
     listeners: list[SilentListener] = []
     try:
-        for index, j in bad.items():
+        for index, j in spread.items():
             address = hosts[index]["host"]
             if j % 2 == 0:
                 hosts[index]["port"] = refused_endpoint(address)[1]
@@ -525,23 +526,23 @@ def run_faulty(case: Case, percent: float, healthy_wall_s: float) -> dict[str, A
         for listener in listeners:
             listener.close()
     document = json.loads(stdout.read_text())
-    errors = {
-        host["name"]: host["error"]["kind"]
-        for host in document["hosts"]
-        if host["status"] == "error"
-    }
-    passed = sum(1 for host in document["hosts"] if host["status"] == "passed")
+    reported = {host["name"]: host for host in document["hosts"]}
+    bad = [
+        {"name": name, "made": how, **(reported.get(name, {}).get("error") or {"kind": None})}
+        for name, how in expected_kind.items()
+    ]
+    good = {**document, "hosts": [h for h in document["hosts"] if h["name"] not in expected_kind]}
     return {
         **asdict(sample),
-        "bad_hosts": len(expected_kind),
-        "passed": passed,
-        "every_bad_host_named": set(errors) == set(expected_kind),
+        "bad_hosts": len(bad),
+        "every_bad_host_named": all(host["kind"] for host in bad),
         "error_kinds": {
-            how: sorted(
-                {errors.get(name, "missing") for name, h in expected_kind.items() if h == how}
-            )
+            how: dict(Counter(str(host["kind"]) for host in bad if host["made"] == how))
             for how in ("refused", "silent")
         },
+        "bad": bad,
+        "good_passed": sum(1 for host in good["hosts"] if host["status"] == "passed"),
+        "good_not_passed": _not_passed(good),
         "extra_wall_s": round(sample.wall_s - healthy_wall_s, 3),
         "within_one_connect_timeout": sample.wall_s <= healthy_wall_s + case.connect_timeout_s,
     }
@@ -716,8 +717,9 @@ def print_report(report: dict[str, Any]) -> None:
         if faulty:
             print(
                 f"{row['hosts']:>5} {row['forks']:>5} faulty   {faulty['wall_s']:>8.2f}  "
-                f"{faulty['bad_hosts']} bad hosts, +{faulty['extra_wall_s']:.2f} s vs healthy, "
-                f"all named: {faulty['every_bad_host_named']}, kinds: {faulty['error_kinds']}"
+                f"{faulty['bad_hosts']} bad hosts, {faulty['extra_wall_s']:+.2f} s vs healthy, "
+                f"all named: {faulty['every_bad_host_named']}, kinds: {faulty['error_kinds']}, "
+                f"good hosts passed: {faulty['good_passed']}/{row['hosts'] - faulty['bad_hosts']}"
             )
     shell = report.get("node_shell")
     if shell:
@@ -888,7 +890,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         "fanout": [],
     }
     ansible: Path | None = None
-    skip_reason = "--no-ansible"
+    skip_reason = (
+        "--no-ansible" if args.no_ansible else f"N > --ansible-max-hosts ({args.ansible_max_hosts})"
+    )
     if not args.no_ansible and args.hosts[0] <= args.ansible_max_hosts:
         ansible, version_or_reason = ensure_ansible()
         if ansible is None:
