@@ -434,3 +434,19 @@ def test_collect_ib_degraded(use_sysroot: Any) -> None:
 def test_collect_ib_without_rdma_devices(use_sysroot: Any) -> None:
     use_sysroot(NO_GPU)
     assert ib.collect_ib() == []
+
+
+def test_parse_torch_version_file() -> None:
+    text = "from typing import Optional\n__version__ = '2.13.0+cpu'\ncuda: Optional[str] = None\n"
+    assert software.parse_torch_version_file(text) == "2.13.0+cpu"
+    assert software.parse_torch_version_file("nothing here") is None
+
+
+def test_torch_version_matches_the_installed_package() -> None:
+    from importlib import metadata
+
+    try:
+        installed = metadata.version("torch")
+    except metadata.PackageNotFoundError:
+        installed = None
+    assert software.torch_version() == installed
