@@ -8,7 +8,6 @@ from typing import Any
 import typer
 
 from dcctl.cli.options import global_options, reporting_errors
-from dcctl.inventory import load_inventory, select_hosts
 from dcctl.inventory.model import Host, Inventory
 
 app = typer.Typer(
@@ -18,6 +17,8 @@ app = typer.Typer(
 
 
 def _selected(ctx: typer.Context) -> tuple[Inventory, list[Host]]:
+    from dcctl.inventory import load_inventory, select_hosts
+
     options = global_options(ctx)
     with reporting_errors():
         inventory = load_inventory(options.inventory)
