@@ -13,11 +13,14 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from dcctl.fleet.runtime import run_task
 from dcctl.inventory.model import Host
 from dcctl.transport.base import POLL_INTERVAL_S, HostError, Transport
+
+if TYPE_CHECKING:
+    from dcctl.transport.ssh import SshContext
 
 # After Ctrl-C, hosts still running get this long to notice before they are written off.
 INTERRUPT_GRACE_S = 4.0
@@ -66,7 +69,7 @@ class Fleet:
         self._cancel = threading.Event()
         self._transports: dict[str, Transport] = {}
         self._lock = threading.Lock()
-        self._ssh_context: Any = None
+        self._ssh_context: SshContext | None = None
 
     def __enter__(self) -> Fleet:
         return self
