@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import signal
 import subprocess
 import sys
 import time
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -75,11 +77,15 @@ def test_runtime_is_uploaded_once_into_a_private_cache(
     inventory = write_inventory(tmp_path / "inv.yaml", [host])
     assert check(tmp_path, state_dir, inventory, "check").code == 0
     cache = node_cache / "dcctl"
-    runtime = cache / f"runtime-{build_runtime().digest}.pyz"
-    assert [p.name for p in cache.iterdir()] == [runtime.name]  # no temp file left behind
-    assert runtime.read_bytes() == build_runtime().archive
+    runtime = cache / f"runtime-{build_runtime().digest}"
+    assert [p.name for p in cache.iterdir()] == [runtime.name]  # no temp dir left behind
+    shipped = zipfile.ZipFile(io.BytesIO(build_runtime().archive))
+    for name in shipped.namelist():
+        assert (runtime / name).read_bytes() == shipped.read(name)
+    # Byte-compiled on the node by its own interpreter, so later tasks load bytecode.
+    assert list((runtime / "dcctl" / "node" / "__pycache__").glob("main.*.pyc"))
     assert cache.stat().st_mode & 0o777 == 0o700
-    assert runtime.stat().st_mode & 0o777 == 0o600
+    assert (runtime / "__main__.py").stat().st_mode & 0o777 == 0o600
     first_upload = runtime.stat().st_mtime_ns
     assert check(tmp_path, state_dir, inventory, "check").code == 0
     assert runtime.stat().st_mtime_ns == first_upload

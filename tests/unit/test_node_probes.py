@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
 import sys
 from pathlib import Path
 from typing import Any
@@ -450,3 +451,36 @@ def test_torch_version_matches_the_installed_package() -> None:
     except metadata.PackageNotFoundError:
         installed = None
     assert software.torch_version() == installed
+
+
+def _torch_version_seen_by(python: str) -> str:
+    """torch_version() as the shipped runtime computes it: under -S, no site hooks run."""
+    repo = str(Path(software.__file__).resolve().parents[3])
+    code = (
+        f"import sys; sys.path.insert(0, {repo!r}); "
+        "from dcctl.node.probes import software; print(software.torch_version())"
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PYTHON")}
+    proc = subprocess.run(
+        [python, "-S", "-c", code], capture_output=True, text=True, env=env, timeout=60
+    )
+    assert proc.returncode == 0, proc.stderr
+    return proc.stdout.strip()
+
+
+@pytest.mark.parametrize("system_site", [False, True], ids=["isolated-venv", "system-site-venv"])
+def test_torch_version_without_site_follows_the_interpreters_venv(
+    tmp_path: Path, system_site: bool
+) -> None:
+    from importlib import metadata
+
+    try:
+        installed = metadata.version("torch")
+    except metadata.PackageNotFoundError:
+        pytest.skip("torch is not installed for this interpreter")
+    assert _torch_version_seen_by(sys.executable) == installed
+    venv = tmp_path / "venv"
+    flags = ["--system-site-packages"] if system_site else []
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", *flags, str(venv)], check=True)
+    expected = installed if system_site else "None"
+    assert _torch_version_seen_by(str(venv / "bin" / "python")) == expected

@@ -87,3 +87,71 @@ def test_watched_runtime_exits_cleanly_while_its_stdin_stays_open(tmp_path: Path
         assert extract_payload(stdout.decode()) is not None
         assert proc.stdin is not None
         proc.stdin.close()
+
+
+def _node_env(cache_home: Path) -> dict[str, str]:
+    return {"PATH": os.environ["PATH"], "HOME": str(cache_home), "XDG_CACHE_HOME": str(cache_home)}
+
+
+def _run_argv(
+    argv: list[str], env: dict[str, str], stdin: bytes | None = None
+) -> subprocess.CompletedProcess[bytes]:
+    """Run as a node would; a task's stdin stays open (its watchdog ends the task on EOF)."""
+    proc = subprocess.Popen(
+        argv, env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        start_new_session=True,
+    )  # fmt: skip
+    assert proc.stdin is not None and proc.stdout is not None and proc.stderr is not None
+    if stdin is not None:
+        proc.stdin.write(stdin)
+        proc.stdin.close()
+    stdout, stderr = proc.stdout.read(), proc.stderr.read()
+    code = proc.wait(timeout=60)
+    if stdin is None:
+        proc.stdin.close()
+    return subprocess.CompletedProcess(argv, code, stdout, stderr)
+
+
+def test_upload_then_run_through_the_shipped_shell_scripts(tmp_path: Path) -> None:
+    """What a node's login shell executes: a miss, the upload, then a warm run from bytecode."""
+    from dcctl.fleet.runtime import MISSING_MARK, upload_argv
+
+    runtime = build_runtime()
+    host = Host(name="n", address="a", python=sys.executable)
+    env = _node_env(tmp_path)
+    run = task_argv(host, runtime, "facts", {"scratch_dir": str(tmp_path)})
+    missing = _run_argv(run, env)
+    assert missing.returncode == 97 and MISSING_MARK in missing.stdout.decode()
+    upload = _run_argv(upload_argv(host, runtime), env, stdin=runtime.archive)
+    assert upload.returncode == 0, upload.stderr
+    cache = tmp_path / "dcctl"
+    installed = cache / f"runtime-{runtime.digest}"
+    assert [p.name for p in cache.iterdir()] == [installed.name]
+    assert list((installed / "dcctl" / "node" / "probes" / "__pycache__").glob("*.pyc"))
+    warm = _run_argv(run, env)
+    assert warm.returncode == 0, warm.stderr
+    assert extract_payload(warm.stdout.decode()) is not None
+    # A second upload (two runs racing on one node) keeps the installed runtime whole.
+    again = _run_argv(upload_argv(host, runtime), env, stdin=runtime.archive)
+    assert again.returncode == 0, again.stderr
+    assert [p.name for p in cache.iterdir()] == [installed.name]
+    assert _run_argv(run, env).returncode == 0
+
+
+def test_upload_of_a_broken_archive_leaves_nothing_behind(tmp_path: Path) -> None:
+    from dcctl.fleet.runtime import upload_argv
+
+    runtime = build_runtime()
+    host = Host(name="n", address="a", python=sys.executable)
+    upload = _run_argv(upload_argv(host, runtime), _node_env(tmp_path), stdin=b"not a zip")
+    assert upload.returncode != 0
+    assert b"BadZipFile" in upload.stderr
+    assert list((tmp_path / "dcctl").iterdir()) == []
+
+
+def test_missing_interpreter_is_reported_before_the_cache_is_looked_at(tmp_path: Path) -> None:
+    from dcctl.fleet.runtime import NO_PYTHON_MARK
+
+    host = Host(name="n", address="a", python="/nonexistent/python3")
+    result = _run_argv(task_argv(host, build_runtime(), "facts", {}), _node_env(tmp_path))
+    assert result.returncode == 98 and NO_PYTHON_MARK in result.stdout.decode()

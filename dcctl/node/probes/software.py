@@ -32,17 +32,56 @@ def parse_torch_version_file(text: str) -> str | None:
 def torch_version() -> str | None:
     """The installed torch version, without importing torch.
 
-    Read from torch/version.py, found by the import system alone: importing torch costs
+    Read from torch/version.py, found without importing anything: importing torch costs
     seconds, and even importlib.metadata costs tens of milliseconds per node.
     """
-    spec = importlib.util.find_spec("torch")
-    locations = list(spec.submodule_search_locations or []) if spec is not None else []
-    for location in locations:
+    for location in _torch_package_dirs():
         try:
             with open(os.path.join(location, "version.py"), encoding="utf-8") as handle:
                 return parse_torch_version_file(handle.read())
         except OSError:
             continue
+    return None
+
+
+def _torch_package_dirs() -> list[str]:
+    spec = importlib.util.find_spec("torch")
+    if spec is not None:
+        return list(spec.submodule_search_locations or [])
+    if not sys.flags.no_site:
+        return []
+    # The runtime runs with -S, so sys.path lacks site-packages: look where site would put
+    # them, for this interpreter's venv first.
+    return [os.path.join(directory, "torch") for directory in site_package_dirs()]
+
+
+def site_package_dirs() -> list[str]:
+    """The site-packages directories `site` would add, without running its .pth hooks."""
+    import site  # under -S, importing site does not run it
+
+    prefixes = [sys.prefix, sys.exec_prefix]
+    venv = _venv_prefix()
+    if venv is not None:
+        prefix, include_system = venv
+        prefixes = [prefix, *prefixes] if include_system else [prefix]
+    dirs = [site.getusersitepackages()] if venv is None or venv[1] else []
+    return site.getsitepackages(prefixes) + dirs
+
+
+def _venv_prefix() -> tuple[str, bool] | None:
+    """(venv prefix, include-system-site-packages) when this interpreter is a venv's."""
+    exe_dir = os.path.dirname(os.path.abspath(sys.executable))
+    prefix = os.path.dirname(exe_dir)
+    for config in (os.path.join(exe_dir, "pyvenv.cfg"), os.path.join(prefix, "pyvenv.cfg")):
+        try:
+            with open(config, encoding="utf-8") as handle:
+                text = handle.read()
+        except OSError:
+            continue
+        match = re.search(
+            r"^\s*include-system-site-packages\s*=\s*(\w+)", text, re.MULTILINE | re.IGNORECASE
+        )
+        return prefix, match is not None and match.group(1).lower() == "true"
     return None
 
 
