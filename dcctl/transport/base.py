@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import threading
+from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal, Protocol
@@ -17,6 +18,12 @@ KILL_GRACE_S = 2.0
 # How often blocking loops look at the cancel flag: bounds how long Ctrl-C takes to land.
 POLL_INTERVAL_S = 0.1
 
+# A node task prints one payload line of kilobytes, last. A node that prints far more (a login
+# script gone wrong) must not make the controller hold it all, a thousand hosts over: only the
+# tail is kept, which still holds the payload. Of stderr only the last lines are ever shown.
+STDOUT_KEPT_BYTES = 16 * 1024 * 1024
+STDERR_KEPT_BYTES = 64 * 1024
+
 
 class HostError(Exception):
     """A host could not be evaluated. Fleet turns it into a value in that host's result."""
@@ -25,6 +32,31 @@ class HostError(Exception):
         super().__init__(message)
         self.kind: ErrorKind = kind
         self.message = message
+
+
+class TailBuffer:
+    """The last `limit` bytes of a stream, however long the stream runs.
+
+    Locked: a reader thread may still be adding when the command's result is taken.
+    """
+
+    def __init__(self, limit: int) -> None:
+        self._limit = limit
+        self._chunks: deque[bytes] = deque()
+        self._size = 0
+        self._lock = threading.Lock()
+
+    def add(self, chunk: bytes) -> None:
+        with self._lock:
+            self._chunks.append(chunk)
+            self._size += len(chunk)
+            while self._size - len(self._chunks[0]) >= self._limit:
+                self._size -= len(self._chunks.popleft())
+
+    def text(self) -> str:
+        with self._lock:
+            data = b"".join(self._chunks)
+        return data[-self._limit :].decode(errors="replace")
 
 
 @dataclass(frozen=True)

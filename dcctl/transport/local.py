@@ -14,8 +14,11 @@ from typing import IO
 from dcctl.transport.base import (
     KILL_GRACE_S,
     POLL_INTERVAL_S,
+    STDERR_KEPT_BYTES,
+    STDOUT_KEPT_BYTES,
     CommandResult,
     HostError,
+    TailBuffer,
     check_cancelled,
 )
 
@@ -41,7 +44,8 @@ class LocalTransport:
             )
         except OSError as exc:
             raise HostError("runtime", f"cannot start {argv[0]!r}: {exc.strerror}") from exc
-        stdout, stderr = _Reader(proc.stdout), _Reader(proc.stderr)
+        stdout = _Reader(proc.stdout, STDOUT_KEPT_BYTES)
+        stderr = _Reader(proc.stderr, STDERR_KEPT_BYTES)
         if stdin is not None and proc.stdin is not None:
             with contextlib.suppress(BrokenPipeError):
                 proc.stdin.write(stdin)
@@ -76,8 +80,8 @@ class LocalTransport:
 class _Reader:
     """Drains one pipe in a thread so a chatty command never blocks on a full pipe."""
 
-    def __init__(self, pipe: IO[bytes] | None) -> None:
-        self._chunks: list[bytes] = []
+    def __init__(self, pipe: IO[bytes] | None, kept_bytes: int) -> None:
+        self._kept = TailBuffer(kept_bytes)
         self._thread = threading.Thread(target=self._drain, args=(pipe,), daemon=True)
         self._thread.start()
 
@@ -85,12 +89,13 @@ class _Reader:
         if pipe is not None:
             with pipe:
                 fd = pipe.fileno()
-                self._chunks.extend(iter(lambda: os.read(fd, 65536), b""))
+                for chunk in iter(lambda: os.read(fd, 65536), b""):
+                    self._kept.add(chunk)
 
     def text(self, wait_s: float) -> str:
         # A grandchild that escaped the kill may still hold the pipe: do not wait forever.
         self._thread.join(wait_s)
-        return b"".join(self._chunks).decode(errors="replace")
+        return self._kept.text()
 
 
 def _kill_group(proc: subprocess.Popen[bytes]) -> None:

@@ -27,8 +27,11 @@ from dcctl.inventory.model import Host
 from dcctl.transport.base import (
     KILL_GRACE_S,
     POLL_INTERVAL_S,
+    STDERR_KEPT_BYTES,
+    STDOUT_KEPT_BYTES,
     CommandResult,
     HostError,
+    TailBuffer,
     check_cancelled,
     remote_timeout_argv,
 )
@@ -432,8 +435,8 @@ class SshTransport:
             channel.close()
 
     def _collect(self, channel: paramiko.Channel, deadline: float) -> CommandResult:
-        stdout: list[bytes] = []
-        stderr: list[bytes] = []
+        stdout = TailBuffer(STDOUT_KEPT_BYTES)
+        stderr = TailBuffer(STDERR_KEPT_BYTES)
         give_up_at = deadline + KILL_GRACE_S + 1.0
         timed_out = False
         while True:
@@ -460,8 +463,8 @@ class SshTransport:
             )
         return CommandResult(
             exit_code=exit_code,
-            stdout=b"".join(stdout).decode(errors="replace"),
-            stderr=b"".join(stderr).decode(errors="replace"),
+            stdout=stdout.text(),
+            stderr=stderr.text(),
             timed_out=timed_out or (exit_code in (124, 137) and time.monotonic() >= deadline),
         )
 
@@ -473,13 +476,13 @@ class SshTransport:
             self._sock.close()
 
 
-def _drain(channel: paramiko.Channel, stdout: list[bytes], stderr: list[bytes]) -> bool:
+def _drain(channel: paramiko.Channel, stdout: TailBuffer, stderr: TailBuffer) -> bool:
     drained = False
     while channel.recv_ready():
-        stdout.append(channel.recv(READ_CHUNK))
+        stdout.add(channel.recv(READ_CHUNK))
         drained = True
     while channel.recv_stderr_ready():
-        stderr.append(channel.recv_stderr(READ_CHUNK))
+        stderr.add(channel.recv_stderr(READ_CHUNK))
         drained = True
     return drained
 

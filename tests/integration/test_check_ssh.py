@@ -184,6 +184,28 @@ def test_missing_python_names_the_interpreter(
     assert "/opt/nowhere/bin/python3" in error["message"]
 
 
+def test_a_node_flooding_stdout_still_yields_its_payload(
+    tmp_path: Path, state_dir: Path, healthy_hosts: list[dict[str, Any]]
+) -> None:
+    """A login script gone wrong prints 40 MB before the task: the controller keeps only the
+    tail, which still ends with the payload."""
+    from dcctl.transport.base import STDOUT_KEPT_BYTES
+
+    noisy_python = tmp_path / "noisy-python"
+    noisy_python.write_text(
+        "#!/bin/sh\n"
+        f"head -c {STDOUT_KEPT_BYTES * 2 + 12345} /dev/zero | tr '\\0' x\n"
+        "echo\n"
+        f'exec {NODE_PYTHON} "$@"\n'
+    )
+    noisy_python.chmod(0o755)
+    host = {**healthy_hosts[0], "python": str(noisy_python)}
+    inventory = write_inventory(tmp_path / "inv.yaml", [host])
+    result = check(tmp_path, state_dir, inventory, "--json", "check")
+    assert result.code == 0, result.stderr
+    assert result.json()["hosts"][0]["status"] == "passed"
+
+
 def wait_for(predicate: Any, timeout_s: float) -> bool:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:

@@ -77,3 +77,31 @@ def test_large_output_is_not_lost() -> None:
         ["sh", "-c", "head -c 3000000 /dev/zero | tr '\\\\0' x"], deadline=time.monotonic() + 20
     )
     assert len(result.stdout) == 3_000_000
+
+
+def test_a_flood_of_output_keeps_only_its_tail() -> None:
+    from dcctl.transport.base import STDERR_KEPT_BYTES, STDOUT_KEPT_BYTES
+
+    flood = STDOUT_KEPT_BYTES * 2
+    script = (
+        f"head -c {flood} /dev/zero | tr '\\0' x; echo; echo last-line; "
+        f"head -c {STDERR_KEPT_BYTES * 4} /dev/zero | tr '\\0' e >&2; echo err-end >&2"
+    )
+    result = LocalTransport().run(["sh", "-c", script], deadline=time.monotonic() + 60)
+    assert result.exit_code == 0
+    assert len(result.stdout) == STDOUT_KEPT_BYTES
+    assert result.stdout.endswith("x\nlast-line\n")
+    assert len(result.stderr) == STDERR_KEPT_BYTES
+    assert result.stderr.endswith("eeeerr-end\n")
+
+
+def test_tail_buffer_keeps_the_last_bytes_across_chunk_boundaries() -> None:
+    from dcctl.transport.base import TailBuffer
+
+    buffer = TailBuffer(10)
+    for chunk in (b"abc", b"defgh", b"ijklmnop", b"q"):
+        buffer.add(chunk)
+    assert buffer.text() == "hijklmnopq"
+    small = TailBuffer(100)
+    small.add(b"payload")
+    assert small.text() == "payload"
