@@ -54,6 +54,13 @@ def main(
         help="Host patterns: names, groups, globs, node[01:08], !exclude, &intersect, a,b.",
     ),
     forks: int = typer.Option(64, "--forks", min=1, help="Hosts worked on at once."),
+    workers: int = typer.Option(
+        0,
+        "--workers",
+        min=0,
+        help="Processes that share the SSH connections. 0: one per 128 SSH hosts, up to the "
+        "CPU count; 1: all in this process.",
+    ),
     json_output: bool = typer.Option(
         False, "--json", help="Print the run document as JSON on stdout; nothing else there."
     ),
@@ -82,6 +89,7 @@ def main(
         inventory=inventory_path,
         limit=limit,
         forks=forks,
+        workers=workers,
         json=json_output,
         state_dir=state_dir or default_state_dir(),
         verbose=verbose,

@@ -17,6 +17,7 @@ class GlobalOptions:
     inventory: str | None
     limit: str | None
     forks: int
+    workers: int
     json: bool
     state_dir: Path
     verbose: bool

@@ -6,7 +6,8 @@ import os
 import sys
 
 from dcctl.cli.options import GlobalOptions
-from dcctl.fleet.executor import Fleet, FleetOptions
+from dcctl.fleet.executor import Fleet
+from dcctl.fleet.outcome import FleetOptions
 from dcctl.inventory import load_inventory, select_hosts
 from dcctl.playbook.session import StepSpec, run_step
 from dcctl.results.document import EXIT_INTERRUPTED, exit_code
@@ -17,6 +18,7 @@ def execute_step(options: GlobalOptions, spec: StepSpec) -> int:
     hosts = select_hosts(inventory, options.limit)
     fleet_options = FleetOptions(
         forks=options.forks,
+        workers=options.workers,
         connect_timeout_s=options.connect_timeout_s,
         accept_new_host_keys=options.accept_new_host_keys,
         trusted_keys_file=options.state_dir / "known_hosts",

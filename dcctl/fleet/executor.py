@@ -1,54 +1,42 @@
 """Runs one node task on many hosts: bounded concurrency, per-host deadlines, Ctrl-C handling.
 
 A host's failure is a value in its outcome, never an exception that stops the other hosts.
+Hosts run on a thread pool in this process, or, for SSH hosts past a few hundred, in worker
+processes (pool.py); either way their outcomes land here, in the caller's thread.
 """
 
 from __future__ import annotations
 
+import queue
 import resource
 import signal
 import threading
 import time
 from collections.abc import Callable, Sequence
-from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
-from dataclasses import dataclass, field
-from pathlib import Path
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
+from dcctl.fleet.frames import Landed, StepDone, StepRequest, WorkerExited
+from dcctl.fleet.outcome import FleetOptions, FleetRun, HostOutcome
 from dcctl.fleet.runtime import run_task
 from dcctl.inventory.model import Host
 from dcctl.transport.base import POLL_INTERVAL_S, HostError, Transport
 
 if TYPE_CHECKING:
+    from dcctl.fleet.pool import Inbox, WorkerPool
     from dcctl.transport.ssh import SshContext
+
+__all__ = ["Fleet", "FleetOptions", "FleetRun", "HostOutcome"]
 
 # After Ctrl-C, hosts still running get this long to notice before they are written off.
 INTERRUPT_GRACE_S = 4.0
-
-
-@dataclass(frozen=True)
-class FleetOptions:
-    trusted_keys_file: Path
-    forks: int = 64
-    connect_timeout_s: float = 10.0
-    accept_new_host_keys: bool = False
-
-
-@dataclass(frozen=True)
-class HostOutcome:
-    host: Host
-    payload: dict[str, Any] | None
-    error: HostError | None
-    duration_s: float
-
-
-@dataclass
-class FleetRun:
-    outcomes: list[HostOutcome] = field(default_factory=list)
-    interrupted: bool = False
-
+# Workers run the same grace, then need a moment to send what it saved.
+WORKER_REPORT_S = 2.0
+# Outcomes of hosts run in this process carry this in place of a worker's pid.
+IN_PROCESS = 0
 
 OutcomeCallback = Callable[[HostOutcome], None]
+ParamsFor = Callable[[Host], dict[str, Any]]
 
 
 def _raise_open_file_limit() -> None:
@@ -58,6 +46,41 @@ def _raise_open_file_limit() -> None:
     wanted = 65536 if hard == resource.RLIM_INFINITY else hard
     if soft != resource.RLIM_INFINITY and soft < wanted:
         resource.setrlimit(resource.RLIMIT_NOFILE, (wanted, hard))
+
+
+class _Step:
+    """One run() call: which hosts are still owed an outcome, and who runs them."""
+
+    def __init__(self, number: int, hosts: Sequence[Host], on_outcome: OutcomeCallback) -> None:
+        self.number = number
+        self.waiting: dict[str, Host] = {host.name: host for host in hosts}
+        self.by_worker: dict[int, list[str]] = {}
+        self._on_outcome = on_outcome
+
+    def land(self, outcome: HostOutcome) -> None:
+        if self.waiting.pop(outcome.host.name, None) is not None:
+            self._on_outcome(outcome)
+
+    def write_off(self, names: Sequence[str], kind: Any, message: str) -> None:
+        for name in names:
+            host = self.waiting.get(name)
+            if host is not None:
+                self.land(HostOutcome(host, None, HostError(kind, message), 0.0))
+
+    def receive(self, source: int, message: object) -> None:
+        if isinstance(message, Landed) and message.step == self.number:
+            self.land(message.outcome)
+        elif isinstance(message, StepDone) and message.step == self.number:
+            # Only after a Ctrl-C can a worker end a step with hosts unreported.
+            self.write_off(
+                self.by_worker.get(source, []), "interrupted", "interrupted before this host ran"
+            )
+        elif isinstance(message, WorkerExited):
+            self.write_off(
+                self.by_worker.get(source, []),
+                "runtime",
+                f"the controller's SSH worker process for this host exited ({message.detail})",
+            )
 
 
 class Fleet:
@@ -70,6 +93,10 @@ class Fleet:
         self._transports: dict[str, Transport] = {}
         self._lock = threading.Lock()
         self._ssh_context: SshContext | None = None
+        self._inbox: Inbox = queue.SimpleQueue()
+        self._pool: WorkerPool | None = None
+        self._pool_decided = options.workers == 1
+        self._steps = 0
 
     def __enter__(self) -> Fleet:
         return self
@@ -81,57 +108,94 @@ class Fleet:
         self,
         hosts: Sequence[Host],
         task: str,
-        params_for: Callable[[Host], dict[str, Any]],
+        params_for: ParamsFor,
         timeout_s: float,
         on_outcome: OutcomeCallback,
     ) -> FleetRun:
         """Run `task` on every host; `on_outcome` is called in this thread as each one lands."""
-        fleet_run = FleetRun()
-        executor = ThreadPoolExecutor(max_workers=max(1, self._options.forks))
-        pending: dict[Future[HostOutcome], Host] = {
-            executor.submit(self._run_one, host, task, params_for(host), timeout_s): host
-            for host in hosts
-        }
+        self._steps += 1
+        step = _Step(self._steps, hosts, on_outcome)
+        fleet_run = FleetRun(hosts=len(step.waiting))
+        pool = self._worker_pool(hosts)
+        in_process = [h for h in hosts if pool is None or h.connection == "local"]
+        executor = ThreadPoolExecutor(max_workers=max(1, min(self._options.forks, len(hosts))))
         try:
-            while pending:
-                done, _ = wait(pending, timeout=POLL_INTERVAL_S * 5, return_when=FIRST_COMPLETED)
-                for future in done:
-                    pending.pop(future)
-                    outcome = future.result()
-                    fleet_run.outcomes.append(outcome)
-                    on_outcome(outcome)
+            for host in in_process:
+                future = executor.submit(self._run_one, host, task, params_for(host), timeout_s)
+                future.add_done_callback(lambda done: self._landed_here(step.number, done))
+            if pool is not None:
+                self._send_to_workers(pool, step, hosts, task, params_for, timeout_s)
+            while step.waiting:
+                try:
+                    step.receive(*self._inbox.get(timeout=POLL_INTERVAL_S * 5))
+                except queue.Empty:
+                    continue
         except KeyboardInterrupt:
             fleet_run.interrupted = True
-            self._interrupt(executor, pending, fleet_run, on_outcome)
+            self._interrupt(executor, step)
         finally:
             executor.shutdown(wait=False, cancel_futures=True)
         return fleet_run
 
-    def _interrupt(
+    def _landed_here(self, step: int, future: Future[HostOutcome]) -> None:
+        if not future.cancelled():
+            self._inbox.put((IN_PROCESS, Landed(step, future.result())))
+
+    def _worker_pool(self, hosts: Sequence[Host]) -> WorkerPool | None:
+        """Decided once, on the first step with SSH hosts: steps must find their hosts' connections
+        where the first one left them."""
+        if not self._pool_decided:
+            ssh_hosts = sum(1 for host in hosts if host.connection != "local")
+            if ssh_hosts:
+                from dcctl.fleet.pool import WorkerPool, usable_cpus, worker_count
+
+                self._pool_decided = True
+                size = worker_count(self._options.workers, ssh_hosts, usable_cpus())
+                if size > 1:
+                    self._pool = WorkerPool(size, self._options, self._inbox)
+        return self._pool
+
+    def _send_to_workers(
         self,
-        executor: ThreadPoolExecutor,
-        pending: dict[Future[HostOutcome], Host],
-        fleet_run: FleetRun,
-        on_outcome: OutcomeCallback,
+        pool: WorkerPool,
+        step: _Step,
+        hosts: Sequence[Host],
+        task: str,
+        params_for: ParamsFor,
+        timeout_s: float,
     ) -> None:
+        ssh_hosts = {host.name: host for host in hosts if host.connection != "local"}
+        for index, names in pool.deal(list(ssh_hosts)).items():
+            worker = pool.worker(index)
+            step.by_worker[worker.pid] = names
+            request = StepRequest(
+                step.number,
+                task,
+                [(ssh_hosts[name], params_for(ssh_hosts[name])) for name in names],
+                timeout_s,
+            )
+            # A worker that cannot be written to is dead, and its reader says so.
+            worker.send(request)
+
+    def _interrupt(self, executor: ThreadPoolExecutor, step: _Step) -> None:
         self._cancel.set()
         # A second Ctrl-C during the grace period must not lose what the first one saves.
         signal.signal(signal.SIGINT, signal.SIG_IGN)
         executor.shutdown(wait=False, cancel_futures=True)
+        if self._pool is not None:
+            self._pool.interrupt()
         with self._lock:
             transports = list(self._transports.values())
         for transport in transports:
             transport.close()
-        done, _ = wait(pending, timeout=INTERRUPT_GRACE_S)
-        for future, host in pending.items():
-            if future in done and not future.cancelled():
-                outcome = future.result()
-            else:
-                outcome = HostOutcome(
-                    host, None, HostError("interrupted", "interrupted before this host ran"), 0.0
-                )
-            fleet_run.outcomes.append(outcome)
-            on_outcome(outcome)
+        grace_s = INTERRUPT_GRACE_S + (WORKER_REPORT_S if self._pool is not None else 0.0)
+        give_up_at = time.monotonic() + grace_s
+        while step.waiting and (left := give_up_at - time.monotonic()) > 0:
+            try:
+                step.receive(*self._inbox.get(timeout=left))
+            except queue.Empty:
+                break
+        step.write_off(list(step.waiting), "interrupted", "interrupted before this host ran")
 
     def _run_one(
         self, host: Host, task: str, params: dict[str, Any], timeout_s: float
@@ -183,3 +247,5 @@ class Fleet:
             self._transports.clear()
             if self._ssh_context is not None:
                 self._ssh_context.close()
+        if self._pool is not None:
+            self._pool.close()

@@ -11,7 +11,8 @@ from pathlib import Path
 from typing import Any
 
 from dcctl.evaluate.result import Result
-from dcctl.fleet.executor import Fleet, HostOutcome
+from dcctl.fleet.executor import Fleet
+from dcctl.fleet.outcome import HostOutcome
 from dcctl.inventory.model import Host
 from dcctl.results.document import RunMeta, host_document, run_document
 from dcctl.results.store import RunStore, new_run_id

@@ -9,7 +9,7 @@ from typing import Any
 
 from dcctl import __version__
 from dcctl.evaluate.result import Result
-from dcctl.fleet.executor import HostOutcome
+from dcctl.fleet.outcome import HostOutcome
 
 SCHEMA_ID = "dcctl.run/1"
 

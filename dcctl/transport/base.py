@@ -33,6 +33,10 @@ class HostError(Exception):
         self.kind: ErrorKind = kind
         self.message = message
 
+    def __reduce__(self) -> tuple[type[HostError], tuple[ErrorKind, str]]:
+        # Crosses from SSH worker processes to the controller; subclasses arrive as the base.
+        return HostError, (self.kind, self.message)
+
 
 class TailBuffer:
     """The last `limit` bytes of a stream, however long the stream runs.

@@ -5,9 +5,10 @@ from __future__ import annotations
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
-from sshlab import SSHD_BIN, Sshd, SshLab, sshd_available, write_known_hosts
+from sshlab import SSHD_BIN, Sshd, SshLab, lab_host, sshd_available, write_known_hosts
 
 HEALTHY_ADDRESSES = ["127.0.0.2", "127.0.0.3", "127.0.0.4"]
 _HERE = Path(__file__).parent
@@ -45,6 +46,15 @@ def healthy_sshd(ssh_lab: SshLab) -> Sshd:
 def lab_known_hosts(ssh_lab: SshLab, healthy_sshd: Sshd) -> Path:
     """known_hosts with healthy_sshd's host key for each of its addresses."""
     return write_known_hosts(ssh_lab.root / "known_hosts", [healthy_sshd])
+
+
+@pytest.fixture
+def healthy_hosts(ssh_lab: SshLab, healthy_sshd: Sshd) -> list[dict[str, Any]]:
+    """node1..node3 on healthy_sshd's addresses, as inventory host dicts."""
+    return [
+        lab_host(ssh_lab, healthy_sshd, f"node{i}", address)
+        for i, address in enumerate(healthy_sshd.addresses, start=1)
+    ]
 
 
 @pytest.fixture

@@ -621,6 +621,11 @@ class SilentListener:
         self.close()
 
 
+def lab_host(lab: SshLab, sshd: Sshd, name: str, address: str, **extra: Any) -> dict[str, Any]:
+    """An inventory host for one address of a lab sshd, run with this interpreter."""
+    return {"name": name, **lab.host_vars(sshd, address), "python": NODE_PYTHON, **extra}
+
+
 def write_inventory(
     path: Path, hosts: list[dict[str, Any]], group_vars: dict[str, Any] | None = None
 ) -> Path:

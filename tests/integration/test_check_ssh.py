@@ -14,24 +14,20 @@ from pathlib import Path
 from typing import Any
 
 import jsonschema
-import pytest
 from cli_runner import dcctl_env, load_schema, run_dcctl
-from sshlab import NODE_PYTHON, SilentListener, Sshd, SshLab, refused_endpoint, write_inventory
+from processes import pids_with_env, process_alive, wait_for
+from sshlab import (
+    NODE_PYTHON,
+    SilentListener,
+    Sshd,
+    SshLab,
+    lab_host,
+    refused_endpoint,
+    write_inventory,
+)
 from sysroots import FAULT_FINDINGS, H100_EXPECT, build_sysroot
 
 CONNECT_TIMEOUT_S = 2.0
-
-
-def lab_host(lab: SshLab, sshd: Sshd, name: str, address: str, **extra: Any) -> dict[str, Any]:
-    return {"name": name, **lab.host_vars(sshd, address), "python": NODE_PYTHON, **extra}
-
-
-@pytest.fixture
-def healthy_hosts(ssh_lab: SshLab, healthy_sshd: Sshd) -> list[dict[str, Any]]:
-    return [
-        lab_host(ssh_lab, healthy_sshd, f"node{i}", address)
-        for i, address in enumerate(healthy_sshd.addresses, start=1)
-    ]
 
 
 def check(tmp_path: Path, state: Path, inventory: Path, *args: str) -> Any:
@@ -206,23 +202,6 @@ def test_a_node_flooding_stdout_still_yields_its_payload(
     assert result.json()["hosts"][0]["status"] == "passed"
 
 
-def wait_for(predicate: Any, timeout_s: float) -> bool:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.05)
-    return bool(predicate())
-
-
-def process_alive(pid: int) -> bool:
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except FileNotFoundError:
-        return False
-    return stat.split(")")[-1].split()[0] != "Z"
-
-
 def test_command_past_deadline_is_killed_on_the_node(
     tmp_path: Path,
     state_dir: Path,
@@ -329,18 +308,6 @@ def test_recorded_nodes_are_judged_end_to_end_over_ssh(
         assert found == expected, fault
         # Warnings alone leave a host passed; one failure fails it.
         assert host["status"] == ("failed" if "fail" in expected.values() else "passed"), fault
-
-
-def pids_with_env(marker: str) -> list[int]:
-    """Processes whose environment holds `marker` (how a test finds its own node tasks)."""
-    found = []
-    for environ in Path("/proc").glob("[0-9]*/environ"):
-        try:
-            if marker.encode() in environ.read_bytes():
-                found.append(int(environ.parent.name))
-        except OSError:
-            continue
-    return [pid for pid in found if process_alive(pid)]
 
 
 def test_ctrl_c_ends_the_node_task_too(

@@ -11,7 +11,7 @@ import pytest
 from cli_runner import load_schema
 
 from dcctl.evaluate.result import Result
-from dcctl.fleet.executor import HostOutcome
+from dcctl.fleet.outcome import HostOutcome
 from dcctl.inventory.model import Host
 from dcctl.results.document import RunMeta, exit_code, host_document, run_document
 from dcctl.results.store import RunStore, host_file_name, new_run_id

@@ -1,0 +1,181 @@
+"""SSH worker processes, each holding the connections of its share of the hosts for the whole run.
+
+paramiko's key exchange and ciphers run in Python under one GIL, so one controller process
+tops out at a few dozen handshakes a second however many cores it has, where an `xargs -P` loop
+of `ssh` clients uses them all. Past a few hundred hosts the SSH hosts are dealt out to worker
+processes, up to one per core, each with its own thread pool, handshake bound and connections.
+The controller keeps the evaluation, the result files and the progress bar.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import os
+import queue
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+from collections.abc import Sequence
+from dataclasses import replace
+from pathlib import Path
+
+from dcctl.fleet.frames import StepRequest, WorkerExited, WorkerInit, read_frame, write_frame
+from dcctl.fleet.outcome import AUTO_WORKERS, FleetOptions
+
+# Below this many SSH hosts per worker, starting a worker (an interpreter that imports
+# paramiko, ~0.3 s of CPU) costs more than it saves.
+HOSTS_PER_WORKER = 128
+MAX_AUTO_WORKERS = 16
+# A worker told to stop (end of run) gets this long before it is killed.
+WORKER_EXIT_S = 5.0
+# The interpreter's own site and flags apply; the package root goes first so the worker runs
+# this very dcctl even from a source checkout that is not installed.
+_BOOT = "import sys; sys.path.insert(0, sys.argv[1]); from dcctl.fleet.worker import main; main()"
+_PACKAGE_ROOT = Path(__file__).resolve().parent.parent.parent
+_STDERR_SHOWN_BYTES = 2000
+
+
+# (pid of the worker it came from, message); a pid, not an index, so the last words of a
+# worker that died cannot be taken for those of the one started in its place.
+Inbox = queue.SimpleQueue[tuple[int, object]]
+
+
+def usable_cpus() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
+
+
+def worker_count(requested: int, ssh_hosts: int, cpus: int) -> int:
+    """How many worker processes: 1 means none, the controller holds the connections itself."""
+    if requested != AUTO_WORKERS:
+        return max(1, min(requested, ssh_hosts))
+    return max(1, min(cpus, ssh_hosts // HOSTS_PER_WORKER, MAX_AUTO_WORKERS))
+
+
+class WorkerProcess:
+    """One worker: a child interpreter in a session of its own, so a Ctrl-C at the terminal
+    reaches only the controller, which then stops each worker exactly once."""
+
+    def __init__(self, index: int, options: FleetOptions, inbox: Inbox) -> None:
+        self.index = index
+        self.alive = True
+        # Closed in close(): it lives as long as the worker.
+        self._stderr = tempfile.TemporaryFile()  # noqa: SIM115
+        self._proc = subprocess.Popen(
+            [sys.executable, "-c", _BOOT, str(_PACKAGE_ROOT)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=self._stderr,
+            start_new_session=True,
+        )
+        self.pid = self._proc.pid
+        self._reader = threading.Thread(
+            target=self._read, args=(inbox,), name=f"dcctl-worker-{index}", daemon=True
+        )
+        self._reader.start()
+        self.send(WorkerInit(options))
+
+    def send(self, message: StepRequest | WorkerInit) -> bool:
+        """False when the worker is gone; its reader reports why."""
+        try:
+            assert self._proc.stdin is not None
+            write_frame(self._proc.stdin, message)
+            return True
+        except (OSError, ValueError):
+            self.alive = False
+            return False
+
+    def interrupt(self) -> None:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(self._proc.pid, signal.SIGINT)
+
+    def request_exit(self) -> None:
+        """The worker sees EOF, closes its connections and exits."""
+        if self._proc.stdin is not None:
+            with contextlib.suppress(OSError):
+                self._proc.stdin.close()
+
+    def close(self) -> None:
+        self.request_exit()
+        try:
+            self._proc.wait(WORKER_EXIT_S)
+        except subprocess.TimeoutExpired:
+            self._proc.kill()
+            self._proc.wait()
+        self._reader.join(WORKER_EXIT_S)
+        self._stderr.close()
+
+    def _read(self, inbox: Inbox) -> None:
+        assert self._proc.stdout is not None
+        try:
+            while (message := read_frame(self._proc.stdout)) is not None:
+                inbox.put((self.pid, message))
+            detail = ""
+        except Exception as exc:  # a torn frame: the worker died mid-write
+            detail = f"{type(exc).__name__}: {exc}"
+        self.alive = False
+        inbox.put((self.pid, WorkerExited(self._exit_detail(detail))))
+
+    def _exit_detail(self, detail: str) -> str:
+        try:
+            code = self._proc.wait(WORKER_EXIT_S)
+        except subprocess.TimeoutExpired:
+            code = None
+        # pread: the child shares this file's offset, so seeking would move its writes.
+        fd = self._stderr.fileno()
+        size = os.fstat(fd).st_size
+        start = max(0, size - _STDERR_SHOWN_BYTES)
+        lines = os.pread(fd, size - start, start).decode(errors="replace").strip().splitlines()
+        parts = [f"exit code {code}" if code is not None else "still running"]
+        parts += [detail] if detail else []
+        parts += [lines[-1].strip()] if lines else []
+        return "; ".join(parts)
+
+
+class WorkerPool:
+    """The workers of one run, and which worker holds which host (fixed for the run, so later
+    steps reuse the connections)."""
+
+    def __init__(self, size: int, options: FleetOptions, inbox: Inbox) -> None:
+        self._inbox = inbox
+        self._options = replace(
+            options, forks=math.ceil(options.forks / size), workers=1
+        )  # each worker keeps its hosts in-process
+        self._workers = [WorkerProcess(index, self._options, inbox) for index in range(size)]
+        self._assignment: dict[str, int] = {}
+
+    @property
+    def size(self) -> int:
+        return len(self._workers)
+
+    def deal(self, names: Sequence[str]) -> dict[int, list[str]]:
+        """Host names by worker index, dealt round-robin the first time each name is seen."""
+        dealt: dict[int, list[str]] = {}
+        for name in names:
+            index = self._assignment.setdefault(name, len(self._assignment) % self.size)
+            dealt.setdefault(index, []).append(name)
+        return dealt
+
+    def worker(self, index: int) -> WorkerProcess:
+        """The worker at `index`, started afresh if the last one died (its connections with it)."""
+        current = self._workers[index]
+        if not current.alive:
+            current.close()
+            current = WorkerProcess(index, self._options, self._inbox)
+            self._workers[index] = current
+        return current
+
+    def interrupt(self) -> None:
+        for worker in self._workers:
+            worker.interrupt()
+
+    def close(self) -> None:
+        for worker in self._workers:  # all told first, so they wind down together
+            worker.request_exit()
+        for worker in self._workers:
+            worker.close()

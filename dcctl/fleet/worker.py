@@ -1,0 +1,86 @@
+"""An SSH worker process: runs the steps the controller sends for its share of the hosts.
+
+Frames in on stdin, frames out on stdout (see frames.py). A SIGINT from the controller is its
+Ctrl-C: the step in flight is interrupted as the controller's own would be. EOF on stdin means
+the run is over, or the controller is gone: either way, close the connections and exit.
+"""
+
+from __future__ import annotations
+
+import _thread
+import queue
+import sys
+import threading
+from typing import IO
+
+from dcctl.fleet.executor import Fleet
+from dcctl.fleet.frames import Landed, StepDone, StepRequest, WorkerInit, read_frame, write_frame
+
+Replies = queue.SimpleQueue[object]
+
+
+def main() -> None:
+    frames_in, frames_out = sys.stdin.buffer, sys.stdout.buffer
+    sys.stdout = sys.stderr  # nothing else may write into the frame stream
+    try:
+        init = read_frame(frames_in)
+        if not isinstance(init, WorkerInit):
+            return
+        requests: queue.SimpleQueue[StepRequest | None] = queue.SimpleQueue()
+        replies: Replies = queue.SimpleQueue()
+        threading.Thread(target=_read_requests, args=(frames_in, requests), daemon=True).start()
+        # Replies go out from their own thread: a KeyboardInterrupt, which lands only in the
+        # main thread, can then never cut a frame in half.
+        writer = threading.Thread(target=_write_replies, args=(frames_out, replies))
+        writer.start()
+        with Fleet(init.options) as fleet:
+            _serve(fleet, requests, replies)
+        replies.put(None)
+        writer.join()
+    except KeyboardInterrupt:  # a late Ctrl-C after the last step: nothing is left to save
+        pass
+
+
+def _serve(fleet: Fleet, requests: queue.SimpleQueue[StepRequest | None], replies: Replies) -> None:
+    while True:
+        try:
+            request = requests.get()
+        except KeyboardInterrupt:
+            continue  # meant for a step that had already ended
+        if request is None:
+            return
+        replies.put(StepDone(request.step, interrupted=_run_step(fleet, request, replies)))
+
+
+def _run_step(fleet: Fleet, request: StepRequest, replies: Replies) -> bool:
+    params = {host.name: host_params for host, host_params in request.hosts}
+    try:
+        run = fleet.run(
+            [host for host, _ in request.hosts],
+            request.task,
+            lambda host: params[host.name],
+            request.timeout_s,
+            lambda outcome: replies.put(Landed(request.step, outcome)),
+        )
+    except KeyboardInterrupt:  # landed before the fleet could catch it: the controller fills in
+        return True
+    return run.interrupted
+
+
+def _read_requests(stream: IO[bytes], requests: queue.SimpleQueue[StepRequest | None]) -> None:
+    try:
+        while isinstance(message := read_frame(stream), StepRequest):
+            requests.put(message)
+    except (OSError, EOFError):
+        pass
+    requests.put(None)
+    # The controller is gone or done: a step still in flight is cut short like a Ctrl-C.
+    _thread.interrupt_main()
+
+
+def _write_replies(stream: IO[bytes], replies: Replies) -> None:
+    while (reply := replies.get()) is not None:
+        try:
+            write_frame(stream, reply)
+        except OSError:  # the controller is gone; keep draining so nothing blocks
+            continue
