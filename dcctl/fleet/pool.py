@@ -80,6 +80,10 @@ class WorkerProcess:
         self._reader.start()
         self.send(WorkerInit(options))
 
+    @property
+    def exit_code(self) -> int | None:
+        return self._proc.returncode
+
     def send(self, message: StepRequest | WorkerInit) -> bool:
         """False when the worker is gone; its reader reports why."""
         try:
@@ -169,6 +173,10 @@ class WorkerPool:
             current = WorkerProcess(index, self._options, self._inbox)
             self._workers[index] = current
         return current
+
+    def exit_codes(self) -> list[int | None]:
+        """None for a worker still running; negative for one killed by that signal."""
+        return [worker.exit_code for worker in self._workers]
 
     def interrupt(self) -> None:
         for worker in self._workers:

@@ -22,26 +22,35 @@ Replies = queue.SimpleQueue[object]
 def main() -> None:
     frames_in, frames_out = sys.stdin.buffer, sys.stdout.buffer
     sys.stdout = sys.stderr  # nothing else may write into the frame stream
+    init = read_frame(frames_in)
+    if not isinstance(init, WorkerInit):
+        return
+    requests: queue.SimpleQueue[StepRequest | None] = queue.SimpleQueue()
+    replies: Replies = queue.SimpleQueue()
+    in_step = threading.Event()
+    threading.Thread(
+        target=_read_requests, args=(frames_in, requests, in_step), daemon=True
+    ).start()
+    # Replies go out from their own thread: a KeyboardInterrupt, which lands only in the main
+    # thread, can then never cut a frame in half.
+    writer = threading.Thread(target=_write_replies, args=(frames_out, replies), daemon=True)
+    writer.start()
     try:
-        init = read_frame(frames_in)
-        if not isinstance(init, WorkerInit):
-            return
-        requests: queue.SimpleQueue[StepRequest | None] = queue.SimpleQueue()
-        replies: Replies = queue.SimpleQueue()
-        threading.Thread(target=_read_requests, args=(frames_in, requests), daemon=True).start()
-        # Replies go out from their own thread: a KeyboardInterrupt, which lands only in the
-        # main thread, can then never cut a frame in half.
-        writer = threading.Thread(target=_write_replies, args=(frames_out, replies))
-        writer.start()
         with Fleet(init.options) as fleet:
-            _serve(fleet, requests, replies)
+            _serve(fleet, requests, replies, in_step)
+    except KeyboardInterrupt:  # a late stop after the last step: nothing is left to save
+        pass
+    finally:
         replies.put(None)
         writer.join()
-    except KeyboardInterrupt:  # a late Ctrl-C after the last step: nothing is left to save
-        pass
 
 
-def _serve(fleet: Fleet, requests: queue.SimpleQueue[StepRequest | None], replies: Replies) -> None:
+def _serve(
+    fleet: Fleet,
+    requests: queue.SimpleQueue[StepRequest | None],
+    replies: Replies,
+    in_step: threading.Event,
+) -> None:
     while True:
         try:
             request = requests.get()
@@ -49,7 +58,12 @@ def _serve(fleet: Fleet, requests: queue.SimpleQueue[StepRequest | None], replie
             continue  # meant for a step that had already ended
         if request is None:
             return
-        replies.put(StepDone(request.step, interrupted=_run_step(fleet, request, replies)))
+        in_step.set()
+        try:
+            interrupted = _run_step(fleet, request, replies)
+        finally:
+            in_step.clear()
+        replies.put(StepDone(request.step, interrupted))
 
 
 def _run_step(fleet: Fleet, request: StepRequest, replies: Replies) -> bool:
@@ -67,15 +81,21 @@ def _run_step(fleet: Fleet, request: StepRequest, replies: Replies) -> bool:
     return run.interrupted
 
 
-def _read_requests(stream: IO[bytes], requests: queue.SimpleQueue[StepRequest | None]) -> None:
+def _read_requests(
+    stream: IO[bytes],
+    requests: queue.SimpleQueue[StepRequest | None],
+    in_step: threading.Event,
+) -> None:
     try:
         while isinstance(message := read_frame(stream), StepRequest):
             requests.put(message)
     except (OSError, EOFError):
         pass
     requests.put(None)
-    # The controller is gone or done: a step still in flight is cut short like a Ctrl-C.
-    _thread.interrupt_main()
+    if in_step.is_set():
+        # The controller is gone mid-step: cut the step short as a Ctrl-C would, so the
+        # connections close and the node tasks see EOF and end.
+        _thread.interrupt_main()
 
 
 def _write_replies(stream: IO[bytes], replies: Replies) -> None:

@@ -362,20 +362,21 @@ def warm_up_dcctl(case: Case) -> None:
         raise RuntimeError(f"dcctl warm-up failed ({proc.returncode}):\n{proc.stderr}")
 
 
-def run_dcctl(case: Case) -> dict[str, Any]:
+def run_dcctl(case: Case, workers: int) -> dict[str, Any]:
     inventory = case.dcctl_inventory(case.workdir / "inventory.yaml", case.host_entries())
-    state = case.state_dir("dcctl")
+    state = case.state_dir(f"dcctl-w{workers}")
     sample = measure(
-        case.dcctl_argv(inventory, state, "-q"),
+        case.dcctl_argv(inventory, state, "-q", "--workers", str(workers)),
         env=case.env,
         cwd=case.workdir,
-        stdout=case.workdir / "dcctl.out",
+        stdout=case.workdir / f"dcctl-w{workers}.out",
         sshds=case.sshds,
     )
     document = _read_run_document(state)
     durations = sorted(host["duration_s"] for host in document["hosts"])
     return {
         **asdict(sample),
+        "workers": workers,
         "passed": document["summary"]["passed"],
         "not_passed": _not_passed(document),
         "ms_per_host": round(sample.wall_s * 1000 / case.n, 1),
@@ -696,16 +697,18 @@ def print_report(report: dict[str, Any]) -> None:
             f"{dcctl['max_rss_mb']:>7.1f} {dcctl['ms_per_host']:>8.1f}"
         )
     print()
-    print(f"{'N':>5} {'forks':>5} {'tool':<8} {'wall s':>8} {'client CPU s':>12} "
+    print(f"{'N':>5} {'forks':>5} {'tool':<10} {'wall s':>8} {'client CPU s':>12} "
           f"{'node CPU s':>10} {'machine CPU s':>13}  ok")  # fmt: skip
     for row in report["fanout"]:
         tools = {"dcctl": row["dcctl"], "openssh": row["openssh"], "ansible": row.get("ansible")}
+        for workers, sample in list(row.get("dcctl_by_workers", {}).items())[1:]:
+            tools[f"dcctl w={workers}"] = sample
         for tool, sample in tools.items():
             if not sample or "wall_s" not in sample:
                 continue
             ok = sample.get("passed", sample.get("payloads", sample.get("succeeded")))
             print(
-                f"{row['hosts']:>5} {row['forks']:>5} {tool:<8} {sample['wall_s']:>8.2f} "
+                f"{row['hosts']:>5} {row['forks']:>5} {tool:<10} {sample['wall_s']:>8.2f} "
                 f"{sample['client_cpu_s']:>12.2f} {sample['node_cpu_s']:>10.2f} "
                 f"{sample['machine_cpu_s']:>13.2f}  {ok}/{row['hosts']}"
             )
@@ -771,6 +774,13 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         default=[64],
         help="comma-separated --forks / xargs -P / ansible -f values (default 64)",
     )
+    parser.add_argument(
+        "--workers",
+        type=lambda text: [int(part) for part in text.split(",")],
+        default=[0],
+        help="comma-separated dcctl --workers values, each run in turn; the first is compared "
+        "with the other tools (default 0: dcctl's own choice)",
+    )
     parser.add_argument("--out", type=Path, default=Path("perf.json"), help="JSON results file")
     parser.add_argument(
         "--faulty",
@@ -835,13 +845,20 @@ def run_cell(fleet: Fleet, plan: Plan, n: int, forks: int) -> dict[str, Any]:
         connect_timeout_s=args.connect_timeout,
     )
     warm_up_dcctl(case)
-    print(f"N={n} forks={forks}: dcctl ...", file=sys.stderr, flush=True)
     row: dict[str, Any] = {
         "hosts": n,
         "forks": forks,
         "loadavg_1m_before": round(os.getloadavg()[0], 2),  # others' work on the machine skews it
     }
-    row["dcctl"] = run_dcctl(case)
+    by_workers = {}
+    for workers in args.workers:
+        label = f"--workers {workers}" if len(args.workers) > 1 else ""
+        print(f"N={n} forks={forks}: dcctl {label}...", file=sys.stderr, flush=True)
+        by_workers[str(workers)] = run_dcctl(case, workers)
+    # The first --workers value is the one compared with the other tools.
+    row["dcctl"] = by_workers[str(args.workers[0])]
+    if len(by_workers) > 1:
+        row["dcctl_by_workers"] = by_workers
     print(f"N={n} forks={forks}: OpenSSH ...", file=sys.stderr, flush=True)
     row["openssh"] = run_openssh(case, plan.remote_command)
     if plan.ansible is None:
@@ -883,6 +900,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "settings": {
             "hosts": args.hosts,
             "forks": args.forks,
+            "dcctl_workers": args.workers,
             "faulty_percent": args.faulty,
             "connect_timeout_s": args.connect_timeout,
             "node_python": NODE_PYTHON,
