@@ -55,6 +55,7 @@ class _Step:
         self.number = number
         self.waiting: dict[str, Host] = {host.name: host for host in hosts}
         self.by_worker: dict[int, list[str]] = {}
+        self.interrupted = False
         self._on_outcome = on_outcome
 
     def land(self, outcome: HostOutcome) -> None:
@@ -72,6 +73,11 @@ class _Step:
             self.land(message.outcome)
         elif isinstance(message, StepDone) and message.step == self.number:
             # Only after a Ctrl-C can a worker end a step with hosts unreported.
+            self.write_off(
+                self.by_worker.get(source, []), "interrupted", "interrupted before this host ran"
+            )
+        elif isinstance(message, WorkerExited) and self.interrupted:
+            # Stopped before it could set up its own Ctrl-C handling.
             self.write_off(
                 self.by_worker.get(source, []), "interrupted", "interrupted before this host ran"
             )
@@ -179,6 +185,7 @@ class Fleet:
 
     def _interrupt(self, executor: ThreadPoolExecutor, step: _Step) -> None:
         self._cancel.set()
+        step.interrupted = True
         # A second Ctrl-C during the grace period must not lose what the first one saves.
         signal.signal(signal.SIGINT, signal.SIG_IGN)
         executor.shutdown(wait=False, cancel_futures=True)
