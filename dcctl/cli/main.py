@@ -9,7 +9,7 @@ import typer
 from dcctl import __version__
 from dcctl.cli import check, inventory
 from dcctl.cli.options import GlobalOptions
-from dcctl.results.store import default_state_dir
+from dcctl.results.state_dir import default_state_dir
 
 app = typer.Typer(
     name="dcctl",

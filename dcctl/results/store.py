@@ -20,12 +20,6 @@ _SAFE_NAME = re.compile(r"[^A-Za-z0-9._-]")
 _MAX_NAME = 200
 
 
-def default_state_dir(env: dict[str, str] | None = None) -> Path:
-    environ = os.environ if env is None else env
-    base = environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
-    return Path(base) / "dcctl"
-
-
 def new_run_id(command: str, now: datetime) -> str:
     stamp = now.astimezone(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
     return f"{stamp}-{command}-{secrets.token_hex(2)}"
