@@ -7,12 +7,13 @@ processes (pool.py); either way their outcomes land here, in the caller's thread
 
 from __future__ import annotations
 
+import contextlib
 import queue
 import resource
 import signal
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
@@ -20,7 +21,7 @@ from dcctl.fleet.frames import Landed, StepDone, StepRequest, WorkerExited
 from dcctl.fleet.outcome import FleetOptions, FleetRun, HostOutcome
 from dcctl.fleet.runtime import run_task
 from dcctl.inventory.model import Host
-from dcctl.transport.base import POLL_INTERVAL_S, HostError, Transport
+from dcctl.transport.base import POLL_INTERVAL_S, ErrorKind, HostError, Transport
 
 if TYPE_CHECKING:
     from dcctl.fleet.pool import Inbox, WorkerPool
@@ -48,6 +49,25 @@ def _raise_open_file_limit() -> None:
         resource.setrlimit(resource.RLIMIT_NOFILE, (wanted, hard))
 
 
+@contextlib.contextmanager
+def _ctrl_c_sets(flag: threading.Event) -> Iterator[None]:
+    """While a step runs, Ctrl-C sets `flag` instead of raising where it lands: raised in the
+    middle of recording a host's result, it would lose that host.
+
+    Only the main thread may set signal handlers; elsewhere Ctrl-C stays the caller's business.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGINT, lambda _signum, _frame: flag.set())
+    try:
+        yield
+    finally:
+        # After a Ctrl-C, a second one must not cut short the saving of what the first kept.
+        restored = previous if previous is not None else signal.default_int_handler
+        signal.signal(signal.SIGINT, signal.SIG_IGN if flag.is_set() else restored)
+
+
 class _Step:
     """One run() call: which hosts are still owed an outcome, and who runs them."""
 
@@ -55,14 +75,19 @@ class _Step:
         self.number = number
         self.waiting: dict[str, Host] = {host.name: host for host in hosts}
         self.by_worker: dict[int, list[str]] = {}
+        # Workers that have not said the step is over: the run waits for them too, so that
+        # the end-of-run EOF never reaches a worker still winding a step down.
+        self.busy_workers: set[int] = set()
         self.interrupted = False
+        # Hosts this process runs: after a Ctrl-C, those never started are written off at once.
+        self.queued: dict[str, Future[HostOutcome]] = {}
         self._on_outcome = on_outcome
 
     def land(self, outcome: HostOutcome) -> None:
         if self.waiting.pop(outcome.host.name, None) is not None:
             self._on_outcome(outcome)
 
-    def write_off(self, names: Sequence[str], kind: Any, message: str) -> None:
+    def write_off(self, names: Sequence[str], kind: ErrorKind, message: str) -> None:
         for name in names:
             host = self.waiting.get(name)
             if host is not None:
@@ -72,25 +97,33 @@ class _Step:
         if isinstance(message, Landed) and message.step == self.number:
             self.land(message.outcome)
         elif isinstance(message, StepDone) and message.step == self.number:
-            # Only after a Ctrl-C can a worker end a step with hosts unreported.
-            self.write_off(
-                self.by_worker.get(source, []), "interrupted", "interrupted before this host ran"
-            )
-        elif isinstance(message, WorkerExited) and self.interrupted:
-            # Stopped before it could set up its own Ctrl-C handling.
+            self.busy_workers.discard(source)
+            # Only an interrupted worker ends a step with hosts unreported.
             self.write_off(
                 self.by_worker.get(source, []), "interrupted", "interrupted before this host ran"
             )
         elif isinstance(message, WorkerExited):
-            self.write_off(
-                self.by_worker.get(source, []),
-                "runtime",
-                f"the controller's SSH worker process for this host exited ({message.detail})",
-            )
+            self.busy_workers.discard(source)
+            if self.interrupted:  # stopped before it could set up its own Ctrl-C handling
+                self.write_off(
+                    self.by_worker.get(source, []),
+                    "interrupted",
+                    "interrupted before this host ran",
+                )
+            else:
+                self.write_off(
+                    self.by_worker.get(source, []),
+                    "runtime",
+                    f"the controller's SSH worker process for this host exited ({message.detail})",
+                )
 
 
 class Fleet:
-    """Holds one connection per host for the whole run, so later steps reuse it."""
+    """Holds one connection per host for the whole run, so later steps reuse it.
+
+    A Ctrl-C ends the run: after an interrupted step, every later one reports its hosts
+    interrupted without contacting them.
+    """
 
     def __init__(self, options: FleetOptions) -> None:
         _raise_open_file_limit()
@@ -122,24 +155,28 @@ class Fleet:
         self._steps += 1
         step = _Step(self._steps, hosts, on_outcome)
         fleet_run = FleetRun(hosts=len(step.waiting))
-        pool = self._worker_pool(hosts)
-        in_process = [h for h in hosts if pool is None or h.connection == "local"]
         executor = ThreadPoolExecutor(max_workers=max(1, min(self._options.forks, len(hosts))))
-        try:
-            for host in in_process:
-                future = executor.submit(self._run_one, host, task, params_for(host), timeout_s)
-                future.add_done_callback(lambda done: self._landed_here(step.number, done))
-            if pool is not None:
-                self._send_to_workers(pool, step, hosts, task, params_for, timeout_s)
-            while step.waiting:
-                try:
-                    step.receive(*self._inbox.get(timeout=POLL_INTERVAL_S * 5))
-                except queue.Empty:
-                    continue
-        except KeyboardInterrupt:
-            fleet_run.interrupted = True
-            self._interrupt(executor, step)
-        finally:
+        stop = threading.Event()
+        with _ctrl_c_sets(stop):
+            try:
+                pool = self._worker_pool(hosts)
+                for host in hosts:
+                    if pool is None or host.connection == "local":
+                        future = executor.submit(
+                            self._run_one, host, task, params_for(host), timeout_s
+                        )
+                        future.add_done_callback(lambda f: self._landed_here(step.number, f))
+                        step.queued[host.name] = future
+                if pool is not None:
+                    self._send_to_workers(pool, step, hosts, task, params_for, timeout_s)
+                while (step.waiting or step.busy_workers) and not stop.is_set():
+                    with contextlib.suppress(queue.Empty):
+                        step.receive(*self._inbox.get(timeout=POLL_INTERVAL_S))
+            except KeyboardInterrupt:  # a thread other than the main one: no handler of ours
+                stop.set()
+            if stop.is_set():
+                fleet_run.interrupted = True
+                self._interrupt(executor, step)
             executor.shutdown(wait=False, cancel_futures=True)
         return fleet_run
 
@@ -174,6 +211,7 @@ class Fleet:
         for index, names in pool.deal(list(ssh_hosts)).items():
             worker = pool.worker(index)
             step.by_worker[worker.pid] = names
+            step.busy_workers.add(worker.pid)
             request = StepRequest(
                 step.number,
                 task,
@@ -186,9 +224,9 @@ class Fleet:
     def _interrupt(self, executor: ThreadPoolExecutor, step: _Step) -> None:
         self._cancel.set()
         step.interrupted = True
-        # A second Ctrl-C during the grace period must not lose what the first one saves.
-        signal.signal(signal.SIGINT, signal.SIG_IGN)
         executor.shutdown(wait=False, cancel_futures=True)
+        never_started = [name for name, future in step.queued.items() if future.cancelled()]
+        step.write_off(never_started, "interrupted", "interrupted before this host ran")
         if self._pool is not None:
             self._pool.interrupt()
         with self._lock:

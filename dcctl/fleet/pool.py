@@ -31,9 +31,19 @@ HOSTS_PER_WORKER = 128
 MAX_AUTO_WORKERS = 16
 # A worker told to stop (end of run) gets this long before it is killed.
 WORKER_EXIT_S = 5.0
-# The interpreter's own site and flags apply; the package root goes first so the worker runs
-# this very dcctl even from a source checkout that is not installed.
-_BOOT = "import sys; sys.path.insert(0, sys.argv[1]); from dcctl.fleet.worker import main; main()"
+# The current directory, which `-c` puts first on sys.path, is dropped: a json.py there must
+# not stand in for the standard library's. The package root is added (first, so the worker
+# runs this very dcctl) only when not on the path already, as for a source checkout.
+_BOOT = (
+    "import sys\n"
+    "root = sys.argv[1]\n"
+    "if sys.path and sys.path[0] == '':\n"
+    "    del sys.path[0]\n"
+    "if root not in sys.path:\n"
+    "    sys.path.insert(0, root)\n"
+    "from dcctl.fleet.worker import main\n"
+    "main()\n"
+)
 _PACKAGE_ROOT = Path(__file__).resolve().parent.parent.parent
 _STDERR_SHOWN_BYTES = 2000
 
@@ -95,8 +105,9 @@ class WorkerProcess:
             return False
 
     def interrupt(self) -> None:
+        # Through Popen: it never signals a pid already reaped (and perhaps reused).
         with contextlib.suppress(ProcessLookupError):
-            os.kill(self._proc.pid, signal.SIGINT)
+            self._proc.send_signal(signal.SIGINT)
 
     def request_exit(self) -> None:
         """The worker sees EOF, closes its connections and exits."""
@@ -120,8 +131,11 @@ class WorkerProcess:
             while (message := read_frame(self._proc.stdout)) is not None:
                 inbox.put((self.pid, message))
             detail = ""
-        except Exception as exc:  # a torn frame: the worker died mid-write
+        except Exception as exc:
+            # Frames that stop making sense (torn by a death mid-write, or unreadable): the
+            # worker is of no more use, and must not run on unheard.
             detail = f"{type(exc).__name__}: {exc}"
+            self._proc.kill()
         self.alive = False
         inbox.put((self.pid, WorkerExited(self._exit_detail(detail))))
 

@@ -9,17 +9,23 @@ from __future__ import annotations
 
 import _thread
 import queue
+import signal
 import sys
 import threading
+from dataclasses import replace
 from typing import IO
 
 from dcctl.fleet.executor import Fleet
 from dcctl.fleet.frames import Landed, StepDone, StepRequest, WorkerInit, read_frame, write_frame
+from dcctl.transport.base import HostError
 
 Replies = queue.SimpleQueue[object]
 
 
 def main() -> None:
+    # Inherited SIG_IGN (a controller started in the background by a shell) would make the
+    # controller's SIGINT, and the stop on EOF, do nothing here.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     frames_in, frames_out = sys.stdin.buffer, sys.stdout.buffer
     sys.stdout = sys.stderr  # nothing else may write into the frame stream
     init = read_frame(frames_in)
@@ -27,9 +33,9 @@ def main() -> None:
         return
     requests: queue.SimpleQueue[StepRequest | None] = queue.SimpleQueue()
     replies: Replies = queue.SimpleQueue()
-    in_step = threading.Event()
+    in_step, closed = threading.Event(), threading.Event()
     threading.Thread(
-        target=_read_requests, args=(frames_in, requests, in_step), daemon=True
+        target=_read_requests, args=(frames_in, requests, in_step, closed), daemon=True
     ).start()
     # Replies go out from their own thread: a KeyboardInterrupt, which lands only in the main
     # thread, can then never cut a frame in half.
@@ -37,7 +43,7 @@ def main() -> None:
     writer.start()
     try:
         with Fleet(init.options) as fleet:
-            _serve(fleet, requests, replies, in_step)
+            _serve(fleet, requests, replies, in_step, closed)
     except KeyboardInterrupt:  # a late stop after the last step: nothing is left to save
         pass
     finally:
@@ -50,17 +56,26 @@ def _serve(
     requests: queue.SimpleQueue[StepRequest | None],
     replies: Replies,
     in_step: threading.Event,
+    closed: threading.Event,
 ) -> None:
+    stopped = False
     while True:
         try:
             request = requests.get()
         except KeyboardInterrupt:
-            continue  # meant for a step that had already ended
+            # Between steps, or before this step's request was read: the controller stopped
+            # the run, so no later step may start.
+            stopped = True
+            continue
         if request is None:
             return
         in_step.set()
         try:
-            interrupted = _run_step(fleet, request, replies)
+            # Set, then looked at: the reader sets `closed`, then looks at `in_step`, so an EOF
+            # is seen by one side or the other.
+            if closed.is_set():
+                return
+            interrupted = stopped or _run_step(fleet, request, replies)
         finally:
             in_step.clear()
         replies.put(StepDone(request.step, interrupted))
@@ -85,22 +100,33 @@ def _read_requests(
     stream: IO[bytes],
     requests: queue.SimpleQueue[StepRequest | None],
     in_step: threading.Event,
+    closed: threading.Event,
 ) -> None:
     try:
         while isinstance(message := read_frame(stream), StepRequest):
             requests.put(message)
-    except (OSError, EOFError):
-        pass
+    except Exception:
+        pass  # a stream that stops making sense ends like EOF
+    closed.set()
     requests.put(None)
     if in_step.is_set():
-        # The controller is gone mid-step: cut the step short as a Ctrl-C would, so the
-        # connections close and the node tasks see EOF and end.
+        # The controller is gone mid-step (at a normal end it waits for every StepDone first):
+        # cut the step short as a Ctrl-C would, so the connections close and the node tasks
+        # see EOF and end.
         _thread.interrupt_main()
 
 
 def _write_replies(stream: IO[bytes], replies: Replies) -> None:
     while (reply := replies.get()) is not None:
         try:
-            write_frame(stream, reply)
+            try:
+                write_frame(stream, reply)
+            except (TypeError, ValueError, AttributeError, RecursionError) as exc:
+                # Pickling failed before anything was written: the host still gets an answer.
+                if not isinstance(reply, Landed):
+                    continue  # StepDone is two numbers: only a result can fail here
+                error = HostError("runtime", f"result could not be sent to the controller: {exc}")
+                outcome = replace(reply.outcome, payload=None, error=error)
+                write_frame(stream, Landed(reply.step, outcome))
         except OSError:  # the controller is gone; keep draining so nothing blocks
             continue

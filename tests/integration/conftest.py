@@ -64,13 +64,3 @@ def state_dir(tmp_path: Path, lab_known_hosts: Path) -> Path:
     state.mkdir()
     shutil.copy(lab_known_hosts, state / "known_hosts")
     return state
-
-
-@pytest.fixture
-def slow_python(tmp_path: Path) -> tuple[Path, Path]:
-    """An 'interpreter' that records its pid and hangs: a node task that never finishes."""
-    pid_file = tmp_path / "slow.pid"
-    script = tmp_path / "slow-python"
-    script.write_text(f"#!/bin/sh\necho $$ > {pid_file}\nexec sleep 600\n")
-    script.chmod(0o755)
-    return script, pid_file

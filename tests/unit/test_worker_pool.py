@@ -8,6 +8,9 @@ import signal
 import sys
 import time
 from pathlib import Path
+from typing import Any
+
+from processes import wait_for
 
 from dcctl.fleet.frames import Landed, StepDone, StepRequest, WorkerExited
 from dcctl.fleet.outcome import FleetOptions
@@ -28,6 +31,7 @@ def _collect(inbox: Inbox, workers: int) -> tuple[list[Landed], list[object]]:
             done += 1
         else:
             other.append(message)
+            done += isinstance(message, WorkerExited)
     return landed, other
 
 
@@ -68,3 +72,51 @@ def test_a_dead_worker_is_replaced_for_the_next_step(tmp_path: Path) -> None:
         assert second.pid != first.pid and second.alive
     finally:
         pool.close()
+
+
+def _local_host(name: str, python: str = sys.executable) -> Host:
+    return Host(name=name, address="localhost", connection="local", python=python)
+
+
+def test_workers_ignore_modules_in_the_current_directory(tmp_path: Path, monkeypatch: Any) -> None:
+    """`python -c` puts the current directory first: a json.py there must not break workers."""
+    shadow = tmp_path / "cwd"
+    shadow.mkdir()
+    for module in ("json", "queue", "pickle"):
+        (shadow / f"{module}.py").write_text("raise SystemExit('shadowed stdlib imported')\n")
+    monkeypatch.chdir(shadow)
+    inbox: Inbox = queue.SimpleQueue()
+    pool = WorkerPool(1, FleetOptions(trusted_keys_file=tmp_path / "known_hosts"), inbox)
+    try:
+        host = _local_host("h0")
+        request = StepRequest(1, "facts", [(host, {"scratch_dir": str(tmp_path)})], 60.0)
+        assert pool.worker(0).send(request)
+        landed, other = _collect(inbox, workers=1)
+    finally:
+        pool.close()
+    assert other == []
+    assert [m.outcome.error for m in landed] == [None]
+
+
+def test_a_worker_started_with_ctrl_c_ignored_still_stops_when_told(
+    tmp_path: Path, slow_python: tuple[Path, Path]
+) -> None:
+    """A controller started in the background by a shell has SIGINT ignored; its workers
+    inherit that, yet must still stop a step when the controller says so."""
+    inbox: Inbox = queue.SimpleQueue()
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        pool = WorkerPool(1, FleetOptions(trusted_keys_file=tmp_path / "known_hosts"), inbox)
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    try:
+        script, pid_file = slow_python
+        host = _local_host("stuck", python=str(script))
+        assert pool.worker(0).send(StepRequest(1, "facts", [(host, {})], 600.0))
+        assert wait_for(pid_file.exists, 30), "task never started"
+        pool.interrupt()
+        landed, other = _collect(inbox, workers=1)
+    finally:
+        pool.close()
+    assert other == []
+    assert [m.outcome.error.kind for m in landed if m.outcome.error] == ["interrupted"]
