@@ -24,6 +24,7 @@ from typing import Any
 
 from dcctl.inventory.model import Host
 from dcctl.node.payload import extract_payload
+from dcctl.node.probes.software import NODE_CACHE_ENV
 from dcctl.node.watchdog import WATCHDOG_ENV
 from dcctl.transport.base import HostError, Transport
 
@@ -35,10 +36,12 @@ _CACHE_DIR = '"${XDG_CACHE_HOME:-$HOME/.cache}/dcctl"'
 RUN_SCRIPT = (
     "py=$2\n"
     f'command -v "$py" >/dev/null 2>&1 || {{ echo "{NO_PYTHON_MARK}"; exit 98; }}\n'
-    f"r={_CACHE_DIR}/runtime-$1\n"
+    f"c={_CACHE_DIR}\n"
+    'r="$c/runtime-$1"\n'
     f'[ -f "$r/__main__.py" ] || {{ echo "{MISSING_MARK}"; exit 97; }}\n'
     "shift 2\n"
-    'exec "$py" -S "$r" "$@"\n'
+    # The cache also keeps what probes learn once per binary (fio's version).
+    f'{NODE_CACHE_ENV}="$c" exec "$py" -S "$r" "$@"\n'
 )
 # Unpacked under a private temporary name and renamed into place, so a task never sees a
 # half-written runtime and two uploads racing on one node both end with a whole one.

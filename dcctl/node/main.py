@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import sys
-import traceback
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -61,6 +60,8 @@ def main(argv: list[str] | None = None, tasks: Mapping[str, Task] | None = None)
     except TaskParamsError as exc:
         return _bad_request(f"bad params for {name}: {exc}")
     except Exception as exc:  # the runtime broke: report it in the payload, not as noise
+        import traceback  # only on this path: every task on every node would pay for it
+
         _emit({"error": f"{type(exc).__name__}: {exc}", "traceback": traceback.format_exc()})
         return EXIT_BROKEN
     _emit(result)

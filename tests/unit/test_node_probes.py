@@ -484,3 +484,27 @@ def test_torch_version_without_site_follows_the_interpreters_venv(
     subprocess.run([sys.executable, "-m", "venv", "--without-pip", *flags, str(venv)], check=True)
     expected = installed if system_site else "None"
     assert _torch_version_seen_by(str(venv / "bin" / "python")) == expected
+
+
+def test_fio_version_is_remembered_while_the_binary_stays_the_same(tmp_path: Path) -> None:
+    calls = tmp_path / "calls"
+    fio = tmp_path / "fio"
+    fio.write_text(f"#!/bin/sh\necho x >> {calls}\necho fio-3.35\n")
+    fio.chmod(0o755)
+    cache = tmp_path / "cache"
+    cache.mkdir()
+    assert software.cached_fio_version(str(fio), str(cache)) == "3.35"
+    assert software.cached_fio_version(str(fio), str(cache)) == "3.35"
+    assert calls.read_text().count("x") == 1
+    # Upgraded in place: a different file, so asked again.
+    fio.write_text(f"#!/bin/sh\necho x >> {calls}\necho fio-3.36-dirty\n")
+    assert software.cached_fio_version(str(fio), str(cache)) == "3.36"
+    assert calls.read_text().count("x") == 2
+    assert [p.name for p in cache.iterdir()] == [software.FIO_CACHE_FILE]
+
+
+def test_fio_version_with_an_unwritable_cache_is_still_read(tmp_path: Path) -> None:
+    fio = tmp_path / "fio"
+    fio.write_text("#!/bin/sh\necho fio-3.35\n")
+    fio.chmod(0o755)
+    assert software.cached_fio_version(str(fio), str(tmp_path / "missing")) == "3.35"

@@ -126,15 +126,20 @@ def test_upload_then_run_through_the_shipped_shell_scripts(tmp_path: Path) -> No
     assert upload.returncode == 0, upload.stderr
     cache = tmp_path / "dcctl"
     installed = cache / f"runtime-{runtime.digest}"
-    assert [p.name for p in cache.iterdir()] == [installed.name]
+    assert [p.name for p in cache.iterdir()] == [installed.name]  # no temporary left
     assert list((installed / "dcctl" / "node" / "probes" / "__pycache__").glob("*.pyc"))
     warm = _run_argv(run, env)
     assert warm.returncode == 0, warm.stderr
-    assert extract_payload(warm.stdout.decode()) is not None
+    payload = extract_payload(warm.stdout.decode())
+    assert payload is not None
+    if payload["fio"] is not None:  # learnt once, kept beside the runtime for later tasks
+        assert (cache / "fio-version.json").is_file()
+    names = {p.name for p in cache.iterdir()}
+    assert names <= {installed.name, "fio-version.json"}
     # A second upload (two runs racing on one node) keeps the installed runtime whole.
     again = _run_argv(upload_argv(host, runtime), env, stdin=runtime.archive)
     assert again.returncode == 0, again.stderr
-    assert [p.name for p in cache.iterdir()] == [installed.name]
+    assert {p.name for p in cache.iterdir()} == names
     assert _run_argv(run, env).returncode == 0
 
 

@@ -3,17 +3,22 @@
 from __future__ import annotations
 
 import importlib.util
+import json
 import os
 import re
 import shutil
 import subprocess
 import sys
-from typing import Any
+import tempfile
+from typing import Any, cast
 
 from dcctl.node.sysroot import active_sysroot
 
 TORCH_CUDA_TIMEOUT_S = 60.0
 FIO_TIMEOUT_S = 10.0
+# Set by the controller's run script to the node's dcctl cache (where the runtime lives).
+NODE_CACHE_ENV = "DCCTL_NODE_CACHE"
+FIO_CACHE_FILE = "fio-version.json"
 
 # Run in a child interpreter: importing torch costs seconds, and CUDA init on a GPU in a bad
 # state can hang or crash; a child can be timed out without taking the facts task with it.
@@ -138,6 +143,11 @@ def collect_fio() -> str | None:
     path = shutil.which("fio")
     if path is None:
         return None
+    cache_dir = os.environ.get(NODE_CACHE_ENV)
+    return read_fio_version(path) if not cache_dir else cached_fio_version(path, cache_dir)
+
+
+def read_fio_version(path: str) -> str | None:
     proc = subprocess.run(
         [path, "--version"],
         stdin=subprocess.DEVNULL,
@@ -147,3 +157,27 @@ def collect_fio() -> str | None:
         timeout=FIO_TIMEOUT_S,
     )
     return parse_fio_version(proc.stdout)
+
+
+def cached_fio_version(path: str, cache_dir: str) -> str | None:
+    """`fio --version`, remembered in the node's dcctl cache for as long as the binary is the
+    same file: starting fio costs ~20 ms of CPU, which every check on every node would pay."""
+    stat = os.stat(path)
+    identity = [os.path.realpath(path), stat.st_ino, stat.st_size, stat.st_mtime_ns]
+    cache_file = os.path.join(cache_dir, FIO_CACHE_FILE)
+    try:
+        with open(cache_file, encoding="utf-8") as handle:
+            cached = json.load(handle)
+        if cached["identity"] == identity:
+            return cast("str | None", cached["version"])
+    except (OSError, ValueError, KeyError, TypeError):
+        pass
+    version = read_fio_version(path)
+    try:  # atomic: another task on this node may be reading it right now
+        descriptor, temporary = tempfile.mkstemp(dir=cache_dir, prefix=".fio-version-")
+        with os.fdopen(descriptor, "w", encoding="utf-8") as handle:
+            json.dump({"identity": identity, "version": version}, handle)
+        os.replace(temporary, cache_file)
+    except OSError:
+        pass  # an unwritable cache only costs the next task the same ~20 ms
+    return version
