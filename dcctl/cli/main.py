@@ -53,7 +53,13 @@ def main(
         "--limit",
         help="Host patterns: names, groups, globs, node[01:08], !exclude, &intersect, a,b.",
     ),
-    forks: int = typer.Option(64, "--forks", min=1, help="Hosts worked on at once."),
+    forks: int = typer.Option(
+        64,
+        "--forks",
+        min=1,
+        help="Hosts running their task at once. Hosts still connecting wait apart, up to as "
+        "many again.",
+    ),
     workers: int = typer.Option(
         0,
         "--workers",

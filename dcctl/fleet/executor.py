@@ -31,6 +31,10 @@ __all__ = ["Fleet", "FleetOptions", "FleetRun", "HostOutcome"]
 
 # After Ctrl-C, hosts still running get this long to notice before they are written off.
 INTERRUPT_GRACE_S = 4.0
+# Hosts still connecting (TCP, SSH banner, key exchange, auth) hold no --forks slot, up to this
+# many per slot: a silent host waits out its connect timeout beside the working ones, so a few
+# dead hosts cost a run about one connect timeout, not one for each slot they would block.
+CONNECTING_PER_FORK = 1
 # Workers run the same grace, then need a moment to send what it saved.
 WORKER_REPORT_S = 2.0
 # Outcomes of hosts run in this process carry this in place of a worker's pid.
@@ -133,6 +137,7 @@ class Fleet:
         self._lock = threading.Lock()
         self._ssh_context: SshContext | None = None
         self._inbox: Inbox = queue.SimpleQueue()
+        self._work_slots = threading.BoundedSemaphore(max(1, options.forks))
         self._pool: WorkerPool | None = None
         self._pool_decided = options.workers == 1
         self._steps = 0
@@ -155,7 +160,8 @@ class Fleet:
         self._steps += 1
         step = _Step(self._steps, hosts, on_outcome)
         fleet_run = FleetRun(hosts=len(step.waiting))
-        executor = ThreadPoolExecutor(max_workers=max(1, min(self._options.forks, len(hosts))))
+        threads = max(1, self._options.forks) * (1 + CONNECTING_PER_FORK)
+        executor = ThreadPoolExecutor(max_workers=max(1, min(threads, len(hosts))))
         stop = threading.Event()
         with _ctrl_c_sets(stop):
             try:
@@ -245,19 +251,36 @@ class Fleet:
     def _run_one(
         self, host: Host, task: str, params: dict[str, Any], timeout_s: float
     ) -> HostOutcome:
-        started = time.monotonic()
+        """Connect, then take a --forks slot and run the task; `timeout_s` counts from there
+        (connecting has its own timeouts), and so does not the wait for a slot."""
+        began = time.monotonic()
+        queued_s = 0.0
         try:
             if self._cancel.is_set():
                 raise HostError("interrupted", "interrupted before this host ran")
-            payload = run_task(
-                self._transport(host), host, task, params, deadline=started + timeout_s
-            )
-            return HostOutcome(host, payload, None, time.monotonic() - started)
+            transport = self._transport(host)
+            transport.connect()
+            queued = time.monotonic()
+            with self._work_slot():
+                queued_s = time.monotonic() - queued
+                deadline = time.monotonic() + timeout_s
+                payload = run_task(transport, host, task, params, deadline=deadline)
+            return HostOutcome(host, payload, None, time.monotonic() - began - queued_s)
         except HostError as exc:
-            return HostOutcome(host, None, exc, time.monotonic() - started)
+            return HostOutcome(host, None, exc, time.monotonic() - began - queued_s)
         except Exception as exc:  # one host's bug must not stop the fleet
             error = HostError("runtime", f"unexpected {type(exc).__name__}: {exc}")
-            return HostOutcome(host, None, error, time.monotonic() - started)
+            return HostOutcome(host, None, error, time.monotonic() - began - queued_s)
+
+    @contextlib.contextmanager
+    def _work_slot(self) -> Iterator[None]:
+        while not self._work_slots.acquire(timeout=POLL_INTERVAL_S):
+            if self._cancel.is_set():
+                raise HostError("interrupted", "interrupted before this host ran")
+        try:
+            yield
+        finally:
+            self._work_slots.release()
 
     def _transport(self, host: Host) -> Transport:
         with self._lock:

@@ -72,7 +72,13 @@ class CommandResult:
 
 
 class Transport(Protocol):
-    """Runs argv lists on one host. `deadline` is a time.monotonic() instant."""
+    """Runs argv lists on one host. `deadline` is a time.monotonic() instant.
+
+    `connect()` opens what `run()` would otherwise open on first use, so a caller can wait
+    on a host that is slow to answer apart from the hosts doing work.
+    """
+
+    def connect(self) -> None: ...
 
     def run(
         self, argv: Sequence[str], deadline: float, stdin: bytes | None = None

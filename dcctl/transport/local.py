@@ -73,6 +73,9 @@ class LocalTransport:
             timed_out=timed_out,
         )
 
+    def connect(self) -> None:
+        """Nothing to open: each command is a new process."""
+
     def close(self) -> None:
         """Nothing is held open between commands."""
 

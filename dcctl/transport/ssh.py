@@ -19,7 +19,7 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import paramiko
 
@@ -37,6 +37,7 @@ from dcctl.transport.base import (
 )
 
 SSH_PORT = 22
+_T = TypeVar("_T")
 DEFAULT_IDENTITY_FILES = ("id_ed25519", "id_ecdsa", "id_rsa")
 PASSPHRASE_ENV = "DCCTL_SSH_KEY_PASSPHRASE"
 READ_CHUNK = 65536
@@ -395,11 +396,19 @@ class SshTransport:
         """Keep the socket being connected where close() (Ctrl-C) can reach it."""
         self._sock = sock
 
+    def connect(self) -> None:
+        """TCP, banner, key exchange and auth now, each under the connect timeout: the fleet
+        waits on a slow or silent host before giving it one of its --forks slots."""
+        self._translating(self._connection)
+
     def run(
         self, argv: Sequence[str], deadline: float, stdin: bytes | None = None
     ) -> CommandResult:
+        return self._translating(lambda: self._run(argv, deadline, stdin))
+
+    def _translating(self, action: Callable[[], _T]) -> _T:
         try:
-            return self._run(argv, deadline, stdin)
+            return action()
         except HostError:
             raise
         except (paramiko.SSHException, OSError, EOFError) as exc:

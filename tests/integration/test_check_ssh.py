@@ -336,3 +336,28 @@ def test_ctrl_c_ends_the_node_task_too(
         proc.kill()
     assert proc.returncode == 130
     assert wait_for(lambda: not pids_with_env(marker), 5), "node task outlived the controller"
+
+
+def test_a_silent_host_does_not_hold_a_forks_slot_while_it_connects(
+    tmp_path: Path, state_dir: Path, healthy_hosts: list[dict[str, Any]], ssh_lab: SshLab
+) -> None:
+    """With one slot and a silent host first in line, the healthy hosts still run (and land)
+    while it waits out its connect timeout: dead hosts cost a run one timeout, not one each."""
+    with SilentListener("127.0.0.1") as silent:
+        hosts = [
+            {"name": "silent", "host": silent.address, "port": silent.port,
+             "key_file": str(ssh_lab.client_key)},
+            *healthy_hosts[:2],
+        ]  # fmt: skip
+        inventory = write_inventory(tmp_path / "inv.yaml", hosts)
+        result = run_dcctl(
+            ["-i", str(inventory), "--state-dir", str(state_dir), "--forks", "1",
+             "--connect-timeout", "5", "--json", "check"],
+            home=tmp_path / "home",
+        )  # fmt: skip
+    assert result.code == 3, result.stderr
+    statuses = {h["name"]: h["status"] for h in result.json()["hosts"]}
+    assert statuses == {"silent": "error", "node1": "passed", "node2": "passed"}
+    files = state_dir / "runs" / result.json()["run_id"] / "hosts"
+    landed = sorted(files.iterdir(), key=lambda path: path.stat().st_mtime_ns)
+    assert [path.stem for path in landed] == ["node1", "node2", "silent"]
