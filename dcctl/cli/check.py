@@ -13,7 +13,11 @@ from dcctl.inventory.model import Host
 def check(
     ctx: typer.Context,
     timeout: float = typer.Option(
-        60.0, "--timeout", min=1.0, help="Seconds each host may take in all, connecting included."
+        60.0,
+        "--timeout",
+        min=1.0,
+        help="Seconds each host may take in all, connecting included (waiting for a --forks "
+        "slot is not counted).",
     ),
     dcgm: int | None = typer.Option(
         None,

@@ -60,7 +60,10 @@ def _ctrl_c_sets(flag: threading.Event) -> Iterator[None]:
 
     Only the main thread may set signal handlers; elsewhere Ctrl-C stays the caller's business.
     """
-    if threading.current_thread() is not threading.main_thread():
+    inherited = signal.getsignal(signal.SIGINT)
+    # Ignored when started in the background by a shell: a Ctrl-C meant for the foreground
+    # job must not stop this run either.
+    if threading.current_thread() is not threading.main_thread() or inherited == signal.SIG_IGN:
         yield
         return
     previous = signal.signal(signal.SIGINT, lambda _signum, _frame: flag.set())
@@ -162,28 +165,28 @@ class Fleet:
         fleet_run = FleetRun(hosts=len(step.waiting))
         threads = max(1, self._options.forks) * (1 + CONNECTING_PER_FORK)
         executor = ThreadPoolExecutor(max_workers=max(1, min(threads, len(hosts))))
+        if self._cancel.is_set():  # an earlier step was interrupted: the run is over
+            fleet_run.interrupted = True
+            step.write_off(list(step.waiting), "interrupted", "interrupted before this host ran")
+            return fleet_run
         stop = threading.Event()
         with _ctrl_c_sets(stop):
-            try:
-                pool = self._worker_pool(hosts)
-                for host in hosts:
-                    if pool is None or host.connection == "local":
-                        future = executor.submit(
-                            self._run_one, host, task, params_for(host), timeout_s
-                        )
-                        future.add_done_callback(lambda f: self._landed_here(step.number, f))
-                        step.queued[host.name] = future
-                if pool is not None:
-                    self._send_to_workers(pool, step, hosts, task, params_for, timeout_s)
-                while (step.waiting or step.busy_workers) and not stop.is_set():
-                    with contextlib.suppress(queue.Empty):
-                        step.receive(*self._inbox.get(timeout=POLL_INTERVAL_S))
-            except KeyboardInterrupt:  # a thread other than the main one: no handler of ours
-                stop.set()
+            pool = self._worker_pool(hosts)
+            for host in hosts:
+                if pool is None or host.connection == "local":
+                    future = executor.submit(self._run_one, host, task, params_for(host), timeout_s)
+                    future.add_done_callback(lambda f: self._landed_here(step.number, f))
+                    step.queued[host.name] = future
+            if pool is not None:
+                self._send_to_workers(pool, step, hosts, task, params_for, timeout_s)
+            while (step.waiting or step.busy_workers) and not stop.is_set():
+                with contextlib.suppress(queue.Empty):
+                    step.receive(*self._inbox.get(timeout=POLL_INTERVAL_S))
             if stop.is_set():
-                fleet_run.interrupted = True
                 self._interrupt(executor, step)
             executor.shutdown(wait=False, cancel_futures=True)
+        # Also a Ctrl-C that came as the last host landed: the user asked to stop.
+        fleet_run.interrupted = stop.is_set()
         return fleet_run
 
     def _landed_here(self, step: int, future: Future[HostOutcome]) -> None:
@@ -251,9 +254,10 @@ class Fleet:
     def _run_one(
         self, host: Host, task: str, params: dict[str, Any], timeout_s: float
     ) -> HostOutcome:
-        """Connect, then take a --forks slot and run the task; `timeout_s` counts from there
-        (connecting has its own timeouts), and so does not the wait for a slot."""
+        """Connect, then take a --forks slot and run the task. `timeout_s` bounds connecting
+        and the task together, as before; the wait for a slot is not counted."""
         began = time.monotonic()
+        queued: float | None = None
         queued_s = 0.0
         try:
             if self._cancel.is_set():
@@ -263,13 +267,19 @@ class Fleet:
             queued = time.monotonic()
             with self._work_slot():
                 queued_s = time.monotonic() - queued
-                deadline = time.monotonic() + timeout_s
+                # What connecting took comes off the task's time, so a host still takes at
+                # most `timeout_s` in all (past it, run_task reports the deadline as passed).
+                deadline = time.monotonic() + timeout_s - (queued - began)
                 payload = run_task(transport, host, task, params, deadline=deadline)
             return HostOutcome(host, payload, None, time.monotonic() - began - queued_s)
-        except HostError as exc:
-            return HostOutcome(host, None, exc, time.monotonic() - began - queued_s)
-        except Exception as exc:  # one host's bug must not stop the fleet
-            error = HostError("runtime", f"unexpected {type(exc).__name__}: {exc}")
+        except Exception as exc:
+            if queued is not None and not queued_s:  # interrupted while waiting for a slot
+                queued_s = time.monotonic() - queued
+            error = (
+                exc
+                if isinstance(exc, HostError)  # one host's bug must not stop the fleet
+                else HostError("runtime", f"unexpected {type(exc).__name__}: {exc}")
+            )
             return HostOutcome(host, None, error, time.monotonic() - began - queued_s)
 
     @contextlib.contextmanager

@@ -48,9 +48,13 @@ class WorkerExited:
     detail: str
 
 
-def write_frame(stream: IO[bytes], message: object) -> None:
+def encode_frame(message: object) -> bytes:
     data = pickle.dumps(message, protocol=pickle.HIGHEST_PROTOCOL)
-    stream.write(_HEADER.pack(len(data)) + data)
+    return _HEADER.pack(len(data)) + data
+
+
+def write_frame(stream: IO[bytes], message: object) -> None:
+    stream.write(encode_frame(message))
     stream.flush()
 
 

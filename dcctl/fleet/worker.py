@@ -16,7 +16,7 @@ from dataclasses import replace
 from typing import IO
 
 from dcctl.fleet.executor import Fleet
-from dcctl.fleet.frames import Landed, StepDone, StepRequest, WorkerInit, read_frame, write_frame
+from dcctl.fleet.frames import Landed, StepDone, StepRequest, WorkerInit, encode_frame, read_frame
 from dcctl.transport.base import HostError
 
 Replies = queue.SimpleQueue[object]
@@ -119,14 +119,17 @@ def _read_requests(
 def _write_replies(stream: IO[bytes], replies: Replies) -> None:
     while (reply := replies.get()) is not None:
         try:
-            try:
-                write_frame(stream, reply)
-            except (TypeError, ValueError, AttributeError, RecursionError) as exc:
-                # Pickling failed before anything was written: the host still gets an answer.
-                if not isinstance(reply, Landed):
-                    continue  # StepDone is two numbers: only a result can fail here
-                error = HostError("runtime", f"result could not be sent to the controller: {exc}")
-                outcome = replace(reply.outcome, payload=None, error=error)
-                write_frame(stream, Landed(reply.step, outcome))
+            frame = encode_frame(reply)
+        except Exception as exc:
+            if not isinstance(reply, Landed):
+                continue  # StepDone is two numbers: only a result can fail to pickle
+            # The host still gets an answer, or the controller would wait for it forever.
+            error = HostError("runtime", f"result could not be sent to the controller: {exc}")
+            frame = encode_frame(
+                Landed(reply.step, replace(reply.outcome, payload=None, error=error))
+            )
+        try:
+            stream.write(frame)
+            stream.flush()
         except OSError:  # the controller is gone; keep draining so nothing blocks
             continue

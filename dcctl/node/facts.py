@@ -89,7 +89,10 @@ def collect_facts(params: dict[str, Any], probes: Sequence[Probe] = PROBES) -> d
     # All at once: most probes read a file in microseconds, but a few wait on a child
     # process or the driver (torch's CUDA check takes seconds on a GPU node, DCGM minutes),
     # and the task should take as long as the slowest probe, not the sum of them.
-    outcomes: list[tuple[dict[str, Any], str | None]] = [({}, None)] * len(probes)
+    # What a probe whose thread died without returning (SystemExit in a library) reports.
+    outcomes: list[tuple[dict[str, Any], str | None]] = [
+        (dict.fromkeys(probe.keys), "probe did not finish") for probe in probes
+    ]
 
     def run(index: int, probe: Probe) -> None:
         outcomes[index] = _run_probe(probe, params)

@@ -508,3 +508,24 @@ def test_fio_version_with_an_unwritable_cache_is_still_read(tmp_path: Path) -> N
     fio.write_text("#!/bin/sh\necho fio-3.35\n")
     fio.chmod(0o755)
     assert software.cached_fio_version(str(fio), str(tmp_path / "missing")) == "3.35"
+
+
+@pytest.mark.parametrize("base", [sys.executable, "/usr/bin/python3"], ids=["this", "system"])
+def test_torch_installed_in_a_venv_is_found_without_site(tmp_path: Path, base: str) -> None:
+    """The venv's own site-packages, whatever the base Python's site would say for its
+    prefix (Debian's gives only dist-packages there)."""
+    if not Path(base).exists():
+        pytest.skip(f"{base} is not on this machine")
+    venv = tmp_path / "venv"
+    made = subprocess.run([base, "-m", "venv", "--without-pip", str(venv)], capture_output=True)
+    if made.returncode != 0:
+        pytest.skip(f"{base} cannot make a venv: {made.stderr.decode().strip()[-200:]}")
+    python = venv / "bin" / "python"
+    print_version = "import sys; print('python%d.%d' % sys.version_info[:2])"
+    version = subprocess.run(
+        [str(python), "-c", print_version], capture_output=True, text=True, check=True
+    ).stdout.strip()
+    torch_dir = venv / "lib" / version / "site-packages" / "torch"
+    torch_dir.mkdir(parents=True)
+    (torch_dir / "version.py").write_text("__version__ = '9.9.9+venv'\n")
+    assert _torch_version_seen_by(str(python)) == "9.9.9+venv"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import json
 import os
@@ -9,7 +10,6 @@ import re
 import shutil
 import subprocess
 import sys
-import tempfile
 from typing import Any, cast
 
 from dcctl.node.sysroot import active_sysroot
@@ -64,13 +64,17 @@ def site_package_dirs() -> list[str]:
     """The site-packages directories `site` would add, without running its .pth hooks."""
     import site  # under -S, importing site does not run it
 
-    prefixes = [sys.prefix, sys.exec_prefix]
     venv = _venv_prefix()
-    if venv is not None:
-        prefix, include_system = venv
-        prefixes = [prefix, *prefixes] if include_system else [prefix]
-    dirs = [site.getusersitepackages()] if venv is None or venv[1] else []
-    return site.getsitepackages(prefixes) + dirs
+    system = [*site.getsitepackages(), site.getusersitepackages()]
+    if venv is None:
+        return system
+    prefix, include_system = venv
+    # Built here, not by site.getsitepackages([prefix]): Debian's patched site gives only
+    # dist-packages for a prefix that is not sys.prefix, and under -S a venv's is not.
+    version = f"python{sys.version_info[0]}.{sys.version_info[1]}"
+    libdirs = sorted({"lib", getattr(sys, "platlibdir", "lib")})
+    own = [os.path.join(prefix, libdir, version, "site-packages") for libdir in libdirs]
+    return own + system if include_system else own
 
 
 def _venv_prefix() -> tuple[str, bool] | None:
@@ -173,11 +177,14 @@ def cached_fio_version(path: str, cache_dir: str) -> str | None:
     except (OSError, ValueError, KeyError, TypeError):
         pass
     version = read_fio_version(path)
-    try:  # atomic: another task on this node may be reading it right now
-        descriptor, temporary = tempfile.mkstemp(dir=cache_dir, prefix=".fio-version-")
+    # Written aside and renamed: another task on this node may be reading it right now.
+    temporary = f"{cache_file}.{os.getpid()}.tmp"
+    try:
+        descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         with os.fdopen(descriptor, "w", encoding="utf-8") as handle:
             json.dump({"identity": identity, "version": version}, handle)
         os.replace(temporary, cache_file)
-    except OSError:
-        pass  # an unwritable cache only costs the next task the same ~20 ms
+    except OSError:  # an unwritable cache only costs the next task the same ~20 ms
+        with contextlib.suppress(OSError):
+            os.unlink(temporary)
     return version
