@@ -653,7 +653,16 @@ def _authenticate(context: SshContext, transport: paramiko.Transport, endpoint: 
     for key in keys:
         try:
             transport.auth_publickey(endpoint.user, key)
-        except paramiko.AuthenticationException:
+        except paramiko.AuthenticationException as exc:
+            # paramiko reports a server that never answers like a refused key: trying the
+            # next key would wait as long again, and "auth" would send the user to their keys.
+            if "timeout" in str(exc).lower():
+                raise HostError(
+                    "timeout",
+                    f"{endpoint.display}: no answer to authentication in "
+                    f"{context.options.connect_timeout_s:g} s (the server is stuck checking "
+                    "the key: a hung AuthorizedKeysCommand or directory lookup)",
+                ) from exc
             continue
         if transport.is_authenticated():
             return

@@ -384,10 +384,13 @@ class SshLab:
         addresses: list[str],
         port: int | None = None,
         host_key: Path | None = None,
+        extra_config: tuple[str, ...] = (),
     ) -> Sshd:
         """Start one sshd listening on every address (at most 16) on one port; wait until ready.
 
         `port=None` picks a port free on every address. `host_key=None` generates a new key.
+        `extra_config` lines come before the lab's own, and so override them (sshd takes the
+        first value it reads for each keyword).
         Returns once every address:port answers with an SSH-2.0 banner.
         """
         if not addresses:
@@ -410,7 +413,7 @@ class SshLab:
         for _ in range(attempts):
             chosen = port if port is not None else _pick_port(addresses)
             try:
-                sshd = self._spawn(addresses, chosen, key, key_pub)
+                sshd = self._spawn(addresses, chosen, key, key_pub, extra_config)
             except SshLabError as exc:
                 # Another process may have taken the picked port between pick and bind.
                 last_error = exc
@@ -422,13 +425,20 @@ class SshLab:
         assert last_error is not None
         raise last_error
 
-    def _spawn(self, addresses: list[str], port: int, key: Path, key_pub: str) -> Sshd:
+    def _spawn(
+        self,
+        addresses: list[str],
+        port: int,
+        key: Path,
+        key_pub: str,
+        extra_config: tuple[str, ...],
+    ) -> Sshd:
         with self._lock:
             self._counter += 1
             workdir = self.root / f"sshd_{self._counter}_{port}"
         workdir.mkdir()
         config = workdir / "sshd_config"
-        lines = [f"ListenAddress {address}" for address in addresses]
+        lines = [*extra_config, *(f"ListenAddress {address}" for address in addresses)]
         lines += [
             f"Port {port}",
             f"HostKey {key}",

@@ -11,7 +11,15 @@ from typing import Any
 
 import pytest
 from cli_runner import run_dcctl
-from sshlab import NODE_PYTHON, SilentListener, Sshd, SshLab, known_hosts_lines, write_inventory
+from sshlab import (
+    NODE_PYTHON,
+    SilentListener,
+    Sshd,
+    SshLab,
+    known_hosts_lines,
+    write_inventory,
+    write_known_hosts,
+)
 
 
 def check_json(tmp_path: Path, state: Path, inventory: Path, **env: str) -> Any:
@@ -183,3 +191,27 @@ def _kill_when(pid_file: Path, sshd: Sshd) -> None:
             sshd.kill_all()
             return
         threading.Event().wait(0.05)
+
+
+def test_a_server_stuck_checking_the_key_is_a_timeout_not_an_auth_failure(
+    tmp_path: Path, ssh_lab: SshLab
+) -> None:
+    """sshd waiting on a hung AuthorizedKeysCommand (an LDAP lookup, say) never answers the
+    key: one connect timeout, reported as such, not as a key to fix or every key tried."""
+    stuck = ssh_lab.start_sshd(
+        ["127.0.0.20"],
+        extra_config=(
+            "AuthorizedKeysFile none",
+            "AuthorizedKeysCommand /bin/sleep 20",
+            "AuthorizedKeysCommandUser root",
+        ),
+    )
+    state = tmp_path / "state"
+    state.mkdir()
+    write_known_hosts(state / "known_hosts", [stuck])
+    host = {"name": "stuck", **ssh_lab.host_vars(stuck, "127.0.0.20"), "python": NODE_PYTHON}
+    code, document = check_json(tmp_path, state, write_inventory(tmp_path / "inv.yaml", [host]))
+    assert code == 3
+    error = document["hosts"][0]["error"]
+    assert error["kind"] == "timeout", error
+    assert "no answer to authentication" in error["message"]
