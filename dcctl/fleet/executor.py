@@ -21,7 +21,7 @@ from dcctl.fleet.frames import Landed, StepDone, StepRequest, WorkerExited
 from dcctl.fleet.outcome import FleetOptions, FleetRun, HostOutcome
 from dcctl.fleet.runtime import run_task
 from dcctl.inventory.model import Host
-from dcctl.transport.base import POLL_INTERVAL_S, ErrorKind, HostError, Transport
+from dcctl.transport.base import POLL_INTERVAL_S, ErrorKind, HostError, Transport, holding
 
 if TYPE_CHECKING:
     from dcctl.fleet.pool import Inbox, WorkerPool
@@ -162,7 +162,7 @@ class Fleet:
         """Run `task` on every host; `on_outcome` is called in this thread as each one lands."""
         self._steps += 1
         step = _Step(self._steps, hosts, on_outcome)
-        fleet_run = FleetRun(hosts=len(step.waiting))
+        fleet_run = FleetRun()
         threads = max(1, self._options.forks) * (1 + CONNECTING_PER_FORK)
         executor = ThreadPoolExecutor(max_workers=max(1, min(threads, len(hosts))))
         if self._cancel.is_set():  # an earlier step was interrupted: the run is over
@@ -265,7 +265,7 @@ class Fleet:
             transport = self._transport(host)
             transport.connect()
             queued = time.monotonic()
-            with self._work_slot():
+            with holding(self._work_slots, self._cancel):
                 queued_s = time.monotonic() - queued
                 # What connecting took comes off the task's time, so a host still takes at
                 # most `timeout_s` in all (past it, run_task reports the deadline as passed).
@@ -281,16 +281,6 @@ class Fleet:
                 else HostError("runtime", f"unexpected {type(exc).__name__}: {exc}")
             )
             return HostOutcome(host, None, error, time.monotonic() - began - queued_s)
-
-    @contextlib.contextmanager
-    def _work_slot(self) -> Iterator[None]:
-        while not self._work_slots.acquire(timeout=POLL_INTERVAL_S):
-            if self._cancel.is_set():
-                raise HostError("interrupted", "interrupted before this host ran")
-        try:
-            yield
-        finally:
-            self._work_slots.release()
 
     def _transport(self, host: Host) -> Transport:
         with self._lock:

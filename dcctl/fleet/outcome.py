@@ -34,5 +34,4 @@ class HostOutcome:
 class FleetRun:
     """How a run ended; the outcomes themselves went to the caller as they landed."""
 
-    hosts: int = 0
     interrupted: bool = False

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import math
 import threading
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Literal, Protocol
 
@@ -96,3 +97,14 @@ def remote_timeout_argv(argv: Sequence[str], seconds: float) -> list[str]:
 def check_cancelled(cancel: threading.Event | None) -> None:
     if cancel is not None and cancel.is_set():
         raise HostError("interrupted", "interrupted before this host finished")
+
+
+@contextlib.contextmanager
+def holding(slots: threading.BoundedSemaphore, cancel: threading.Event | None) -> Iterator[None]:
+    """One of `slots`, waited for a poll interval at a time so Ctrl-C lands while waiting."""
+    while not slots.acquire(timeout=POLL_INTERVAL_S):
+        check_cancelled(cancel)
+    try:
+        yield
+    finally:
+        slots.release()

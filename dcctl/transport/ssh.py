@@ -33,6 +33,7 @@ from dcctl.transport.base import (
     HostError,
     TailBuffer,
     check_cancelled,
+    holding,
     remote_timeout_argv,
 )
 
@@ -245,12 +246,8 @@ class SshContext:
     def handshake_slot(self, cancel: threading.Event | None) -> Iterator[None]:
         """Bound handshakes in flight apart from commands running: key exchange is the
         CPU-heavy part, and too many at once only make every one of them slower."""
-        while not self._handshakes.acquire(timeout=POLL_INTERVAL_S):
-            check_cancelled(cancel)
-        try:
+        with holding(self._handshakes, cancel):
             yield
-        finally:
-            self._handshakes.release()
 
     def endpoint(self, host: Host) -> Endpoint:
         return self.resolve(host.name, host.address, host.port, host.user, host.key_file, host.jump)
