@@ -49,6 +49,18 @@ def run_dcctl(
     return DcctlResult(proc.returncode, proc.stdout, proc.stderr)
 
 
+def start_dcctl(args: list[str], home: Path) -> subprocess.Popen[str]:
+    """The command line started, not awaited: for tests that stop it halfway (Ctrl-C, kills)."""
+    home.mkdir(parents=True, exist_ok=True)
+    return subprocess.Popen(
+        [sys.executable, "-m", "dcctl", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=dcctl_env(home),
+    )
+
+
 def load_schema() -> dict[str, Any]:
     schema_path = Path(__file__).parents[1] / "dcctl" / "results" / "run.schema.json"
     schema: dict[str, Any] = json.loads(schema_path.read_text())

@@ -7,6 +7,7 @@ removes `<path>` from the copy (a port that vanished, a module that is not loade
 
 from __future__ import annotations
 
+import os
 import shutil
 from pathlib import Path
 
@@ -78,3 +79,10 @@ def build_sysroot(destination: Path, fault: str | None = None) -> Path:
         target.parent.mkdir(parents=True, exist_ok=True)
         shutil.copy(source, target)
     return root
+
+
+def hanging_sysroot(path: Path) -> Path:
+    """A node whose /etc/os-release is a FIFO: the real runtime blocks reading it, forever."""
+    (path / "etc").mkdir(parents=True)
+    os.mkfifo(path / "etc" / "os-release")
+    return path

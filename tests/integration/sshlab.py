@@ -636,6 +636,11 @@ def lab_host(lab: SshLab, sshd: Sshd, name: str, address: str, **extra: Any) -> 
     return {"name": name, **lab.host_vars(sshd, address), "python": NODE_PYTHON, **extra}
 
 
+def endpoint_host(lab: SshLab, name: str, address: str, port: int) -> dict[str, Any]:
+    """An inventory host at any address and port (a refused or silent one), with the lab key."""
+    return {"name": name, "host": address, "port": port, "key_file": str(lab.client_key)}
+
+
 def write_inventory(
     path: Path, hosts: list[dict[str, Any]], group_vars: dict[str, Any] | None = None
 ) -> Path:

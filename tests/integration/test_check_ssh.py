@@ -7,25 +7,25 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import time
 import zipfile
 from pathlib import Path
 from typing import Any
 
 import jsonschema
-from cli_runner import dcctl_env, load_schema, run_dcctl
+from cli_runner import load_schema, run_dcctl, start_dcctl
 from processes import pids_with_env, process_alive, wait_for
 from sshlab import (
     NODE_PYTHON,
     SilentListener,
     Sshd,
     SshLab,
+    endpoint_host,
     lab_host,
     refused_endpoint,
     write_inventory,
 )
-from sysroots import FAULT_FINDINGS, H100_EXPECT, build_sysroot
+from sysroots import FAULT_FINDINGS, H100_EXPECT, build_sysroot, hanging_sysroot
 
 CONNECT_TIMEOUT_S = 2.0
 
@@ -95,11 +95,9 @@ def test_unreachable_and_silent_hosts_are_errors_not_hangs(
     refused_address, refused_port = refused_endpoint("127.0.0.1")
     with SilentListener("127.0.0.1") as silent:
         faulty = [
-            {"name": "refused", "host": refused_address, "port": refused_port,
-             "key_file": str(ssh_lab.client_key)},
-            {"name": "silent", "host": silent.address, "port": silent.port,
-             "key_file": str(ssh_lab.client_key)},
-        ]  # fmt: skip
+            endpoint_host(ssh_lab, "refused", refused_address, refused_port),
+            endpoint_host(ssh_lab, "silent", silent.address, silent.port),
+        ]
         inventory = write_inventory(tmp_path / "inv.yaml", healthy_hosts + faulty)
         started = time.monotonic()
         result = check(tmp_path, state_dir, inventory, "--json", "check")
@@ -231,12 +229,9 @@ def test_ctrl_c_keeps_finished_hosts_and_exits_130(
     script, pid_file = slow_python
     hosts = [healthy_hosts[0], {**healthy_hosts[1], "name": "stuck", "python": str(script)}]
     inventory = write_inventory(tmp_path / "inv.yaml", hosts)
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "dcctl", "-i", str(inventory), "--state-dir", str(state_dir),
-         "--json", "check"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-        env=dcctl_env(tmp_path / "home"),
-    )  # fmt: skip
+    proc = start_dcctl(
+        ["-i", str(inventory), "--state-dir", str(state_dir), "--json", "check"], tmp_path / "home"
+    )
     try:
         runs = state_dir / "runs"
         assert wait_for(lambda: any(runs.glob("*/hosts/node1.json")), 60), "node1 never finished"
@@ -315,19 +310,13 @@ def test_recorded_nodes_are_judged_end_to_end_over_ssh(
 def test_ctrl_c_ends_the_node_task_too(
     tmp_path: Path, state_dir: Path, healthy_hosts: list[dict[str, Any]]
 ) -> None:
-    # A node whose /etc/os-release is a FIFO: the real runtime blocks reading it, forever.
-    sysroot = tmp_path / "hanging-node"
-    (sysroot / "etc").mkdir(parents=True)
-    os.mkfifo(sysroot / "etc" / "os-release")
+    sysroot = hanging_sysroot(tmp_path / "hanging-node")
     marker = f"DCCTL_SYSROOT={sysroot}"
     host = {**healthy_hosts[0], "name": "hanging", "env": {"DCCTL_SYSROOT": str(sysroot)}}
     inventory = write_inventory(tmp_path / "inv.yaml", [host])
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "dcctl", "-i", str(inventory), "--state-dir", str(state_dir),
-         "--json", "check"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-        env=dcctl_env(tmp_path / "home"),
-    )  # fmt: skip
+    proc = start_dcctl(
+        ["-i", str(inventory), "--state-dir", str(state_dir), "--json", "check"], tmp_path / "home"
+    )
     try:
         assert wait_for(lambda: pids_with_env(marker), 60), "node task never started"
         proc.send_signal(signal.SIGINT)
@@ -344,11 +333,7 @@ def test_a_silent_host_does_not_hold_a_forks_slot_while_it_connects(
     """With one slot and a silent host first in line, the healthy hosts still run (and land)
     while it waits out its connect timeout: dead hosts cost a run one timeout, not one each."""
     with SilentListener("127.0.0.1") as silent:
-        hosts = [
-            {"name": "silent", "host": silent.address, "port": silent.port,
-             "key_file": str(ssh_lab.client_key)},
-            *healthy_hosts[:2],
-        ]  # fmt: skip
+        hosts = [endpoint_host(ssh_lab, "silent", silent.address, silent.port), *healthy_hosts[:2]]
         inventory = write_inventory(tmp_path / "inv.yaml", hosts)
         result = run_dcctl(
             ["-i", str(inventory), "--state-dir", str(state_dir), "--forks", "1",

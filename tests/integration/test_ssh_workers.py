@@ -6,27 +6,25 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import Any
 
 import jsonschema
-from cli_runner import dcctl_env, load_schema, run_dcctl
+from cli_runner import load_schema, run_dcctl, start_dcctl
 from processes import children_running, pids_with_env, process_alive, wait_for
-from sshlab import SilentListener, SshLab, refused_endpoint, write_inventory
+from sshlab import SilentListener, SshLab, endpoint_host, refused_endpoint, write_inventory
+from sysroots import hanging_sysroot
 
 CONNECT_TIMEOUT_S = 2.0
 WORKER_MARK = "dcctl.fleet.worker"
 
 
 def start_check(tmp_path: Path, state_dir: Path, inventory: Path) -> subprocess.Popen[str]:
-    return subprocess.Popen(
-        [sys.executable, "-m", "dcctl", "-i", str(inventory), "--state-dir", str(state_dir),
-         "--workers", "2", "--json", "check"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-        env=dcctl_env(tmp_path / "home"),
-    )  # fmt: skip
+    return start_dcctl(
+        ["-i", str(inventory), "--state-dir", str(state_dir), "--workers", "2", "--json", "check"],
+        tmp_path / "home",
+    )
 
 
 def test_hosts_on_workers_are_reported_as_in_one_process(
@@ -35,12 +33,10 @@ def test_hosts_on_workers_are_reported_as_in_one_process(
     refused_address, refused_port = refused_endpoint("127.0.0.1")
     with SilentListener("127.0.0.1") as silent:
         faulty = [
-            {"name": "refused", "host": refused_address, "port": refused_port,
-             "key_file": str(ssh_lab.client_key)},
-            {"name": "silent", "host": silent.address, "port": silent.port,
-             "key_file": str(ssh_lab.client_key)},
+            endpoint_host(ssh_lab, "refused", refused_address, refused_port),
+            endpoint_host(ssh_lab, "silent", silent.address, silent.port),
             {"name": "here", "connection": "local"},
-        ]  # fmt: skip
+        ]
         inventory = write_inventory(tmp_path / "inv.yaml", healthy_hosts + faulty)
         result = run_dcctl(
             ["-i", str(inventory), "--state-dir", str(state_dir), "--workers", "2",
@@ -102,10 +98,7 @@ def test_a_worker_that_dies_fails_only_its_own_unfinished_hosts(
 def test_ctrl_c_with_workers_keeps_finished_hosts_and_ends_node_tasks(
     tmp_path: Path, state_dir: Path, healthy_hosts: list[dict[str, Any]]
 ) -> None:
-    # A node whose /etc/os-release is a FIFO: the real runtime blocks reading it, forever.
-    sysroot = tmp_path / "hanging-node"
-    (sysroot / "etc").mkdir(parents=True)
-    os.mkfifo(sysroot / "etc" / "os-release")
+    sysroot = hanging_sysroot(tmp_path / "hanging-node")
     marker = f"DCCTL_SYSROOT={sysroot}"
     hanging = {**healthy_hosts[1], "name": "hanging", "env": {"DCCTL_SYSROOT": str(sysroot)}}
     inventory = write_inventory(tmp_path / "inv.yaml", [healthy_hosts[0], hanging])
