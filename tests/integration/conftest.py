@@ -8,7 +8,17 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sshlab import SSHD_BIN, Sshd, SshLab, lab_host, sshd_available, write_known_hosts
+from sshlab import (
+    SSHD_BIN,
+    SilentListener,
+    Sshd,
+    SshLab,
+    endpoint_host,
+    lab_host,
+    refused_endpoint,
+    sshd_available,
+    write_known_hosts,
+)
 
 HEALTHY_ADDRESSES = ["127.0.0.2", "127.0.0.3", "127.0.0.4"]
 _HERE = Path(__file__).parent
@@ -55,6 +65,17 @@ def healthy_hosts(ssh_lab: SshLab, healthy_sshd: Sshd) -> list[dict[str, Any]]:
         lab_host(ssh_lab, healthy_sshd, f"node{i}", address)
         for i, address in enumerate(healthy_sshd.addresses, start=1)
     ]
+
+
+@pytest.fixture
+def dead_hosts(ssh_lab: SshLab) -> Iterator[list[dict[str, Any]]]:
+    """ "refused" (nothing listens) and "silent" (accepts, never speaks), as inventory hosts."""
+    refused_address, refused_port = refused_endpoint("127.0.0.1")
+    with SilentListener("127.0.0.1") as silent:
+        yield [
+            endpoint_host(ssh_lab, "refused", refused_address, refused_port),
+            endpoint_host(ssh_lab, "silent", silent.address, silent.port),
+        ]
 
 
 @pytest.fixture

@@ -17,12 +17,9 @@ from cli_runner import load_schema, run_dcctl, start_dcctl
 from processes import pids_with_env, process_alive, wait_for
 from sshlab import (
     NODE_PYTHON,
-    SilentListener,
     Sshd,
     SshLab,
-    endpoint_host,
     lab_host,
-    refused_endpoint,
     write_inventory,
 )
 from sysroots import FAULT_FINDINGS, H100_EXPECT, build_sysroot, hanging_sysroot
@@ -90,18 +87,15 @@ def test_runtime_is_uploaded_once_into_a_private_cache(
 
 
 def test_unreachable_and_silent_hosts_are_errors_not_hangs(
-    tmp_path: Path, state_dir: Path, ssh_lab: SshLab, healthy_hosts: list[dict[str, Any]]
+    tmp_path: Path,
+    state_dir: Path,
+    healthy_hosts: list[dict[str, Any]],
+    dead_hosts: list[dict[str, Any]],
 ) -> None:
-    refused_address, refused_port = refused_endpoint("127.0.0.1")
-    with SilentListener("127.0.0.1") as silent:
-        faulty = [
-            endpoint_host(ssh_lab, "refused", refused_address, refused_port),
-            endpoint_host(ssh_lab, "silent", silent.address, silent.port),
-        ]
-        inventory = write_inventory(tmp_path / "inv.yaml", healthy_hosts + faulty)
-        started = time.monotonic()
-        result = check(tmp_path, state_dir, inventory, "--json", "check")
-        wall_s = time.monotonic() - started
+    inventory = write_inventory(tmp_path / "inv.yaml", healthy_hosts + dead_hosts)
+    started = time.monotonic()
+    result = check(tmp_path, state_dir, inventory, "--json", "check")
+    wall_s = time.monotonic() - started
     assert result.code == 3, result.stderr
     hosts = {h["name"]: h for h in result.json()["hosts"]}
     assert [hosts[f"node{i}"]["status"] for i in (1, 2, 3)] == ["passed"] * 3
@@ -328,18 +322,20 @@ def test_ctrl_c_ends_the_node_task_too(
 
 
 def test_a_silent_host_does_not_hold_a_forks_slot_while_it_connects(
-    tmp_path: Path, state_dir: Path, healthy_hosts: list[dict[str, Any]], ssh_lab: SshLab
+    tmp_path: Path,
+    state_dir: Path,
+    healthy_hosts: list[dict[str, Any]],
+    dead_hosts: list[dict[str, Any]],
 ) -> None:
     """With one slot and a silent host first in line, the healthy hosts still run (and land)
     while it waits out its connect timeout: dead hosts cost a run one timeout, not one each."""
-    with SilentListener("127.0.0.1") as silent:
-        hosts = [endpoint_host(ssh_lab, "silent", silent.address, silent.port), *healthy_hosts[:2]]
-        inventory = write_inventory(tmp_path / "inv.yaml", hosts)
-        result = run_dcctl(
-            ["-i", str(inventory), "--state-dir", str(state_dir), "--forks", "1",
-             "--connect-timeout", "5", "--json", "check"],
-            home=tmp_path / "home",
-        )  # fmt: skip
+    silent = next(host for host in dead_hosts if host["name"] == "silent")
+    inventory = write_inventory(tmp_path / "inv.yaml", [silent, *healthy_hosts[:2]])
+    result = run_dcctl(
+        ["-i", str(inventory), "--state-dir", str(state_dir), "--forks", "1",
+         "--connect-timeout", "5", "--json", "check"],
+        home=tmp_path / "home",
+    )  # fmt: skip
     assert result.code == 3, result.stderr
     statuses = {h["name"]: h["status"] for h in result.json()["hosts"]}
     assert statuses == {"silent": "error", "node1": "passed", "node2": "passed"}
