@@ -479,11 +479,33 @@ def test_torch_version_without_site_follows_the_interpreters_venv(
     except metadata.PackageNotFoundError:
         pytest.skip("torch is not installed for this interpreter")
     assert _torch_version_seen_by(sys.executable) == installed
+    # A venv made from inside a venv sits on the base interpreter, not on this venv: with
+    # system site-packages it sees the base's torch, which may be none at all.
+    base = _base_interpreter()
     venv = tmp_path / "venv"
     flags = ["--system-site-packages"] if system_site else []
-    subprocess.run([sys.executable, "-m", "venv", "--without-pip", *flags, str(venv)], check=True)
-    expected = installed if system_site else "None"
+    subprocess.run([base, "-m", "venv", "--without-pip", *flags, str(venv)], check=True)
+    expected = _torch_installed_for(base) if system_site else "None"
     assert _torch_version_seen_by(str(venv / "bin" / "python")) == expected
+
+
+def _base_interpreter() -> str:
+    """The interpreter this one was made from (itself, outside a venv)."""
+    name = f"python{sys.version_info[0]}.{sys.version_info[1]}"
+    candidate = Path(sys.base_prefix) / "bin" / name
+    return str(candidate) if candidate.exists() else sys.executable
+
+
+def _torch_installed_for(python: str) -> str:
+    """torch's version as that interpreter's package metadata (with its site) tells it."""
+    code = (
+        "from importlib import metadata\n"
+        "try:\n    print(metadata.version('torch'))\n"
+        "except metadata.PackageNotFoundError:\n    print(None)\n"
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PYTHON")}
+    proc = subprocess.run([python, "-c", code], capture_output=True, text=True, env=env, check=True)
+    return proc.stdout.strip()
 
 
 def test_fio_version_is_remembered_while_the_binary_stays_the_same(tmp_path: Path) -> None:
