@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from fnmatch import fnmatchcase
 from typing import Any
 
+from dcctl.evaluate.bounds import listed, shown
 from dcctl.evaluate.common import (
     BadExpectation,
     expect_integer,
@@ -50,10 +51,10 @@ def _version_check(result_id: str, what: str, observed: str | None, expected: An
     try:
         ok = requirement.satisfied_by(observed)
     except ValueError:
-        return Result(
-            result_id, "error", f"cannot read {what} {observed!r} as a version", observed, expected
-        )
-    return _judged(ok, result_id, f"{what} {observed} (expected {requirement})", observed, expected)
+        message = f"cannot read {what} {shown(observed)!r} as a version"
+        return Result(result_id, "error", message, observed, expected)
+    message = f"{what} {shown(observed)} (expected {requirement})"
+    return _judged(ok, result_id, message, observed, expected)
 
 
 def _driver_loaded(facts: dict[str, Any]) -> bool:
@@ -68,7 +69,8 @@ def _check_os(facts: dict[str, Any], expected: Any) -> list[Result]:
         message = f"OS unknown: no PRETTY_NAME in os-release (expected {expected})"
         return [Result("os.release", "fail", message, None, expected)]
     ok = _glob_match(expected, pretty)
-    return [_judged(ok, "os.release", f"OS {pretty} (expected {expected})", pretty, expected)]
+    message = f"OS {shown(pretty)} (expected {expected})"
+    return [_judged(ok, "os.release", message, pretty, expected)]
 
 
 def _check_kernel(facts: dict[str, Any], expected: Any) -> list[Result]:
@@ -116,8 +118,9 @@ def _check_gpu_model(facts: dict[str, Any], expected: Any) -> list[Result]:
     names = sorted({str(gpu.get("name")) for gpu in gpus})
     wrong = [gpu for gpu in gpus if not _glob_match(expected, str(gpu.get("name")))]
     if wrong:
-        listed = ", ".join(f"GPU {gpu.get('index')} is {gpu.get('name')}" for gpu in wrong)
-        return [Result("gpu.model", "fail", f"{listed} (expected {expected})", names, expected)]
+        found = (f"GPU {shown(gpu.get('index'))} is {gpu.get('name')}" for gpu in wrong)
+        message = f"{listed(found, len(wrong))} (expected {expected})"
+        return [Result("gpu.model", "fail", message, names, expected)]
     message = f"{_gpu_summary(gpus)} (expected {expected})"
     return [Result("gpu.model", "pass", message, names, expected)]
 
@@ -172,7 +175,7 @@ def _check_mounts(facts: dict[str, Any], expected: Any) -> list[Result]:
         if mount is None:
             results.append(Result(result_id, "fail", f"{path} not mounted", None, path))
         else:
-            message = f"{path} mounted ({mount['fstype']} from {mount['device']})"
+            message = f"{path} mounted ({shown(mount['fstype'])} from {shown(mount['device'])})"
             results.append(Result(result_id, "pass", message, mount, path))
     return results
 
@@ -184,8 +187,10 @@ def _check_ib_ports(facts: dict[str, Any], expected: Any) -> list[Result]:
     message = f"{len(active)} of {len(ports)} InfiniBand ports ACTIVE (expected {want})"
     down = [p for p in ports if p.get("state") != "ACTIVE"]
     if down and len(active) < want:
-        listed = ", ".join(f"{port_name(p)} {p.get('state')} ({p.get('phys_state')})" for p in down)
-        message += f"; not active: {listed}"
+        named = (
+            f"{port_name(p)} {shown(p.get('state'))} ({shown(p.get('phys_state'))})" for p in down
+        )
+        message += f"; not active: {listed(named, len(down))}"
     return [_judged(len(active) >= want, "ib.ports", message, len(active), expected)]
 
 
@@ -196,7 +201,7 @@ def _slow_port(port: dict[str, Any]) -> str:
         if rate is not None
         else f"{port_name(port)} rate unknown"
     )
-    return text if port.get("state") == "ACTIVE" else f"{text} ({port.get('state')})"
+    return text if port.get("state") == "ACTIVE" else f"{text} ({shown(port.get('state'))})"
 
 
 def _check_ib_rate(facts: dict[str, Any], expected: Any) -> list[Result]:
@@ -213,8 +218,7 @@ def _check_ib_rate(facts: dict[str, Any], expected: Any) -> list[Result]:
             f"{len(ports)} InfiniBand ports at {slowest:g} Gb/s or faster (expected {want:g} Gb/s)"
         )
         return [Result("ib.rate", "pass", message, slowest, expected)]
-    listed = ", ".join(_slow_port(p) for p in slow)
-    message = f"{listed} (expected {want:g} Gb/s on every port)"
+    message = f"{listed(map(_slow_port, slow), len(slow))} (expected {want:g} Gb/s on every port)"
     return [Result("ib.rate", "fail", message, slowest, expected)]
 
 
@@ -289,7 +293,7 @@ def _no_driver_and_no_error(facts: dict[str, Any]) -> bool:
 
 def _gpu_summary(gpus: list[dict[str, Any]]) -> str:
     counts = Counter(str(gpu.get("name") or "unreadable GPU") for gpu in gpus)
-    return ", ".join(f"{count}x {name}" for name, count in sorted(counts.items()))
+    return listed((f"{count}x {name}" for name, count in sorted(counts.items())), len(counts))
 
 
 def summarize_facts(facts: dict[str, Any]) -> dict[str, str]:
@@ -298,9 +302,9 @@ def summarize_facts(facts: dict[str, Any]) -> dict[str, str]:
     absent = "unknown" if gpu_failed else "none"
     gpus = facts.get("gpus")
     return {
-        "os": (facts.get("os") or {}).get("pretty_name") or "unknown",
-        "kernel": facts.get("kernel") or "unknown",
-        "driver": facts.get("driver") or absent,
-        "cuda": facts.get("cuda") or ("unknown" if _driver_loaded(facts) else absent),
+        "os": shown((facts.get("os") or {}).get("pretty_name") or "unknown"),
+        "kernel": shown(facts.get("kernel") or "unknown"),
+        "driver": shown(facts.get("driver") or absent),
+        "cuda": shown(facts.get("cuda") or ("unknown" if _driver_loaded(facts) else absent)),
         "gpus": _gpu_summary(gpus) if gpus else ("unknown" if gpus is None else "none"),
     }

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from dcctl.evaluate.bounds import shown
+
 
 class BadExpectation(ValueError):
     """An `expect` value of the wrong shape; reported as an `error` result for its check."""
@@ -39,7 +41,7 @@ def expect_number(key: str, value: Any) -> float:
 def probe_error(facts: dict[str, Any], *probes: str) -> str | None:
     """Why the node could not tell: "<probe> probe failed: <error>" per failed probe, or None."""
     errors = facts.get("probe_errors") or {}
-    found = [f"{name} probe failed: {errors[name]}" for name in probes if errors.get(name)]
+    found = [f"{name} probe failed: {shown(errors[name])}" for name in probes if errors.get(name)]
     return "; ".join(found) or None
 
 
@@ -51,7 +53,7 @@ def ib_ports(facts: dict[str, Any]) -> list[dict[str, Any]]:
 
 def port_name(port: dict[str, Any]) -> str:
     """'mlx5_3/1': the HCA and its port number."""
-    return f"{port.get('device')}/{port.get('port')}"
+    return f"{shown(port.get('device'))}/{shown(port.get('port'))}"
 
 
 def normalize_mountpoint(path: str) -> str:

@@ -8,19 +8,23 @@ lines rather than a hundred.
 from __future__ import annotations
 
 import re
+from collections import Counter
 from typing import Any
 
+from dcctl.evaluate.bounds import listed, shown, summary
 from dcctl.evaluate.common import probe_error
 from dcctl.evaluate.gpus import gpu_label, gpu_ref
 from dcctl.evaluate.result import Result, Status
 
 _FINDINGS: dict[str, Status] = {"Fail": "fail", "Warn": "warn"}
 _FOLDED: dict[str, Status] = {"Pass": "pass", "Skip": "skip"}
+# DCGM runs about two dozen tests; a diag naming more is listed up to this, the rest counted.
+MAX_DCGM_TESTS = 64
 
 
 def slug(name: str) -> str:
     """ "Page Retirement/Row Remap" -> "page_retirement_row_remap"; "software" stays."""
-    return re.sub(r"[^a-z0-9]+", "_", name.lower()).strip("_") or "unnamed"
+    return re.sub(r"[^a-z0-9]+", "_", shown(name).lower()).strip("_") or "unnamed"
 
 
 def _gpus_by_index(facts: dict[str, Any]) -> dict[Any, dict[str, Any]]:
@@ -28,11 +32,13 @@ def _gpus_by_index(facts: dict[str, Any]) -> dict[Any, dict[str, Any]]:
 
 
 def _row_result(row: dict[str, Any], gpus: dict[Any, dict[str, Any]]) -> Result:
-    name, raw = str(row.get("name")), str(row.get("result"))
+    name, raw = shown(row.get("name")), shown(row.get("result"))
     index = row.get("gpu")
-    gpu = gpus.get(index) if index is not None else None
-    where = gpu_label(gpu) if gpu is not None else (f"GPU {index}" if index is not None else "")
-    info = row.get("info")
+    gpu = gpus.get(index) if isinstance(index, int) else None
+    where = (
+        gpu_label(gpu) if gpu is not None else (f"GPU {shown(index)}" if index is not None else "")
+    )
+    info = shown(row["info"]) if row.get("info") else None
     if raw in _FINDINGS:
         status, detail = _FINDINGS[raw], info or raw
     else:
@@ -45,7 +51,7 @@ def _row_result(row: dict[str, Any], gpus: dict[Any, dict[str, Any]]) -> Result:
 
 
 def _folded_result(rows: list[dict[str, Any]], raw: str) -> Result:
-    name = str(rows[0].get("name"))
+    name = shown(rows[0].get("name"))
     on_gpus = [row for row in rows if row.get("gpu") is not None]
     message = f"DCGM {name}: {raw}"
     if on_gpus:
@@ -53,7 +59,7 @@ def _folded_result(rows: list[dict[str, Any]], raw: str) -> Result:
     infos = sorted({str(row["info"]) for row in rows if row.get("info")})
     if infos and raw != "Pass":
         # Why a test skipped is worth a line; a passing test's figures are in the facts.
-        message += f" ({'; '.join(infos)})"
+        message += f" ({listed(infos, len(infos), '; ')})"
     return Result(f"dcgm.{slug(name)}", _FOLDED[raw], message, raw, "Pass")
 
 
@@ -76,15 +82,19 @@ def evaluate_dcgm(facts: dict[str, Any]) -> list[Result]:
         return [Result("dcgm.diag", "error", message)]
     level = dcgm.get("level")
     if not dcgm.get("available"):
-        return [Result("dcgm.diag", "skip", f"DCGM diagnostic skipped: {dcgm.get('error')}")]
+        return [Result("dcgm.diag", "skip", f"DCGM diagnostic skipped: {shown(dcgm.get('error'))}")]
     results: list[Result] = []
     if dcgm.get("error"):
-        message = f"DCGM diagnostic level {level} did not complete: {dcgm['error']}"
+        message = f"DCGM diagnostic level {level} did not complete: {shown(dcgm['error'])}"
         results.append(Result("dcgm.diag", "error", message, None, level))
     gpus = _gpus_by_index(facts)
     by_test: dict[str, list[dict[str, Any]]] = {}
     for row in dcgm.get("tests") or []:
         by_test.setdefault(str(row.get("name")), []).append(row)
-    for rows in by_test.values():
+    tests = list(by_test.values())
+    for rows in tests[:MAX_DCGM_TESTS]:
         results.extend(_test_results(rows, gpus))
+    rest = Counter(r.status for rows in tests[MAX_DCGM_TESTS:] for r in _test_results(rows, gpus))
+    if rest:
+        results.append(summary("dcgm.diag", rest, "Pass"))
     return results

@@ -4,6 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
+from dcctl.evaluate.bounds import shown
+
+# A node's GPUs by PCI address (see _bus_key), built once per host: a lookup per kernel-log
+# event must not scan the GPU list each time.
+BusIndex = dict[Any, dict[str, Any]]
+
 
 def gpu_ref(gpu: dict[str, Any]) -> dict[str, Any]:
     """The `gpu` field of a Result."""
@@ -16,21 +22,32 @@ def gpu_ref(gpu: dict[str, Any]) -> dict[str, Any]:
 
 def gpu_label(gpu: dict[str, Any]) -> str:
     """'GPU 3 (00000000:5D:00.0, SN 1652023012345)' — what an operator reads off a chassis."""
-    details = [str(gpu["pci_bus_id"])] if gpu.get("pci_bus_id") else []
+    details = [shown(gpu["pci_bus_id"])] if gpu.get("pci_bus_id") else []
     if gpu.get("serial"):
-        details.append(f"SN {gpu['serial']}")
+        details.append(f"SN {shown(gpu['serial'])}")
     suffix = f" ({', '.join(details)})" if details else ""
-    return f"GPU {gpu.get('index', '?')}{suffix}"
+    return f"GPU {shown(gpu.get('index', '?'))}{suffix}"
 
 
 def gpu_by_bus_id(facts: dict[str, Any], bus_id: str) -> dict[str, Any] | None:
     """The GPU at a PCI address in any common spelling (0000:18:00.0, 00000000:18:00.0,
     18:00.0 for domain 0): the whole domain:bus:device.function must match."""
-    wanted = _bus_key(bus_id)
+    found = gpu_at(bus_index(facts), bus_id)
+    return dict(found) if found is not None else None
+
+
+def bus_index(facts: dict[str, Any]) -> BusIndex:
+    """The node's GPUs by PCI address; where two share one, the first listed."""
+    index: BusIndex = {}
     for gpu in facts.get("gpus") or []:
-        if gpu.get("pci_bus_id") and _bus_key(str(gpu["pci_bus_id"])) == wanted:
-            return dict(gpu)
-    return None
+        if gpu.get("pci_bus_id"):
+            index.setdefault(_bus_key(str(gpu["pci_bus_id"])), gpu)
+    return index
+
+
+def gpu_at(index: BusIndex, bus_id: str) -> dict[str, Any] | None:
+    """The GPU at a PCI address in any spelling gpu_by_bus_id accepts, from a bus_index."""
+    return index.get(_bus_key(bus_id))
 
 
 def _bus_key(bus_id: str) -> tuple[int, int, int, int] | str:

@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from dcctl.evaluate.bounds import listed, shown
 from dcctl.evaluate.common import (
     BadExpectation,
     expect_integer,
@@ -48,7 +49,8 @@ def _ib_state(facts: dict[str, Any]) -> list[Result]:
         Result(
             "ib.state",
             "fail",
-            f"InfiniBand port {port_name(p)} is {p.get('state')} ({p.get('phys_state')}), "
+            f"InfiniBand port {port_name(p)} is {shown(p.get('state'))} "
+            f"({shown(p.get('phys_state'))}), "
             "expected ACTIVE (LinkUp)",
             {k: p.get(k) for k in ("device", "port", "state", "phys_state")},
             expected,
@@ -93,7 +95,7 @@ def _nvme_count(facts: dict[str, Any], expected: Any) -> list[Result]:
     message = f"{len(local)} NVMe controllers (expected {want})"
     if local:
         models = sorted({str(c.get("model")) for c in local})
-        message += f": {', '.join(models)}"
+        message += f": {listed(models, len(models))}"
     status: Status = "pass" if len(local) == want else "fail"
     return [Result("nvme.count", status, message, len(local), want)]
 
@@ -105,7 +107,7 @@ def _scratch_free(facts: dict[str, Any], expected: Any) -> list[Result]:
         error = probe_error(facts, "scratch") or "free space in scratch_dir unknown"
         return [Result("scratch.free", "error", error, None, expected)]
     free = scratch["free_gb"]
-    message = f"{scratch.get('path')}: {free:g} GiB free (expected at least {want:g} GiB)"
+    message = f"{shown(scratch.get('path'))}: {free:g} GiB free (expected at least {want:g} GiB)"
     status: Status = "pass" if free >= want else "fail"
     return [Result("scratch.free", status, message, free, expected)]
 
@@ -122,7 +124,9 @@ def _mounts_writable(facts: dict[str, Any], expected: Any) -> list[Result]:
             continue
         result_id = f"mounts.writable:{path}"
         if "ro" in mount["options"]:
-            message = f"{path} mounted read-only ({mount['fstype']} from {mount['device']})"
+            message = (
+                f"{path} mounted read-only ({shown(mount['fstype'])} from {shown(mount['device'])})"
+            )
             results.append(Result(result_id, "fail", message, "ro", "rw"))
         else:
             results.append(Result(result_id, "pass", f"{path} mounted read-write", "rw", "rw"))

@@ -1,10 +1,14 @@
 """Everything `dcctl check` judges on one node: the inventory's expectations, then the health
-checks, which run with built-in thresholds (HEALTH_DEFAULTS) that `expect` may override."""
+checks, which run with built-in thresholds (HEALTH_DEFAULTS) that `expect` may override.
+
+Read within the bounds of dcctl.evaluate.bounds: judging one host takes milliseconds whatever
+its node sent."""
 
 from __future__ import annotations
 
 from typing import Any
 
+from dcctl.evaluate.bounds import bound_facts, fold_by_id
 from dcctl.evaluate.check import evaluate_facts
 from dcctl.evaluate.dcgm import evaluate_dcgm
 from dcctl.evaluate.gpu_health import evaluate_gpu_health
@@ -21,10 +25,14 @@ def health_expect(expect: dict[str, Any]) -> dict[str, Any]:
 
 def evaluate_node(facts: dict[str, Any], expect: dict[str, Any]) -> list[Result]:
     settings = health_expect(expect)
-    return [
-        *evaluate_facts(facts, expect),
-        *evaluate_gpu_health(facts, settings),
-        *evaluate_node_health(facts, settings),
-        *evaluate_io_health(facts, settings),
-        *evaluate_dcgm(facts),
-    ]
+    bounded, too_long = bound_facts(facts)
+    return fold_by_id(
+        [
+            *evaluate_facts(bounded, expect),
+            *evaluate_gpu_health(bounded, settings),
+            *evaluate_node_health(bounded, settings),
+            *evaluate_io_health(bounded, settings),
+            *evaluate_dcgm(bounded),
+            *too_long,
+        ]
+    )

@@ -10,10 +10,12 @@ from __future__ import annotations
 import re
 from collections import Counter
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
+from dcctl.evaluate.bounds import MAX_MESSAGE_CHARS, MAX_RESULTS_PER_CHECK, fold, listed, shown
 from dcctl.evaluate.common import BadExpectation, ib_ports, probe_error
-from dcctl.evaluate.gpus import gpu_by_bus_id, gpu_label, gpu_ref
+from dcctl.evaluate.gpus import BusIndex, bus_index, gpu_at, gpu_label, gpu_ref
 from dcctl.evaluate.result import Result, Status
 from dcctl.evaluate.xids import ROW_REMAP_XIDS, XIDS
 
@@ -93,47 +95,67 @@ def _latest(log: dict[str, Any], kind: str, fields: tuple[str, ...]) -> dict[Any
     return {tuple(e.get(f) for f in fields): e for e in log.get(kind) or []}
 
 
+def _left_out(log: dict[str, Any], kind: str) -> list[dict[str, Any]]:
+    """Groups of events the node only counted: keys past its cap, per XID or SXid number."""
+    return [entry for entry in log.get("left_out") or [] if entry.get("kind") == kind]
+
+
 def _readable_log(facts: dict[str, Any]) -> tuple[dict[str, Any] | None, Result | None]:
     """The kernel_log fact when it was read, else the result that says why not."""
     log = facts.get("kernel_log")
     if log is None:
         return None, _unknown("kernel.xid", facts, "kernel_log", "kernel log not collected")
     if log.get("source") == "none":
-        why = log.get("error") or "no source"
+        why = shown(log.get("error") or "no source")
         message = f"kernel log unreadable ({why}): XIDs not checked; {KERNEL_LOG_ACCESS}"
         return None, Result("kernel.xid", "warn", message, None, "a readable kernel log")
     return log, None
 
 
-def _gpu_for(facts: dict[str, Any], pci: str) -> dict[str, Any] | None:
-    # XID lines name the GPU by bus:device ("0000:18:00"); GPUs are function 0.
-    return gpu_by_bus_id(facts, pci if "." in pci else f"{pci}.0")
+@dataclass(frozen=True)
+class _XidLog:
+    """What judging each XID key needs, gathered once per host."""
+
+    window: str
+    gpus: BusIndex
+    latest: dict[Any, dict[str, Any]]
+
+    def gpu(self, pci: str) -> dict[str, Any] | None:
+        # XID lines name the GPU by bus:device ("0000:18:00"); GPUs are function 0.
+        return gpu_at(self.gpus, pci if "." in pci else f"{pci}.0")
+
+
+def _xid_status(xid: Any, gpu: dict[str, Any] | None) -> Status | None:
+    """fail for a hardware XID, warn for an unknown one or a settled row remap, None for an
+    application XID (not judged)."""
+    info = XIDS.get(xid)
+    if info is None:
+        return "warn"
+    if info.severity == "application":
+        return None
+    # The remap the XID recorded took effect at a reset: the GPU shows none left to do.
+    return "warn" if xid in ROW_REMAP_XIDS and _row_remap_settled(gpu) else "fail"
 
 
 def _xid_result(
-    facts: dict[str, Any], log: dict[str, Any], key: tuple[int, str], count: int
-) -> Result | None:
+    xids: _XidLog, key: tuple[Any, ...], count: int, status: Status, gpu: dict[str, Any] | None
+) -> Result:
     xid, pci = key
-    info = XIDS.get(xid)
-    if info is not None and info.severity == "application":
-        return None
-    gpu = _gpu_for(facts, pci)
-    where = gpu_label(gpu) if gpu is not None else f"PCI {pci}"
-    head = f"{where}: XID {xid}{_times(count)} {_window(facts, log)}"
-    last = _latest(log, "xids", ("xid", "pci")).get(key, {})
-    observed = {"xid": xid, "pci": pci, "count": count, "last": last.get("text")}
+    where = gpu_label(gpu) if gpu is not None else f"PCI {shown(pci)}"
+    head = f"{where}: XID {shown(xid)}{_times(count)} {xids.window}"
+    last = shown(xids.latest.get(key, {}).get("text"), MAX_MESSAGE_CHARS)
+    observed = {"xid": xid, "pci": pci, "count": count, "last": last}
     ref = gpu_ref(gpu) if gpu is not None else None
+    info = XIDS.get(xid)
     if info is None:
         message = f"{head}: not in dcctl's XID table, see NVIDIA's Xid catalog"
-        return Result("kernel.xid", "warn", message, observed, "no hardware XIDs", gpu=ref)
-    if xid in ROW_REMAP_XIDS and _row_remap_settled(gpu):
-        # The remap the XID recorded took effect at a reset: the GPU shows none left to do.
-        settled = "remap applied; reset done (no row remap pending or failed)"
-        message = f"{head}: {info.meaning}; {settled}"
-        return Result("kernel.xid", "warn", message, observed, "no hardware XIDs", gpu=ref)
-    return Result(
-        "kernel.xid", "fail", f"{head}: {info.meaning}", observed, "no hardware XIDs", gpu=ref
-    )
+    elif status == "warn":
+        message = (
+            f"{head}: {info.meaning}; remap applied; reset done (no row remap pending or failed)"
+        )
+    else:
+        message = f"{head}: {info.meaning}"
+    return Result("kernel.xid", status, message, observed, "no hardware XIDs", gpu=ref)
 
 
 def _row_remap_settled(gpu: dict[str, Any] | None) -> bool:
@@ -142,68 +164,111 @@ def _row_remap_settled(gpu: dict[str, Any] | None) -> bool:
     return isinstance(rows, dict) and rows.get("pending") is False and rows.get("failed") is False
 
 
-def _gpu_order(facts: dict[str, Any], key: tuple[Any, ...]) -> tuple[bool, int, str, int]:
+def _gpu_order(gpu: dict[str, Any] | None, key: tuple[Any, ...]) -> tuple[bool, int, str, int]:
     """Known GPUs by index first, then addresses that match no GPU."""
     xid, pci = key
-    index = (_gpu_for(facts, str(pci)) or {}).get("index")
+    index = (gpu or {}).get("index")
     if isinstance(index, int):
         return (False, index, str(pci), int(xid))
     return (True, 0, str(pci), int(xid))
 
 
+def _left_out_xids(log: dict[str, Any], ignored: set[int]) -> tuple[Counter[Status], list[Any]]:
+    """Statuses of the XID keys the node only counted (by key), and the application XIDs."""
+    tally: Counter[Status] = Counter()
+    application = []
+    for entry in _left_out(log, "xids"):
+        xid = entry.get("xid")
+        if xid in ignored:
+            continue
+        # No number: the node had too many to list; any of them may be a hardware XID. The GPU
+        # of a left-out key is unknown, so a row remap counts as not settled.
+        status = "fail" if xid is None else _xid_status(xid, None)
+        if status is None:
+            application.append(xid)
+        else:
+            tally[status] += int(entry.get("keys", 1))
+    return tally, application
+
+
 def _check_xids(facts: dict[str, Any], log: dict[str, Any], expect: dict[str, Any]) -> list[Result]:
     ignored = _ignored_xids(expect.get("ignore_xids", []))
+    xids = _XidLog(_window(facts, log), bus_index(facts), _latest(log, "xids", ("xid", "pci")))
     counts = _counted(log, "xids", ("xid", "pci"))
-    results = []
-    for key in sorted(counts, key=lambda k: _gpu_order(facts, k)):
+    judged = []
+    application = []
+    for key, count in counts.items():
         if key[0] in ignored:
             continue
-        result = _xid_result(facts, log, key, counts[key])
-        if result is not None:
-            results.append(result)
-    if results:
-        return results
-    message = f"no hardware XIDs {_window(facts, log)}"
-    application = sorted({k[0] for k in counts if k[0] not in ignored})
-    if application:
-        message += f" (application XIDs not judged: {', '.join(map(str, application))})"
+        gpu = xids.gpu(str(key[1]))
+        status = _xid_status(key[0], gpu)
+        if status is None:
+            application.append(key[0])
+        else:
+            judged.append((_gpu_order(gpu, key), key, count, status, gpu))
+    judged.sort(key=lambda item: item[0])
+    # Messages only for the keys shown: the others are only counted, by status.
+    shown_keys = judged[:MAX_RESULTS_PER_CHECK]
+    results = [_xid_result(xids, *item[1:]) for item in shown_keys]
+    rest, left_application = _left_out_xids(log, ignored)
+    rest.update(item[3] for item in judged[MAX_RESULTS_PER_CHECK:])
+    if results or rest:
+        return fold("kernel.xid", results, rest, "no hardware XIDs")
+    codes = sorted({*application, *left_application}, key=str)
+    message = f"no hardware XIDs {xids.window}"
+    if codes:
+        message += f" (application XIDs not judged: {listed(map(str, codes), len(codes))})"
     return [Result("kernel.xid", "pass", message, 0, "no hardware XIDs")]
+
+
+def _sxid_result(
+    key: tuple[Any, ...], count: int, fatal: bool, event: dict[str, Any], window: str
+) -> Result:
+    sxid, device = key
+    detail = _SEVERITY_RE.split(shown(event.get("text", "")), maxsplit=1)[-1]
+    switch = shown(event.get("switch", "NVSwitch"))
+    message = (
+        f"{switch} ({shown(device)}): SXid {shown(sxid)}{_times(count)} "
+        f"({'fatal' if fatal else 'non-fatal'}) {window}: {detail}"
+    )
+    observed = {"sxid": sxid, "device": device, "count": count, "fatal": fatal}
+    return Result("kernel.sxid", "fail" if fatal else "warn", message, observed, "no SXids")
 
 
 def _check_sxids(facts: dict[str, Any], log: dict[str, Any]) -> list[Result]:
     counts = _counted(log, "sxids", ("sxid", "device"))
     fatal = {(e.get("sxid"), e.get("device")) for e in log.get("sxids") or [] if e.get("fatal")}
     latest = _latest(log, "sxids", ("sxid", "device"))
-    results = []
-    for key in sorted(counts, key=lambda k: (str(k[1]), int(k[0]))):
-        sxid, device = key
-        event = latest.get(key, {})
-        severity = "fatal" if key in fatal else "non-fatal"
-        detail = _SEVERITY_RE.split(str(event.get("text", "")), maxsplit=1)[-1]
-        switch = event.get("switch", "NVSwitch")
-        message = (
-            f"{switch} ({device}): SXid {sxid}{_times(counts[key])} ({severity}) "
-            f"{_window(facts, log)}: {detail}"
-        )
-        status: Status = "fail" if key in fatal else "warn"
-        observed = {"sxid": sxid, "device": device, "count": counts[key], "fatal": key in fatal}
-        results.append(Result("kernel.sxid", status, message, observed, "no SXids"))
-    if not results and (facts.get("nvswitch_count") or 0) > 0:
-        message = f"no NVSwitch SXids {_window(facts, log)}"
-        results.append(Result("kernel.sxid", "pass", message, 0, "no SXids"))
-    return results
+    window = _window(facts, log)
+    keys = sorted(counts, key=lambda k: (str(k[1]), int(k[0])))
+    results = [
+        _sxid_result(key, counts[key], key in fatal, latest.get(key, {}), window)
+        for key in keys[:MAX_RESULTS_PER_CHECK]
+    ]
+    rest: Counter[Status] = Counter(
+        "fail" if key in fatal else "warn" for key in keys[MAX_RESULTS_PER_CHECK:]
+    )
+    for entry in _left_out(log, "sxids"):
+        rest["fail" if entry.get("fatal") else "warn"] += int(entry.get("keys", 1))
+    if results or rest:
+        return fold("kernel.sxid", results, rest, "no SXids")
+    if (facts.get("nvswitch_count") or 0) > 0:
+        message = f"no NVSwitch SXids {window}"
+        return [Result("kernel.sxid", "pass", message, 0, "no SXids")]
+    return []
 
 
 def _check_mlx5_pcie(log: dict[str, Any]) -> list[Result]:
     results = []
+    expected = "full PCIe bandwidth"
     for _, event in sorted(_latest(log, "pcie_bandwidth_limited", ("device",)).items()):
         # "mlx5_core 0000:1a:00.0: 63.008 Gb/s available PCIe bandwidth, limited by ..."
-        detail = str(event.get("text", "")).partition(": ")[2]
-        message = f"mlx5 NIC {event.get('device')}: {detail}"
-        observed = {"device": event.get("device"), "text": event.get("text")}
-        expected = "full PCIe bandwidth"
+        detail = shown(str(event.get("text", "")).partition(": ")[2])
+        message = f"mlx5 NIC {shown(event.get('device'))}: {detail}"
+        observed = {"device": event.get("device"), "text": shown(event.get("text"))}
         results.append(Result("kernel.mlx5_pcie", "warn", message, observed, expected))
-    return results
+    left_out = sum(int(entry.get("keys", 1)) for entry in _left_out(log, "pcie_bandwidth_limited"))
+    return fold("kernel.mlx5_pcie", results, Counter({"warn": left_out}), expected)
 
 
 def _check_kernel_log(facts: dict[str, Any], expect: dict[str, Any], nvidia: bool) -> list[Result]:

@@ -23,30 +23,52 @@ from pathlib import Path
 from typing import Any
 
 from dcctl.inventory.model import Host
-from dcctl.node.payload import extract_payload
+from dcctl.node.payload import (
+    EXIT_NO_PYTHON,
+    EXIT_PYTHON_TOO_OLD,
+    EXIT_RUNTIME_MISSING,
+    MIN_PYTHON,
+    BadPayload,
+    PayloadCutOff,
+    read_payload,
+)
 from dcctl.node.probes.software import NODE_CACHE_ENV
 from dcctl.node.watchdog import WATCHDOG_ENV
-from dcctl.transport.base import HostError, Transport
+from dcctl.transport.base import STDOUT_KEPT_BYTES, CommandResult, HostError, Transport
 
 MISSING_MARK = "<dcctl-runtime-missing>"
 NO_PYTHON_MARK = "<dcctl-no-python>"
+TOO_OLD_MARK = "<dcctl-python-too-old>"
+INSTALLED_MARK = "<dcctl-runtime-installed>"
 
 # Fixed shell text; everything that comes from an inventory is passed as a positional argument.
 _CACHE_DIR = '"${XDG_CACHE_HOME:-$HOME/.cache}/dcctl"'
 RUN_SCRIPT = (
     "py=$2\n"
-    f'command -v "$py" >/dev/null 2>&1 || {{ echo "{NO_PYTHON_MARK}"; exit 98; }}\n'
+    f'command -v "$py" >/dev/null 2>&1 || {{ echo "{NO_PYTHON_MARK}"; exit {EXIT_NO_PYTHON}; }}\n'
     f"c={_CACHE_DIR}\n"
     'r="$c/runtime-$1"\n'
-    f'[ -f "$r/__main__.py" ] || {{ echo "{MISSING_MARK}"; exit 97; }}\n'
+    f'[ -f "$r/__main__.py" ] || {{ echo "{MISSING_MARK}"; exit {EXIT_RUNTIME_MISSING}; }}\n'
     "shift 2\n"
     # The cache also keeps what probes learn once per binary (fio's version).
     f'{NODE_CACHE_ENV}="$c" exec "$py" -S "$r" "$@"\n'
 )
+# Both Python texts below start in syntax that Python 2 parses too, and say first that the
+# interpreter is too old: an old Python would otherwise fail on the first f-string with a
+# SyntaxError, and an install by such a Python reads as a runtime failure. Checking here costs
+# no extra Python start: the install and every task run them anyway.
+_VERSION_GATE = (
+    "import sys\n"
+    f"if sys.version_info < {MIN_PYTHON!r}:\n"
+    f"    sys.stdout.write('{TOO_OLD_MARK}%d.%d.%d\\n' % tuple(sys.version_info[:3]))\n"
+    f"    sys.exit({EXIT_PYTHON_TOO_OLD})\n"
+)
 # Unpacked under a private temporary name and renamed into place, so a task never sees a
-# half-written runtime and two uploads racing on one node both end with a whole one.
-_INSTALL_PY = (
-    "import compileall, io, os, sys, zipfile\n"
+# half-written runtime and two uploads racing on one node both end with a whole one. The last
+# line tells the controller the script ran: a `python` that is not Python may exit 0 unasked.
+# Its marker is written in two pieces, so a program that echoes its arguments does not print it.
+_INSTALL_PY = _VERSION_GATE + (
+    "import compileall, io, os, zipfile\n"
     "tmp, final = sys.argv[1], sys.argv[2]\n"
     "zipfile.ZipFile(io.BytesIO(sys.stdin.buffer.read())).extractall(tmp)\n"
     "compileall.compile_dir(tmp, quiet=2)\n"
@@ -55,6 +77,7 @@ _INSTALL_PY = (
     "except OSError:\n"
     "    if not os.path.isfile(os.path.join(final, '__main__.py')):\n"
     "        raise\n"
+    f"sys.stdout.write('{INSTALLED_MARK[:2]}' '{INSTALLED_MARK[2:]}\\n')\n"
 )
 UPLOAD_SCRIPT = (
     f"d={_CACHE_DIR}\n"
@@ -65,7 +88,8 @@ UPLOAD_SCRIPT = (
     "exit $s\n"
 )
 _ZIP_EPOCH = (1980, 1, 1, 0, 0, 0)
-_ZIP_MAIN = b"import sys\nfrom dcctl.node.main import main\nsys.exit(main())\n"
+# A runtime installed by a newer Python may later be run by an older one (`python` changed).
+_ZIP_MAIN = (_VERSION_GATE + "from dcctl.node.main import main\nsys.exit(main())\n").encode()
 
 
 @dataclass(frozen=True)
@@ -137,38 +161,133 @@ def run_task(
     runtime = build_runtime()
     argv = task_argv(host, runtime, task, params)
     result = transport.run(argv, deadline)
-    if result.exit_code == 97 and MISSING_MARK in result.stdout:
-        upload = transport.run(upload_argv(host, runtime), deadline, stdin=runtime.archive)
-        if upload.timed_out:
-            raise HostError("timeout", "uploading the node runtime took past the deadline")
-        if upload.exit_code != 0:
+    if _marked(result, EXIT_RUNTIME_MISSING, MISSING_MARK):
+        _install(transport, host, runtime, deadline)
+        result = transport.run(argv, deadline)
+        if _marked(result, EXIT_RUNTIME_MISSING, MISSING_MARK):
             raise HostError(
                 "runtime",
-                f"cannot install the node runtime in ~/.cache/dcctl: {_last_line(upload.stderr)}",
+                f"{_with(host)} installed the node runtime, yet the task "
+                "does not find it in ~/.cache/dcctl (does a login script change HOME?)",
             )
-        result = transport.run(argv, deadline)
-    if result.exit_code == 98 and NO_PYTHON_MARK in result.stdout:
+    _check_started(host, result)
+    if result.timed_out:
+        raise HostError(
+            "timeout", f"task {task!r} did not finish before its deadline; killed on the node"
+        )
+    payload = _payload(host, result)
+    if "error" in payload:
+        raise HostError(
+            "runtime", f"node runtime failed in {task!r}: {shorten(str(payload['error']))}"
+        )
+    return payload
+
+
+def _marked(result: CommandResult, code: int, mark: str) -> bool:
+    return result.exit_code == code and mark in result.stdout
+
+
+def _with(host: Host) -> str:
+    return f"{host.python} on {host.name}"
+
+
+def _install(transport: Transport, host: Host, runtime: Runtime, deadline: float) -> None:
+    upload = transport.run(upload_argv(host, runtime), deadline, stdin=runtime.archive)
+    if upload.timed_out:
+        raise HostError("timeout", "uploading the node runtime took past the deadline")
+    _check_version(host, upload)
+    if upload.exit_code != 0:
+        why = _last_line(upload.stderr) or _last_line(upload.stdout) or "no output"
+        raise HostError(
+            "runtime",
+            f"cannot install the node runtime in ~/.cache/dcctl with {_with(host)} "
+            f"(exit {upload.exit_code}): {shorten(why)}",
+        )
+    if INSTALLED_MARK not in upload.stdout:
+        raise HostError(
+            "runtime",
+            f"cannot install the node runtime with {_with(host)}: it exited 0 without running "
+            f"the install script ({_output(upload)}); is `python` a Python >= "
+            f"{_version(MIN_PYTHON)} interpreter? Set `python` for this host in the inventory",
+        )
+
+
+def _check_started(host: Host, result: CommandResult) -> None:
+    """The run script found the interpreter, and the interpreter is new enough."""
+    if _marked(result, EXIT_NO_PYTHON, NO_PYTHON_MARK):
         raise HostError(
             "runtime",
             f"python interpreter {host.python!r} not found on {host.name}; "
             "set `python` for this host in the inventory",
         )
-    if result.timed_out:
-        raise HostError(
-            "timeout", f"task {task!r} did not finish before its deadline; killed on the node"
-        )
-    payload = extract_payload(result.stdout)
-    if payload is None:
+    _check_version(host, result)
+
+
+def _check_version(host: Host, result: CommandResult) -> None:
+    if not _marked(result, EXIT_PYTHON_TOO_OLD, TOO_OLD_MARK):
+        return
+    found = result.stdout[result.stdout.rfind(TOO_OLD_MARK) + len(TOO_OLD_MARK) :]
+    version = shorten(found.split("\n", 1)[0].strip() or "?", 40)
+    raise HostError(
+        "runtime",
+        f"{_with(host)}: Python {version} is too old, need >= {_version(MIN_PYTHON)} "
+        "(set `python` for this host in the inventory)",
+    )
+
+
+def _payload(host: Host, result: CommandResult) -> dict[str, Any]:
+    try:
+        payload = read_payload(result.stdout)
+    except PayloadCutOff:
         raise HostError(
             "runtime",
-            f"{host.python} exited {result.exit_code} without a result: "
-            f"{_last_line(result.stderr) or 'no output'}",
-        )
-    if "error" in payload:
-        raise HostError("runtime", f"node runtime failed in {task!r}: {payload['error']}")
+            f"payload too large (over {STDOUT_KEPT_BYTES // 2**20} MiB): {_with(host)} printed "
+            "a result larger than the output dcctl keeps of a task",
+        ) from None
+    except BadPayload as exc:
+        raise HostError("runtime", f"{_with(host)} printed an unreadable result: {exc}") from None
+    if payload is None:
+        raise HostError("runtime", _no_payload(host, result))
     return payload
 
 
+def _no_payload(host: Host, result: CommandResult) -> str:
+    head = f"{_with(host)} exited {result.exit_code} and printed no dcctl result"
+    error = _last_line(result.stderr)
+    if error:
+        # A traceback or a shell's complaint names the cause better than any guess.
+        return f"{head}: {shorten(error)}"
+    return (
+        f"{head} ({_output(result)}); likely causes: a login script that writes to stdout or "
+        f"ends the session, or `python` is not a Python >= {_version(MIN_PYTHON)} interpreter"
+    )
+
+
+def _output(result: CommandResult) -> str:
+    last = _last_line(result.stdout)
+    return f"last output: {shorten(last)!r}" if last else "no output"
+
+
+def _version(parts: tuple[int, ...]) -> str:
+    return ".".join(map(str, parts))
+
+
+# What a message shows of a line the node printed: enough to recognise it.
+SHOWN_CHARS = 160
+
+
+def shorten(text: str, limit: int = SHOWN_CHARS) -> str:
+    """`text` on one line, at most `limit` characters: its start, "…", its end."""
+    if len(text) > 4 * limit:  # only its ends can show: do not flatten megabytes
+        text = f"{text[: 2 * limit]} {text[-2 * limit :]}"
+    flat = " ".join(text.split())
+    if len(flat) <= limit:
+        return flat
+    head = (limit - 1) // 2
+    return f"{flat[:head]}…{flat[head + 1 - limit :]}"
+
+
 def _last_line(text: str) -> str:
-    lines = [line for line in text.strip().splitlines() if line.strip()]
+    """The last non-blank line, looked for only in the text's tail (output may be 16 MiB)."""
+    lines = [line for line in text[-65536:].splitlines() if line.strip()]
     return lines[-1].strip() if lines else ""

@@ -1,7 +1,7 @@
 """Entry point on the node: `python runtime.pyz <task> '<json-params>'`.
 
-Prints exactly one payload line. Exit 0 when the task ran (findings are in the payload),
-2 for an unusable request, 1 when the runtime itself broke.
+Prints exactly one payload line. Exits EXIT_OK when the task ran (findings are in the payload),
+EXIT_BAD_REQUEST for an unusable request, EXIT_BROKEN when the runtime itself broke.
 """
 
 from __future__ import annotations
@@ -12,12 +12,8 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from dcctl.node.facts import TaskParamsError, facts_task
-from dcctl.node.payload import format_payload
+from dcctl.node.payload import EXIT_BAD_REQUEST, EXIT_BROKEN, EXIT_OK, format_payload
 from dcctl.node.watchdog import start_if_requested
-
-EXIT_OK = 0
-EXIT_BROKEN = 1
-EXIT_BAD_REQUEST = 2
 
 if TYPE_CHECKING:
     from collections.abc import Callable

@@ -16,6 +16,12 @@ ErrorKind = Literal["unreachable", "auth", "host_key", "timeout", "runtime", "in
 # on the channel, so the node-side kill normally wins and reports a clean exit code.
 KILL_GRACE_S = 2.0
 
+# What a command killed at its deadline exits with: coreutils `timeout` (remote_timeout_argv)
+# exits 124 when it ended the command, and the command shows 137 (128 + SIGKILL) when the
+# `-k` kill was needed. The local transport reports its own deadline kill as 124 too.
+TIMEOUT_EXIT_CODE = 124
+KILLED_EXIT_CODE = 137
+
 # How often blocking loops look at the cancel flag: bounds how long Ctrl-C takes to land.
 POLL_INTERVAL_S = 0.1
 

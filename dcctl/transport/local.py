@@ -16,13 +16,12 @@ from dcctl.transport.base import (
     POLL_INTERVAL_S,
     STDERR_KEPT_BYTES,
     STDOUT_KEPT_BYTES,
+    TIMEOUT_EXIT_CODE,
     CommandResult,
     HostError,
     TailBuffer,
     check_cancelled,
 )
-
-TIMEOUT_EXIT_CODE = 124
 
 
 class LocalTransport:

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from dcctl.fleet.runtime import build_runtime, task_argv
 from dcctl.inventory.model import Host
-from dcctl.node.payload import extract_payload
+from dcctl.node.payload import EXIT_NO_PYTHON, EXIT_RUNTIME_MISSING, extract_payload
 
 
 def test_runtime_holds_only_the_node_package() -> None:
@@ -121,7 +121,7 @@ def test_upload_then_run_through_the_shipped_shell_scripts(tmp_path: Path) -> No
     env = _node_env(tmp_path)
     run = task_argv(host, runtime, "facts", {"scratch_dir": str(tmp_path)})
     missing = _run_argv(run, env)
-    assert missing.returncode == 97 and MISSING_MARK in missing.stdout.decode()
+    assert missing.returncode == EXIT_RUNTIME_MISSING and MISSING_MARK in missing.stdout.decode()
     upload = _run_argv(upload_argv(host, runtime), env, stdin=runtime.archive)
     assert upload.returncode == 0, upload.stderr
     cache = tmp_path / "dcctl"
@@ -159,4 +159,4 @@ def test_missing_interpreter_is_reported_before_the_cache_is_looked_at(tmp_path:
 
     host = Host(name="n", address="a", python="/nonexistent/python3")
     result = _run_argv(task_argv(host, build_runtime(), "facts", {}), _node_env(tmp_path))
-    assert result.returncode == 98 and NO_PYTHON_MARK in result.stdout.decode()
+    assert result.returncode == EXIT_NO_PYTHON and NO_PYTHON_MARK in result.stdout.decode()

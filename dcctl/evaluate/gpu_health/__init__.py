@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from dcctl.evaluate.bounds import shown
 from dcctl.evaluate.common import BadExpectation
 from dcctl.evaluate.gpu_health import identity, memory, nvlink, pcie, thermal
 from dcctl.evaluate.gpu_health.check import Builder, run_check
@@ -49,7 +50,8 @@ def _nvml_result(facts: dict[str, Any]) -> Result | None:
     if facts.get("gpu_source") == "nvml":
         return None
     failure = facts.get("nvml_error") or {}
-    kind, reason = failure.get("kind"), failure.get("message")
+    kind, raw = failure.get("kind"), failure.get("message")
+    reason = None if raw is None else shown(raw)
     if kind == "failed":
         # nvmlInit or a system query failed with the driver loaded (a driver/library version
         # mismatch, a missing libnvidia-ml): everything built on NVML or CUDA fails too.
@@ -64,7 +66,7 @@ def _nvml_result(facts: dict[str, Any]) -> Result | None:
 
 
 def _unreadable_gpu(gpu: dict[str, Any]) -> Result:
-    message = f"{gpu_label(gpu)}: NVML cannot read this GPU: {gpu['error']}"
+    message = f"{gpu_label(gpu)}: NVML cannot read this GPU: {shown(gpu['error'])}"
     expected = "readable by NVML"
     return Result("gpu.health", "fail", message, gpu["error"], expected, gpu=gpu_ref(gpu))
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections import Counter
 from typing import Any
 
+from dcctl.evaluate.bounds import listed, shown
 from dcctl.evaluate.common import BadExpectation, expect_count
 from dcctl.evaluate.gpu_health.check import Finding, GpuCheck, field, mode_check, on_off_reading
 
@@ -27,9 +28,9 @@ def vbios(gpus: list[dict[str, Any]], settings: dict[str, Any]) -> GpuCheck | No
         judge=lambda v: (
             None
             if v == reference
-            else Finding("fail", f"VBIOS {v}, the node's other GPUs run {reference}")
+            else Finding("fail", f"VBIOS {shown(v)}, the node's other GPUs run {shown(reference)}")
         ),
-        passed=lambda values: f"on VBIOS {reference}",
+        passed=lambda values: f"on VBIOS {shown(reference)}",
         unreported="VBIOS version not reported",
     )
 
@@ -44,7 +45,7 @@ mig = mode_check("gpu.mig", "mig_mode", "MIG", field("mig_mode"))
 def _describe_process(proc: dict[str, Any]) -> str:
     memory = proc.get("used_memory_mib")
     used = f", {memory} MiB" if memory is not None else ""
-    return f"pid {proc.get('pid')} {proc.get('name') or '?'}{used}"
+    return f"pid {shown(proc.get('pid'))} {shown(proc.get('name') or '?')}{used}"
 
 
 def processes(gpus: list[dict[str, Any]], settings: dict[str, Any]) -> GpuCheck:
@@ -53,8 +54,8 @@ def processes(gpus: list[dict[str, Any]], settings: dict[str, Any]) -> GpuCheck:
     def judge(procs: list[dict[str, Any]]) -> Finding | None:
         if len(procs) <= allowed:
             return None
-        listed = "; ".join(_describe_process(proc) for proc in procs)
-        return Finding("fail", f"{len(procs)} compute processes (at most {allowed}): {listed}")
+        named = listed(map(_describe_process, procs), len(procs), "; ")
+        return Finding("fail", f"{len(procs)} compute processes (at most {allowed}): {named}")
 
     return GpuCheck(
         "gpu.processes",

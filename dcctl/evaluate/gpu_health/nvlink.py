@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from dcctl.evaluate.bounds import listed, shown
 from dcctl.evaluate.common import expect_count
 from dcctl.evaluate.gpu_health.check import Finding, GpuCheck, same
 
@@ -19,16 +20,16 @@ def nvlink_state(gpus: list[dict[str, Any]], settings: dict[str, Any]) -> GpuChe
         return None if links is None or (not links and wanted is None) else links
 
     def judge(links: list[dict[str, Any]]) -> Finding | None:
-        down = [f"link {link['link']}" for link in links if not link.get("active")]
+        down = [f"link {shown(link.get('link'))}" for link in links if not link.get("active")]
         active = len(links) - len(down)
-        listed = f"; down: {', '.join(down)}" if down else ""
+        named = f"; down: {listed(down, len(down))}" if down else ""
         if wanted is not None:
             if active == wanted:
                 return None
-            return Finding("fail", f"{active} NVLink links active (expected {wanted}){listed}")
+            return Finding("fail", f"{active} NVLink links active (expected {wanted}){named}")
         if not down:
             return None
-        return Finding("fail", f"{active} of {len(links)} NVLink links active{listed}")
+        return Finding("fail", f"{active} of {len(links)} NVLink links active{named}")
 
     def passed(readings: list[list[dict[str, Any]]]) -> str:
         count = same([len(links) for links in readings])
@@ -74,7 +75,9 @@ def _link_errors(link: dict[str, Any], limits: dict[str, int]) -> list[str]:
     errors = []
     for name, count in counts.items():
         if count is not None and count > limits[name]:
-            errors.append(f"link {link['link']} {count} {name} errors (over {limits[name]})")
+            errors.append(
+                f"link {shown(link.get('link'))} {count} {name} errors (over {limits[name]})"
+            )
     return errors
 
 
@@ -96,7 +99,7 @@ def nvlink_errors(gpus: list[dict[str, Any]], settings: dict[str, Any]) -> GpuCh
 
     def judge(links: list[dict[str, Any]]) -> Finding | None:
         errors = [error for link in links for error in _link_errors(link, limits)]
-        return Finding("warn", "NVLink " + "; ".join(errors)) if errors else None
+        return Finding("warn", "NVLink " + listed(errors, len(errors), "; ")) if errors else None
 
     # GPUs with populated links but no readable counter: one skip that says so. GPUs without
     # NVLink at all: no result.
@@ -119,11 +122,12 @@ def _fabric_finding(fabric: dict[str, Any]) -> Finding | None:
     if fabric["state"] != "completed":
         return Finding(
             "fail",
-            f"NVLink fabric registration {fabric['state']} (is nvidia-fabricmanager running?)",
+            f"NVLink fabric registration {shown(fabric['state'])} "
+            "(is nvidia-fabricmanager running?)",
         )
     if fabric.get("status"):
         return Finding(
-            "fail", f"NVLink fabric registration failed (NVML status {fabric['status']})"
+            "fail", f"NVLink fabric registration failed (NVML status {shown(fabric['status'])})"
         )
     return None
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from dcctl.evaluate.bounds import listed
 from dcctl.evaluate.common import expect_number
 from dcctl.evaluate.gpu_health.check import Finding, GpuCheck, field, same
 
@@ -16,7 +17,7 @@ SLOWDOWN_MARGIN_C = 5
 def _clock_finding(events: list[str]) -> Finding | None:
     hardware = [event for event in events if event in HW_SLOWDOWNS]
     if hardware:
-        return Finding("fail", f"clocks held down by {', '.join(hardware)}")
+        return Finding("fail", f"clocks held down by {listed(hardware, len(hardware))}")
     if "sw_thermal" in events:
         return Finding("warn", "clocks held down by sw_thermal")
     return None

@@ -29,6 +29,14 @@ EVENT_KINDS = ("xids", "sxids", "pcie_bandwidth_limited")
 # events per (kind, device, number) only a count of the older ones travels back, so the
 # payload stays small and the newest events (what an operator looks at first) are kept.
 MAX_EVENTS_PER_KEY = 20
+# Distinct keys listed per kind: a node has a few GPUs, switches and NICs, so a log naming more
+# is garbled or hostile. Events of keys past the cap are only counted, per XID or SXid number
+# (`left_out`), at most MAX_LEFT_OUT_CODES numbers per kind; the rest under the number None.
+# The payload stays bounded however large the log, and the controller still sees every number.
+MAX_KEYS_PER_KIND = 100
+MAX_LEFT_OUT_CODES = 100
+# Kernel lines are a few hundred characters; a longer one is cut, its start kept.
+MAX_TEXT_CHARS = 400
 
 # journalctl short-iso: "2024-05-01T12:34:56+0000 host kernel: msg" (newer systemd: +00:00);
 # dmesg --time-format iso: "2024-05-01T12:34:56,123456+00:00 msg".
@@ -43,9 +51,14 @@ _PID_NAME_RE = re.compile(r"pid=([^,]*), name=([^,]*),")
 # Only the first line of an SXid event names its severity; the "Severity N ..." and
 # "Data {...}" lines that follow repeat the number and must not count as more events.
 _SXID_RE = re.compile(rf"(nvidia-nvswitch\d+): SXid \(PCI:({_PCI})\): (\d+), (Non-fatal|Fatal),")
-# The PCI core prints this when the NIC is probed (boot, driver reload): a link degraded since
-# a boot older than the window is not seen here.
-_MLX5_LIMITED_RE = re.compile(rf"mlx5_core ({_PCI}): .*available PCIe bandwidth, limited by")
+# The PCI core prints "mlx5_core <pci>: ... available PCIe bandwidth, limited by ..." when the
+# NIC is probed (boot, driver reload): a link degraded since a boot older than the window is not
+# seen here. Found as the phrase, then the device before it: one regex with `.*` between the
+# two retried the whole rest of the line at every "mlx5_core" (quadratic on a long line).
+_MLX5_DEVICE_RE = re.compile(rf"mlx5_core ({_PCI}): ")
+_MLX5_LIMITED = "available PCIe bandwidth, limited by"
+# The key field that names the event's number, per kind; left-out events are counted by it.
+_CODE_FIELDS = {"xids": "xid", "sxids": "sxid"}
 _UNKNOWN = "<unknown>"
 
 
@@ -73,6 +86,10 @@ def newest_time(text: str) -> datetime | None:
     return max(times, default=None)
 
 
+def _clip(text: str) -> str:
+    return text if len(text) <= MAX_TEXT_CHARS else text[: MAX_TEXT_CHARS - 1] + "…"
+
+
 def _xid_event(match: re.Match[str]) -> tuple[dict[str, Any], dict[str, Any]]:
     key: dict[str, Any] = {"xid": int(match.group(2)), "pci": match.group(1).lower()}
     extra: dict[str, Any] = {}
@@ -82,7 +99,7 @@ def _xid_event(match: re.Match[str]) -> tuple[dict[str, Any], dict[str, Any]]:
         if pid.isdigit():
             extra["pid"] = int(pid)
         if name and name != _UNKNOWN:
-            extra["name"] = name
+            extra["name"] = _clip(name)
     return key, extra
 
 
@@ -95,15 +112,16 @@ def _match_event(message: str) -> tuple[str, dict[str, Any], dict[str, Any]] | N
     if sxid is not None:
         key = {"sxid": int(sxid.group(3)), "device": sxid.group(2).lower()}
         return "sxids", key, {"switch": sxid.group(1), "fatal": sxid.group(4) == "Fatal"}
-    limited = _MLX5_LIMITED_RE.search(message)
-    if limited is not None:
-        return "pcie_bandwidth_limited", {"device": limited.group(1).lower()}, {}
+    limited_at = message.rfind(_MLX5_LIMITED)
+    device = _MLX5_DEVICE_RE.search(message, 0, limited_at) if limited_at >= 0 else None
+    if device is not None:
+        return "pcie_bandwidth_limited", {"device": device.group(1).lower()}, {}
     return None
 
 
 class _Events:
-    """Events per kind, capped per key to the newest MAX_EVENTS_PER_KEY; the older ones the
-    cap drops are counted in `omitted`."""
+    """Events per kind, capped per key to the newest MAX_EVENTS_PER_KEY (the older ones the
+    cap drops are counted in `omitted`) and to MAX_KEYS_PER_KIND keys (`left_out`)."""
 
     def __init__(self) -> None:
         self._order = 0
@@ -111,10 +129,16 @@ class _Events:
         self._kept: dict[tuple[Any, ...], deque[tuple[int, dict[str, Any]]]] = {}
         self._seen: dict[tuple[Any, ...], int] = {}
         self._keys: dict[tuple[Any, ...], tuple[str, dict[str, Any]]] = {}
+        self._keys_per_kind = dict.fromkeys(EVENT_KINDS, 0)
+        self._left_out = _LeftOut()
 
     def add(self, kind: str, key: dict[str, Any], event: dict[str, Any]) -> None:
         ident = (kind, *key.values())
         if ident not in self._kept:
+            if self._keys_per_kind[kind] >= MAX_KEYS_PER_KIND:
+                self._left_out.add(kind, ident, key, event)
+                return
+            self._keys_per_kind[kind] += 1
             self._kept[ident] = deque(maxlen=MAX_EVENTS_PER_KEY)
             self._keys[ident] = (kind, key)
         self._seen[ident] = self._seen.get(ident, 0) + 1
@@ -136,6 +160,48 @@ class _Events:
             if self._seen[ident] > len(self._kept[ident])
         ]
 
+    def left_out(self) -> list[dict[str, Any]]:
+        return self._left_out.groups()
+
+
+class _LeftOut:
+    """Events of keys past MAX_KEYS_PER_KIND, counted per (kind, number): {kind, xid|sxid,
+    keys, count}, and for SXids whether any was fatal."""
+
+    def __init__(self) -> None:
+        self._idents: set[tuple[Any, ...]] = set()
+        self._groups: dict[tuple[str, Any], dict[str, Any]] = {}
+        self._codes_per_kind = dict.fromkeys(EVENT_KINDS, 0)
+
+    def add(
+        self, kind: str, ident: tuple[Any, ...], key: dict[str, Any], event: dict[str, Any]
+    ) -> None:
+        group = self._group(kind, key.get(_CODE_FIELDS[kind]) if kind in _CODE_FIELDS else None)
+        if ident not in self._idents:
+            self._idents.add(ident)
+            group["keys"] += 1
+        group["count"] += 1
+        if event.get("fatal"):
+            group["fatal"] = True
+
+    def _group(self, kind: str, code: Any) -> dict[str, Any]:
+        found = self._groups.get((kind, code))
+        if found is not None:
+            return found
+        if self._codes_per_kind[kind] >= MAX_LEFT_OUT_CODES:
+            code = None  # past the cap the numbers themselves are not sent
+        else:
+            self._codes_per_kind[kind] += 1
+        group: dict[str, Any] = {"kind": kind, "keys": 0, "count": 0}
+        if kind in _CODE_FIELDS:
+            group[_CODE_FIELDS[kind]] = code
+        if kind == "sxids":
+            group["fatal"] = False
+        return self._groups.setdefault((kind, code), group)
+
+    def groups(self) -> list[dict[str, Any]]:
+        return list(self._groups.values())
+
 
 def parse_kernel_log(
     text: str, now: datetime | None, window_h: float, source: str = "recorded"
@@ -143,9 +209,11 @@ def parse_kernel_log(
     """Kernel log lines -> {source, window_h, xids, sxids, pcie_bandwidth_limited}.
 
     Only lines from the `window_h` hours up to `now` count (None: the log's newest line).
-    Each event carries its `time` (ISO 8601, as logged) and `text` (the message). Past
-    MAX_EVENTS_PER_KEY events for one key only the newest are listed; the older ones are
-    counted in `omitted` as {kind, key fields, count}.
+    Each event carries its `time` (ISO 8601, as logged) and `text` (the message, cut at
+    MAX_TEXT_CHARS). Past MAX_EVENTS_PER_KEY events for one key only the newest are listed;
+    the older ones are counted in `omitted` as {kind, key fields, count}. Past
+    MAX_KEYS_PER_KIND keys of one kind, the events of further keys are counted in `left_out`
+    as {kind, xid|sxid, keys, count} (SXids also with `fatal`).
     """
     reference = now if now is not None else newest_time(text)
     start = reference - timedelta(hours=window_h) if reference is not None else None
@@ -160,11 +228,12 @@ def parse_kernel_log(
         found = _match_event(parsed[1])
         if found is not None:
             kind, key, extra = found
-            events.add(kind, key, {**extra, "text": parsed[1], "time": parsed[0].isoformat()})
+            message = _clip(parsed[1])
+            events.add(kind, key, {**extra, "text": message, "time": parsed[0].isoformat()})
     facts: dict[str, Any] = {"source": source, "window_h": window_h, **events.lists()}
-    omitted = events.omitted()
-    if omitted:
-        facts["omitted"] = omitted
+    for name, counted in (("omitted", events.omitted()), ("left_out", events.left_out())):
+        if counted:
+            facts[name] = counted
     return facts
 
 
