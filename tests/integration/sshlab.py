@@ -19,12 +19,14 @@ import ctypes
 import ipaddress
 import os
 import selectors
+import shlex
 import signal
 import socket
 import struct
 import subprocess
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -662,6 +664,122 @@ def write_inventory(
     path = Path(path)
     path.write_text(yaml.safe_dump({"all": group}, sort_keys=False))
     return path
+
+
+# --- Key types, frozen hosts and ssh-agent (added for host key and key loading tests) ---
+
+SSH_AGENT_BIN = "ssh-agent"
+SSH_ADD_BIN = "ssh-add"
+_AGENT_START_ATTEMPTS = 200
+_SSHD_COMM = "sshd"
+
+
+def keygen(path: Path, key_type: str = "ed25519", passphrase: str = "", pem: bool = False) -> Path:
+    """A new key pair at `path` and `path`.pub, of `key_type` (ed25519, ecdsa, rsa).
+
+    `pem` writes the private key in the legacy PEM format (`ssh-keygen -m PEM`) instead of
+    OpenSSH's own; a passphrase encrypts it either way.
+    """
+    argv = [SSH_KEYGEN_BIN, "-q", "-t", key_type, "-N", passphrase, "-C", path.name]
+    argv += ["-f", str(path)]
+    if key_type == "rsa":
+        argv += ["-b", "2048"]  # the default 3072 only makes the tests slower
+    if pem:
+        argv += ["-m", "PEM"]
+    _run(argv)
+    return path
+
+
+def public_key_line(private_key: Path) -> str:
+    """`type base64` of the key pair at `private_key`, read from its .pub file."""
+    fields = Path(f"{private_key}.pub").read_text().split()
+    return f"{fields[0]} {fields[1]}"
+
+
+def new_typed_host_key(lab: SshLab, key_type: str) -> Path:
+    """A fresh host key of `key_type` (ecdsa, rsa, ed25519) in the lab dir."""
+    with lab._lock:
+        lab._counter += 1
+        n = lab._counter
+    return keygen(lab.root / f"host_{key_type}_{n}", key_type)
+
+
+def _comm(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/comm").read_text().strip()
+    except OSError:
+        return ""
+
+
+@contextlib.contextmanager
+def frozen(sshd: Sshd) -> Iterator[set[int]]:
+    """A host that froze: sshd's listener and every per-connection sshd process SIGSTOPped,
+    SIGCONTed on exit. The commands they started run on (so the node's own `timeout` still
+    works); nothing reaches the client any more.
+
+    Repeats until no new sshd process shows up, so none forks past the freeze.
+    """
+    stopped: set[int] = set()
+    try:
+        new = {sshd.pid}
+        while new:
+            _signal(new, signal.SIGSTOP)
+            stopped |= new
+            new = {p for p in _descendants(sshd.pid) if _comm(p) == _SSHD_COMM} - stopped
+        yield stopped
+    finally:
+        _signal(stopped, signal.SIGCONT)
+
+
+def write_askpass(path: Path, secret: str) -> Path:
+    """An SSH_ASKPASS program that answers `secret` (for ssh-add without a terminal)."""
+    path.write_text(f"#!/bin/sh\nprintf '%s\\n' {shlex.quote(secret)}\n")
+    path.chmod(0o700)
+    return path
+
+
+def start_ssh_agent(
+    socket_path: Path, keys: list[Path], passphrase: str | None = None
+) -> subprocess.Popen[bytes]:
+    """A real `ssh-agent -D` on `socket_path` holding `keys` (added with `passphrase`, given
+    through SSH_ASKPASS). The caller terminates it; it dies with this process too."""
+    agent = subprocess.Popen(
+        [SSH_AGENT_BIN, "-D", "-a", str(socket_path)],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        preexec_fn=_set_pdeathsig,
+    )
+    try:
+        env = {**os.environ, "SSH_AUTH_SOCK": str(socket_path)}
+        if passphrase is not None:
+            askpass = write_askpass(Path(f"{socket_path}.askpass"), passphrase)
+            env.update(SSH_ASKPASS=str(askpass), SSH_ASKPASS_REQUIRE="force", DISPLAY=":0")
+        for key in keys:
+            _add_to_agent(agent, key, env)
+    except BaseException:
+        agent.terminate()
+        agent.wait()
+        raise
+    return agent
+
+
+def _add_to_agent(agent: subprocess.Popen[bytes], key: Path, env: dict[str, str]) -> None:
+    """ssh-add fails until the agent has bound its socket: retried while the agent lives."""
+    error = ""
+    for _ in range(_AGENT_START_ATTEMPTS):
+        if agent.poll() is not None:
+            raise SshLabError(f"ssh-agent exited with {agent.returncode}")
+        added = subprocess.run(
+            [SSH_ADD_BIN, str(key)], env=env, capture_output=True, text=True, timeout=30,
+            stdin=subprocess.DEVNULL,
+        )  # fmt: skip
+        if added.returncode == 0:
+            return
+        error = added.stderr.strip()
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            agent.wait(0.05)
+    raise SshLabError(f"ssh-add {key} failed: {error}")
 
 
 def stop_all() -> None:

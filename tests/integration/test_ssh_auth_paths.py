@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import os
+import socket
 import subprocess
 import threading
 from collections.abc import Iterator
@@ -10,12 +12,15 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from cli_runner import run_dcctl
+from cli_runner import run_dcctl, start_dcctl
+from processes import process_alive, wait_for
 from sshlab import (
     NODE_PYTHON,
     SilentListener,
     Sshd,
     SshLab,
+    endpoint_host,
+    frozen,
     known_hosts_lines,
     write_inventory,
     write_known_hosts,
@@ -215,3 +220,76 @@ def test_a_server_stuck_checking_the_key_is_a_timeout_not_an_auth_failure(
     error = document["hosts"][0]["error"]
     assert error["kind"] == "timeout", error
     assert "no answer to authentication" in error["message"]
+
+
+def test_a_frozen_host_is_a_timeout_that_does_not_claim_a_kill(
+    tmp_path: Path,
+    state_dir: Path,
+    ssh_lab: SshLab,
+    healthy_sshd: Sshd,
+    slow_python: tuple[Path, Path],
+) -> None:
+    """sshd stops answering mid-task (SIGSTOPped: a frozen host, a silent network). The
+    controller gives up past the deadline and says so; it does not report a kill on the node
+    it never saw. The node's own `timeout` does end the task there."""
+    icy = ssh_lab.start_sshd(["127.0.0.12"], host_key=healthy_sshd.host_key)
+    script, pid_file = slow_python
+    with (state_dir / "known_hosts").open("a") as known:
+        known.write(f"[127.0.0.12]:{icy.port} {healthy_sshd.host_key_pub}\n")
+    host = {**ssh_lab.host_vars(icy), "name": "icy", "python": str(script)}
+    inventory = write_inventory(tmp_path / "inv.yaml", [host])
+    proc = start_dcctl(
+        ["-i", str(inventory), "--state-dir", str(state_dir), "--connect-timeout", "5",
+         "--json", "check", "--timeout", "8"],
+        tmp_path / "home",
+    )  # fmt: skip
+    try:
+        assert wait_for(pid_file.exists, 30), "the task never started on the node"
+        with frozen(icy):
+            stdout, stderr = proc.communicate(timeout=60)
+        task_pid = int(pid_file.read_text())
+        assert wait_for(lambda: not process_alive(task_pid), 10), "the node kept the task"
+    finally:
+        proc.kill()
+        icy.stop()
+    assert proc.returncode == 3, stderr
+    error = json.loads(stdout)["hosts"][0]["error"]
+    assert error["kind"] == "timeout", error
+    assert "no answer from the host" in error["message"]
+    assert "host frozen or network down" in error["message"]
+    assert "killed" not in error["message"]
+
+
+def test_a_host_hanging_up_before_its_banner_is_unreachable_not_hung(
+    tmp_path: Path, state_dir: Path, ssh_lab: SshLab
+) -> None:
+    """A peer that closes at once (tcpwrappers, sshd over MaxStartups) is retried once and
+    then unreachable; it is not "no SSH banner (host hung?)", which it never was."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    hang_ups: list[int] = []
+
+    def hang_up() -> None:
+        while True:
+            try:
+                conn, _ = listener.accept()
+            except OSError:
+                return  # the listener was closed: the test is over
+            conn.close()
+            hang_ups.append(1)
+
+    server = threading.Thread(target=hang_up, daemon=True)
+    server.start()
+    try:
+        host = endpoint_host(ssh_lab, "rude", "127.0.0.1", listener.getsockname()[1])
+        code, document = check_json(
+            tmp_path, state_dir, write_inventory(tmp_path / "i.yaml", [host])
+        )
+    finally:
+        listener.shutdown(socket.SHUT_RDWR)  # wakes the accept() in progress (Linux)
+        listener.close()
+        server.join(5)
+    error = document["hosts"][0]["error"]
+    assert code == 3
+    assert error["kind"] == "unreachable", error
+    assert "SSH handshake failed" in error["message"]
+    assert len(hang_ups) == 2  # the first try and its one retry

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import base64
+import multiprocessing
+import multiprocessing.synchronize
 from pathlib import Path
 
 import paramiko
@@ -70,3 +73,128 @@ def test_accepted_key_is_recorded_privately_and_remembered(tmp_path: Path, keys:
         hosts.verify("gpu9", impostor)
     # A later run reads it back.
     store(tmp_path, []).verify("gpu9", known)
+
+
+@pytest.fixture(scope="module")
+def rsa_key() -> paramiko.PKey:
+    return paramiko.RSAKey.generate(1024)
+
+
+def test_a_key_of_another_type_than_recorded_is_changed_not_unknown(
+    tmp_path: Path, keys: tuple, rsa_key: paramiko.PKey
+) -> None:
+    """An RSA key on record, an ECDSA key offered: the host is known, so this is a changed
+    key (refused even when accepting new keys), and nothing is recorded."""
+    impostor = keys[0]
+    hosts = store(tmp_path, [line("[gpu1]:2222", rsa_key)], accept_new=True)
+    with pytest.raises(HostError) as error:
+        hosts.verify("[gpu1]:2222", impostor)
+    assert error.value.kind == "host_key"
+    assert "CHANGED" in error.value.message
+    assert "ssh-rsa at" in error.value.message
+    assert not (tmp_path / "state" / "known_hosts").exists()
+    assert hosts.known_types("[gpu1]:2222") == ["ssh-rsa"]
+
+
+def test_a_line_of_a_key_type_paramiko_lacks_still_makes_the_host_known(
+    tmp_path: Path, keys: tuple
+) -> None:
+    blob = base64.b64encode(b"\0\0\0\x07ssh-dss" + bytes(40)).decode()
+    hosts = store(tmp_path, [f"gpu1 ssh-dss {blob}"], accept_new=True)
+    with pytest.raises(HostError) as error:
+        hosts.verify("gpu1", keys[0])
+    assert "CHANGED" in error.value.message
+
+
+def test_revoked_key_is_refused_even_when_listed_and_accepting_new(
+    tmp_path: Path, keys: tuple
+) -> None:
+    known, other = keys
+    hosts = store(tmp_path, [f"@revoked * {line('', known).strip()}", line("gpu1", known)], True)
+    for name in ("gpu1", "gpu2"):
+        with pytest.raises(HostError) as error:
+            hosts.verify(name, known)
+        assert error.value.kind == "host_key"
+        assert "REVOKED" in error.value.message
+    assert not (tmp_path / "state" / "known_hosts").exists()
+    hosts.verify("gpu2", other)  # only that key is revoked
+
+
+def test_a_host_known_only_through_a_cert_authority_is_refused_clearly(
+    tmp_path: Path, keys: tuple
+) -> None:
+    authority, host_key = keys
+    ca_line = f"@cert-authority *.rack1,[*.rack1]:* {line('', authority).strip()}"
+    hosts = store(tmp_path, [ca_line], accept_new=True)
+    for name, scan in (("gpu1.rack1", " gpu1.rack1"), ("[gpu2.rack1]:2222", " -p 2222 gpu2.rack1")):
+        with pytest.raises(HostError) as error:
+            hosts.verify(name, host_key)
+        assert error.value.kind == "host_key"
+        assert "certificate-based host keys are not supported" in error.value.message
+        assert f"ssh-keyscan -t {host_key.get_name()}{scan}" in error.value.message
+    assert not (tmp_path / "state" / "known_hosts").exists()
+    hosts.verify("gpu1.rack2", host_key)  # outside the authority's patterns: merely new
+
+
+def test_wildcards_negation_and_case_match_as_in_openssh(tmp_path: Path, keys: tuple) -> None:
+    known, impostor = keys
+    hosts = store(tmp_path, [line("*.rack1,!gpu9.rack1,[10.0.0.?]:2222", known)])
+    hosts.verify("GPU1.rack1", known)
+    hosts.verify("[10.0.0.7]:2222", known)
+    with pytest.raises(HostError) as error:
+        hosts.verify("gpu1.rack1", impostor)
+    assert "CHANGED" in error.value.message
+    for stranger in ("gpu9.rack1", "[10.0.0.17]:2222", "10.0.0.7"):
+        with pytest.raises(HostError) as error:
+            hosts.verify(stranger, known)
+        assert "unknown host key" in error.value.message
+
+
+def test_a_key_recorded_meanwhile_by_another_run_is_not_overruled(
+    tmp_path: Path, keys: tuple
+) -> None:
+    """Two runs accepting a new host at once, and the host answered them with different
+    keys: the second run finds the first one's key under the lock and refuses its own."""
+    first, second = keys
+    hosts = store(tmp_path, [], accept_new=True)
+    trusted = tmp_path / "state" / "known_hosts"
+    trusted.parent.mkdir()
+    trusted.write_text(line("gpu9", first))  # another run, after this one loaded the file
+    with pytest.raises(HostError) as error:
+        hosts.verify("gpu9", second)
+    assert "CHANGED" in error.value.message
+    assert trusted.read_text() == line("gpu9", first)
+    hosts.verify("gpu7", second)
+    # The other run's last line had no newline; ours does not join it.
+    assert trusted.read_text().splitlines() == [line("gpu9", first), line("gpu7", second)]
+
+
+def _accept_all(
+    tmp_path: Path, names: list[str], key: paramiko.PKey, start: multiprocessing.synchronize.Barrier
+) -> None:
+    options = SshOptions(
+        trusted_keys_file=tmp_path / "state" / "known_hosts",
+        user_known_hosts=tmp_path / "absent",
+        accept_new_host_keys=True,
+    )
+    hosts = HostKeyStore(options)
+    start.wait(30)
+    for name in names:
+        hosts.verify(name, key)
+
+
+def test_concurrent_runs_record_each_new_key_once(tmp_path: Path, keys: tuple) -> None:
+    """Runs that all loaded the file before any of them appended still write each line once."""
+    names = [f"gpu{i}" for i in range(5)]
+    forked = multiprocessing.get_context("fork")
+    start = forked.Barrier(4)
+    runs = [
+        forked.Process(target=_accept_all, args=(tmp_path, names, keys[0], start)) for _ in range(4)
+    ]
+    for run in runs:
+        run.start()
+    for run in runs:
+        run.join(60)
+    assert [run.exitcode for run in runs] == [0] * 4
+    recorded = (tmp_path / "state" / "known_hosts").read_text().splitlines()
+    assert sorted(recorded) == sorted(line(name, keys[0]) for name in names)

@@ -49,17 +49,17 @@ def test_waiting_works_on_descriptors_above_select_limit() -> None:
     import os
     import socket
 
-    from dcctl.transport.ssh import _wait_ready
+    from dcctl.transport.ssh.sockets import wait_ready
 
     left, right = socket.socketpair()
     # select() refuses any descriptor at or above 1,024.
     high_sock = socket.socket(fileno=os.dup2(left.fileno(), 4000))
     try:
         assert high_sock.fileno() == 4000
-        assert not _wait_ready(high_sock, 0.01)
+        assert not wait_ready(high_sock, 0.01)
         right.send(b"x")
-        assert _wait_ready(high_sock, 1.0)
-        assert _wait_ready(high_sock, 0.01, writable=True)
+        assert wait_ready(high_sock, 1.0)
+        assert wait_ready(high_sock, 0.01, writable=True)
     finally:
         high_sock.close()
         left.close()
