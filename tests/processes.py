@@ -48,3 +48,11 @@ def children_running(parent: int, command_part: str) -> list[int]:
         if int(fields[1]) == parent and fields[0] != "Z" and command_part in cmdline:
             found.append(int(stat.parent.name))
     return found
+
+
+def blocked_writing_to_a_pipe(pid: int) -> bool:
+    """`pid` (its main thread) waits for room in a pipe: its reader is not reading."""
+    try:
+        return "pipe_write" in Path(f"/proc/{pid}/wchan").read_text()
+    except OSError:
+        return False

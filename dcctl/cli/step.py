@@ -1,52 +1,117 @@
-"""Shared by every command that runs a step on hosts: select hosts, run, print, exit code."""
+"""Shared by every command that runs a step on hosts: select hosts, run, print, exit code.
+
+From before the inventory is read to after the last line is printed, SIGINT, SIGTERM and
+SIGHUP only note that the run must stop: the step winds down on it (or, if it has not begun,
+starts none of its hosts), the partial run is saved and printed, and the exit code names the
+signal. Nothing half-written (a host's file, run.json, the output) is cut short; a signal that
+comes once the run is saved changes nothing, and lets the output finish.
+"""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 
 from dcctl.cli.options import GlobalOptions
-from dcctl.fleet.executor import Fleet
-from dcctl.fleet.outcome import FleetOptions
+from dcctl.fleet.executor import Fleet, stop_signals_deferred, stop_signals_set
+from dcctl.fleet.outcome import FleetOptions, StopRequest
 from dcctl.inventory import load_inventory, select_hosts
-from dcctl.playbook.session import StepSpec, run_step
-from dcctl.results.document import EXIT_INTERRUPTED, exit_code
+from dcctl.playbook.session import StepRun, StepSpec, run_step
+from dcctl.results.document import exit_code
 
 
 def execute_step(options: GlobalOptions, spec: StepSpec) -> int:
-    inventory = load_inventory(options.inventory)
-    hosts = select_hosts(inventory, options.limit)
-    fleet_options = FleetOptions(
-        forks=options.forks,
-        workers=options.workers,
-        connect_timeout_s=options.connect_timeout_s,
-        accept_new_host_keys=options.accept_new_host_keys,
-        trusted_keys_file=options.state_dir / "known_hosts",
-    )
-    from dcctl.report.console import print_json, print_run
-    from dcctl.report.progress import HostProgress
+    stop = StopRequest()
+    with stop_signals_set(stop):
+        inventory = load_inventory(options.inventory)
+        hosts = select_hosts(inventory, options.limit)
+        fleet_options = FleetOptions(
+            forks=options.forks,
+            workers=options.workers,
+            connect_timeout_s=options.connect_timeout_s,
+            accept_new_host_keys=options.accept_new_host_keys,
+            trusted_keys_file=options.state_dir / "known_hosts",
+        )
+        from dcctl.report.progress import HostProgress
 
-    with (
-        Fleet(fleet_options) as fleet,
-        HostProgress(spec.command, len(hosts), enabled=options.show_progress) as progress,
-    ):
-        step_run = run_step(
-            spec, hosts, inventory.source, options.state_dir, fleet, on_progress=progress.host_done
-        )
-    if options.json:
-        print_json(step_run.document)
-    else:
-        print_run(
+        with (
+            Fleet(fleet_options, stop) as fleet,
+            HostProgress(spec.command, len(hosts), enabled=options.show_progress) as progress,
+        ):
+            step_run = run_step(
+                spec,
+                hosts,
+                inventory.source,
+                options.state_dir,
+                fleet,
+                on_progress=progress.host_done,
+            )
+        stopped = step_run.document["status"] == "interrupted"
+        # The run is over and saved: a stop now changes nothing, and waits for the output.
+        with stop_signals_deferred():
+            output_ok = _show(options, step_run, stop.reason if stopped else None)
+            _report_unsaved(step_run)
+        code = exit_code(
             step_run.document,
-            str(step_run.run_dir),
-            only_problems=options.quiet,
-            detail=options.verbose,
+            strict=options.strict,
+            stop_signal=stop.signum,
+            saved=step_run.save_error is None and output_ok,
         )
-    code = exit_code(step_run.document, strict=options.strict)
-    if code == EXIT_INTERRUPTED:
-        # Everything measured is on disk and printed. Worker threads still unwinding a
-        # handshake would hold interpreter exit for up to a connect timeout: leave now.
-        sys.stdout.flush()
-        sys.stderr.flush()
-        os._exit(code)
+        if stopped:
+            # Everything measured is on disk and printed. Worker threads still unwinding a
+            # handshake would hold interpreter exit for up to a connect timeout: leave now.
+            for stream in (sys.stdout, sys.stderr):
+                with contextlib.suppress(OSError):
+                    stream.flush()
+            os._exit(code)
     return code
+
+
+def _show(options: GlobalOptions, step_run: StepRun, stopped_by: str | None) -> bool:
+    """Print the run; False if the output was lost (not if its reader left: `| head`)."""
+    from dcctl.report.console import (
+        discard_stdout,
+        print_error,
+        print_json,
+        print_notice,
+        print_run,
+    )
+
+    run_dir = str(step_run.run_dir) if step_run.run_saved else None
+    try:
+        if options.json:
+            print_json(step_run.document)
+            if stopped_by is not None:
+                where = f"; the partial run is in {run_dir}" if run_dir else ""
+                print_notice(f"interrupted by {stopped_by}{where}")
+        else:
+            print_run(
+                step_run.document,
+                run_dir,
+                only_problems=options.quiet,
+                detail=options.verbose,
+                stopped_by=stopped_by,
+            )
+    except BrokenPipeError:
+        discard_stdout()  # the reader had what it wanted
+    except OSError as exc:
+        discard_stdout()
+        print_error(f"cannot write the output: {exc.strerror or exc}")
+        return False
+    return True
+
+
+def _report_unsaved(step_run: StepRun) -> None:
+    """One line: which path could not be written, and what to do about it."""
+    from dcctl.report.console import print_error
+
+    error = step_run.save_error
+    if error is None:
+        return
+    if step_run.run_saved:
+        what = "run.json holds every result, but not every host file was written"
+    else:
+        what = "the results are printed but not saved"
+    fix = f"{error.remedy}, or use --state-dir DIR" if error.remedy else "use --state-dir DIR"
+    print_error(f"{error}; {what} ({fix})")

@@ -1,4 +1,4 @@
-"""Runs one node task on many hosts: bounded concurrency, per-host deadlines, Ctrl-C handling.
+"""Runs one node task on many hosts: bounded concurrency, per-host deadlines, stop signals.
 
 A host's failure is a value in its outcome, never an exception that stops the other hosts.
 Hosts run on a thread pool in this process, or, for SSH hosts past a few hundred, in worker
@@ -8,6 +8,7 @@ processes (pool.py); either way their outcomes land here, in the caller's thread
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import queue
 import resource
 import signal
@@ -15,10 +16,11 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
+from types import FrameType
 from typing import TYPE_CHECKING, Any
 
 from dcctl.fleet.frames import Landed, StepDone, StepRequest, WorkerExited
-from dcctl.fleet.outcome import FleetOptions, FleetRun, HostOutcome
+from dcctl.fleet.outcome import STOP_SIGNALS, FleetOptions, FleetRun, HostOutcome, StopRequest
 from dcctl.fleet.runtime import run_task
 from dcctl.inventory.model import Host
 from dcctl.transport.base import POLL_INTERVAL_S, ErrorKind, HostError, Transport, holding
@@ -27,9 +29,10 @@ if TYPE_CHECKING:
     from dcctl.fleet.pool import Inbox, WorkerPool
     from dcctl.transport.ssh import SshContext
 
-__all__ = ["Fleet", "FleetOptions", "FleetRun", "HostOutcome"]
+__all__ = ["STOP_SIGNALS", "Fleet", "FleetOptions", "FleetRun", "HostOutcome", "StopRequest"]
 
-# After Ctrl-C, hosts still running get this long to notice before they are written off.
+# After a stop (Ctrl-C, SIGTERM, SIGHUP), hosts still running get this long to notice before
+# they are written off.
 INTERRUPT_GRACE_S = 4.0
 # Hosts still connecting (TCP, SSH banner, key exchange, auth) hold no --forks slot, up to this
 # many per slot: a silent host waits out its connect timeout beside the working ones, so a few
@@ -42,6 +45,7 @@ IN_PROCESS = 0
 
 OutcomeCallback = Callable[[HostOutcome], None]
 ParamsFor = Callable[[Host], dict[str, Any]]
+SignalHandler = Callable[[int, FrameType | None], Any] | int | None
 
 
 def _raise_open_file_limit() -> None:
@@ -53,46 +57,90 @@ def _raise_open_file_limit() -> None:
         resource.setrlimit(resource.RLIMIT_NOFILE, (wanted, hard))
 
 
-@contextlib.contextmanager
-def _ctrl_c_sets(flag: threading.Event) -> Iterator[None]:
-    """While a step runs, Ctrl-C sets `flag` instead of raising where it lands: raised in the
-    middle of recording a host's result, it would lose that host.
+def handle_stop_signals(stop: StopRequest, keep_ignored: bool = True) -> dict[int, SignalHandler]:
+    """From now on SIGINT, SIGTERM and SIGHUP set `stop` instead of raising where they land or
+    killing the process: either would lose what is being saved at that moment (a host's result,
+    the run document). Returns the handlers replaced.
 
-    Only the main thread may set signal handlers; elsewhere Ctrl-C stays the caller's business.
+    With `keep_ignored`, a signal the process started with ignored stays ignored: SIGINT in a
+    run started in the background by a shell (a Ctrl-C meant for the foreground job), SIGHUP
+    under nohup. Only the main thread may set handlers; elsewhere the signals stay the
+    caller's business.
     """
-    inherited = signal.getsignal(signal.SIGINT)
-    # Ignored when started in the background by a shell: a Ctrl-C meant for the foreground
-    # job must not stop this run either.
-    if threading.current_thread() is not threading.main_thread() or inherited == signal.SIG_IGN:
-        yield
-        return
-    previous = signal.signal(signal.SIGINT, lambda _signum, _frame: flag.set())
+    replaced: dict[int, SignalHandler] = {}
+    if threading.current_thread() is not threading.main_thread():
+        return replaced
+    for signum in STOP_SIGNALS:
+        if keep_ignored and signal.getsignal(signum) == signal.SIG_IGN:
+            continue
+        replaced[signum] = signal.signal(signum, lambda number, _frame: stop.request(number))
+    return replaced
+
+
+@contextlib.contextmanager
+def stop_signals_set(stop: StopRequest) -> Iterator[None]:
+    """handle_stop_signals() while inside; after a stop, the signals stay ignored."""
+    replaced = handle_stop_signals(stop)
     try:
         yield
     finally:
-        # After a Ctrl-C, a second one must not cut short the saving of what the first kept.
-        restored = previous if previous is not None else signal.default_int_handler
-        signal.signal(signal.SIGINT, signal.SIG_IGN if flag.is_set() else restored)
+        for signum, handler in replaced.items():
+            # After a stop, a second signal must not cut short the saving of what the first kept.
+            restored = handler if handler is not None else signal.SIG_DFL
+            signal.signal(signum, signal.SIG_IGN if stop.is_set() else restored)
+
+
+@contextlib.contextmanager
+def stop_signals_deferred() -> Iterator[None]:
+    """A stop signal that comes while inside (in this thread) waits until it is left.
+
+    For writes that must go out whole: a signal landing in a blocked write to a pipe can cut
+    it short without a word (CPython's buffered writer then returns a short count, which a
+    text stream drops).
+    """
+    held = signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, held)
 
 
 class _Step:
     """One run() call: which hosts are still owed an outcome, and who runs them."""
 
-    def __init__(self, number: int, hosts: Sequence[Host], on_outcome: OutcomeCallback) -> None:
+    def __init__(
+        self,
+        number: int,
+        hosts: Sequence[Host],
+        on_outcome: OutcomeCallback,
+        stop: StopRequest,
+        stopped_worker: Callable[[int], int | None],
+    ) -> None:
         self.number = number
         self.waiting: dict[str, Host] = {host.name: host for host in hosts}
         self.by_worker: dict[int, list[str]] = {}
         # Workers that have not said the step is over: the run waits for them too, so that
         # the end-of-run EOF never reaches a worker still winding a step down.
         self.busy_workers: set[int] = set()
-        self.interrupted = False
-        # Hosts this process runs: after a Ctrl-C, those never started are written off at once.
+        # Hosts this process runs: after a stop, those never started are written off at once.
         self.queued: dict[str, Future[HostOutcome]] = {}
         self._on_outcome = on_outcome
+        self._stop = stop
+        # The stop signal a worker process died of, by pid; None if it died of anything else.
+        self._stopped_worker = stopped_worker
 
     def land(self, outcome: HostOutcome) -> None:
         if self.waiting.pop(outcome.host.name, None) is not None:
-            self._on_outcome(outcome)
+            self._on_outcome(self._after_stop(outcome))
+
+    def _after_stop(self, outcome: HostOutcome) -> HostOutcome:
+        """A task that broke after the run was stopped most likely broke of the stop: systemd
+        sends SIGTERM to every process of its unit, node tasks on this machine included."""
+        error = outcome.error
+        if error is None or error.kind != "runtime" or not self._stop.is_set():
+            return outcome
+        message = f"interrupted by {self._stop.reason} while this host ran ({error.message})"
+        return dataclasses.replace(outcome, error=HostError("interrupted", message))
 
     def write_off(self, names: Sequence[str], kind: ErrorKind, message: str) -> None:
         for name in names:
@@ -100,26 +148,32 @@ class _Step:
             if host is not None:
                 self.land(HostOutcome(host, None, HostError(kind, message), 0.0))
 
+    def interrupt(self, names: Sequence[str], when: str = "before this host ran") -> None:
+        self.write_off(names, "interrupted", f"interrupted by {self._stop.reason} {when}")
+
     def receive(self, source: int, message: object) -> None:
         if isinstance(message, Landed) and message.step == self.number:
             self.land(message.outcome)
         elif isinstance(message, StepDone) and message.step == self.number:
             self.busy_workers.discard(source)
             # Only an interrupted worker ends a step with hosts unreported.
-            self.write_off(
-                self.by_worker.get(source, []), "interrupted", "interrupted before this host ran"
-            )
+            self.interrupt(self.by_worker.get(source, []))
         elif isinstance(message, WorkerExited):
             self.busy_workers.discard(source)
-            if self.interrupted:  # stopped before it could set up its own Ctrl-C handling
+            names = self.by_worker.get(source, [])
+            signum = self._stopped_worker(source)
+            if self._stop.is_set():  # stopped before it could report, or before it could start
+                self.interrupt(names, when="before this host finished")
+            elif signum is not None:  # stopped alone: by a person, or by systemd first
                 self.write_off(
-                    self.by_worker.get(source, []),
+                    names,
                     "interrupted",
-                    "interrupted before this host ran",
+                    "the controller's SSH worker process for this host was stopped by "
+                    f"{signal.Signals(signum).name}",
                 )
             else:
                 self.write_off(
-                    self.by_worker.get(source, []),
+                    names,
                     "runtime",
                     f"the controller's SSH worker process for this host exited ({message.detail})",
                 )
@@ -128,13 +182,17 @@ class _Step:
 class Fleet:
     """Holds one connection per host for the whole run, so later steps reuse it.
 
-    A Ctrl-C ends the run: after an interrupted step, every later one reports its hosts
-    interrupted without contacting them.
+    A stop ends the run: after a stopped step, every later one reports its hosts interrupted
+    without contacting them. Given a `stop`, the caller receives the stop signals and sets it
+    (for the whole command, from before the first step to after the last output); without one,
+    each step sets up the signals itself while it runs.
     """
 
-    def __init__(self, options: FleetOptions) -> None:
+    def __init__(self, options: FleetOptions, stop: StopRequest | None = None) -> None:
         _raise_open_file_limit()
         self._options = options
+        self._stop = stop if stop is not None else StopRequest()
+        self._own_signals = stop is None
         self._cancel = threading.Event()
         self._transports: dict[str, Transport] = {}
         self._lock = threading.Lock()
@@ -161,16 +219,14 @@ class Fleet:
     ) -> FleetRun:
         """Run `task` on every host; `on_outcome` is called in this thread as each one lands."""
         self._steps += 1
-        step = _Step(self._steps, hosts, on_outcome)
-        fleet_run = FleetRun()
+        step = _Step(self._steps, hosts, on_outcome, self._stop, self._stopped_worker)
+        if self._stop.is_set():  # stopped before this step, or an earlier one was: the run is over
+            self._cancel.set()
+            step.interrupt(list(step.waiting))
+            return FleetRun(interrupted=True)
         threads = max(1, self._options.forks) * (1 + CONNECTING_PER_FORK)
         executor = ThreadPoolExecutor(max_workers=max(1, min(threads, len(hosts))))
-        if self._cancel.is_set():  # an earlier step was interrupted: the run is over
-            fleet_run.interrupted = True
-            step.write_off(list(step.waiting), "interrupted", "interrupted before this host ran")
-            return fleet_run
-        stop = threading.Event()
-        with _ctrl_c_sets(stop):
+        with stop_signals_set(self._stop) if self._own_signals else contextlib.nullcontext():
             pool = self._worker_pool(hosts)
             for host in hosts:
                 if pool is None or host.connection == "local":
@@ -179,15 +235,17 @@ class Fleet:
                     step.queued[host.name] = future
             if pool is not None:
                 self._send_to_workers(pool, step, hosts, task, params_for, timeout_s)
-            while (step.waiting or step.busy_workers) and not stop.is_set():
+            while (step.waiting or step.busy_workers) and not self._stop.is_set():
                 with contextlib.suppress(queue.Empty):
                     step.receive(*self._inbox.get(timeout=POLL_INTERVAL_S))
-            if stop.is_set():
+            if self._stop.is_set():
                 self._interrupt(executor, step)
             executor.shutdown(wait=False, cancel_futures=True)
-        # Also a Ctrl-C that came as the last host landed: the user asked to stop.
-        fleet_run.interrupted = stop.is_set()
-        return fleet_run
+        # Also a stop that came as the last host landed: the user asked to stop.
+        return FleetRun(interrupted=self._stop.is_set())
+
+    def _stopped_worker(self, pid: int) -> int | None:
+        return None if self._pool is None else self._pool.stop_signal_of(pid)
 
     def _landed_here(self, step: int, future: Future[HostOutcome]) -> None:
         if not future.cancelled():
@@ -232,12 +290,10 @@ class Fleet:
 
     def _interrupt(self, executor: ThreadPoolExecutor, step: _Step) -> None:
         self._cancel.set()
-        step.interrupted = True
         executor.shutdown(wait=False, cancel_futures=True)
-        never_started = [name for name, future in step.queued.items() if future.cancelled()]
-        step.write_off(never_started, "interrupted", "interrupted before this host ran")
+        step.interrupt([name for name, future in step.queued.items() if future.cancelled()])
         if self._pool is not None:
-            self._pool.interrupt()
+            self._pool.interrupt(self._stop.signum or signal.SIGINT)
         with self._lock:
             transports = list(self._transports.values())
         for transport in transports:
@@ -249,7 +305,7 @@ class Fleet:
                 step.receive(*self._inbox.get(timeout=left))
             except queue.Empty:
                 break
-        step.write_off(list(step.waiting), "interrupted", "interrupted before this host ran")
+        step.interrupt(list(step.waiting), when="before this host finished")
 
     def _run_one(
         self, host: Host, task: str, params: dict[str, Any], timeout_s: float

@@ -23,7 +23,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from dcctl.fleet.frames import StepRequest, WorkerExited, WorkerInit, read_frame, write_frame
-from dcctl.fleet.outcome import AUTO_WORKERS, FleetOptions
+from dcctl.fleet.outcome import AUTO_WORKERS, STOP_SIGNALS, FleetOptions
 
 # Below this many SSH hosts per worker, starting a worker (an interpreter that imports
 # paramiko, ~0.3 s of CPU) costs more than it saves.
@@ -68,21 +68,31 @@ def worker_count(requested: int, ssh_hosts: int, cpus: int) -> int:
 
 
 class WorkerProcess:
-    """One worker: a child interpreter in a session of its own, so a Ctrl-C at the terminal
-    reaches only the controller, which then stops each worker exactly once."""
+    """One worker: a child interpreter in a session of its own, so a Ctrl-C at the terminal (or
+    a SIGHUP when it closes) reaches only the controller, which then stops each worker exactly
+    once. systemd's SIGTERM reaches every process of its unit, workers too: they take it as the
+    controller's stop (worker.py)."""
 
     def __init__(self, index: int, options: FleetOptions, inbox: Inbox) -> None:
         self.index = index
         self.alive = True
         # Closed in close(): it lives as long as the worker.
         self._stderr = tempfile.TemporaryFile()  # noqa: SIM115
-        self._proc = subprocess.Popen(
-            [sys.executable, "-c", _BOOT, str(_PACKAGE_ROOT)],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=self._stderr,
-            start_new_session=True,
-        )
+        # Started with the stop signals blocked (a child inherits the signal mask): systemd
+        # stopping a unit sends SIGTERM to every process in it, and a worker still starting up
+        # must not die of it unheard. worker.main unblocks them once its handlers are set; a
+        # signal that came meanwhile lands then, and stops its step as the controller's would.
+        unblocked = signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
+        try:
+            self._proc = subprocess.Popen(
+                [sys.executable, "-c", _BOOT, str(_PACKAGE_ROOT)],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=self._stderr,
+                start_new_session=True,
+            )
+        finally:
+            signal.pthread_sigmask(signal.SIG_SETMASK, unblocked)
         self.pid = self._proc.pid
         self._reader = threading.Thread(
             target=self._read, args=(inbox,), name=f"dcctl-worker-{index}", daemon=True
@@ -94,6 +104,12 @@ class WorkerProcess:
     def exit_code(self) -> int | None:
         return self._proc.returncode
 
+    @property
+    def stop_signal(self) -> int | None:
+        """The stop signal (SIGINT, SIGTERM, SIGHUP) this worker died of, if it died of one."""
+        code = self._proc.returncode
+        return -code if code is not None and -code in STOP_SIGNALS else None
+
     def send(self, message: StepRequest | WorkerInit) -> bool:
         """False when the worker is gone; its reader reports why."""
         try:
@@ -104,10 +120,11 @@ class WorkerProcess:
             self.alive = False
             return False
 
-    def interrupt(self) -> None:
+    def interrupt(self, signum: int = signal.SIGINT) -> None:
+        """Stop the step in flight: any of the stop signals does (worker.py)."""
         # Through Popen: it never signals a pid already reaped (and perhaps reused).
         with contextlib.suppress(ProcessLookupError):
-            self._proc.send_signal(signal.SIGINT)
+            self._proc.send_signal(signum)
 
     def request_exit(self) -> None:
         """The worker sees EOF, closes its connections and exits."""
@@ -192,9 +209,14 @@ class WorkerPool:
         """None for a worker still running; negative for one killed by that signal."""
         return [worker.exit_code for worker in self._workers]
 
-    def interrupt(self) -> None:
+    def stop_signal_of(self, pid: int) -> int | None:
+        """The stop signal the worker `pid` of this pool died of, if it died of one."""
+        return next((w.stop_signal for w in self._workers if w.pid == pid), None)
+
+    def interrupt(self, signum: int = signal.SIGINT) -> None:
+        """Passed on as the controller got it, so the hosts' messages name the signal sent."""
         for worker in self._workers:
-            worker.interrupt()
+            worker.interrupt(signum)
 
     def close(self) -> None:
         for worker in self._workers:  # all told first, so they wind down together

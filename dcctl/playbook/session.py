@@ -1,5 +1,8 @@
 """One step of a run, end to end: fan out a node task, judge each payload, store each host's
-result the moment it lands, and build the run document."""
+result the moment it lands, and build the run document.
+
+A state dir that cannot take the run's files does not stop the run: the results are still
+measured and returned, with the first write that failed."""
 
 from __future__ import annotations
 
@@ -15,7 +18,7 @@ from dcctl.fleet.executor import Fleet
 from dcctl.fleet.outcome import HostOutcome
 from dcctl.inventory.model import Host
 from dcctl.results.document import RunMeta, host_document, run_document
-from dcctl.results.store import RunStore, new_run_id
+from dcctl.results.store import RunStore, SaveError, new_run_id
 from dcctl.transport.base import HostError
 
 Evaluator = Callable[[Host, dict[str, Any]], list[Result]]
@@ -36,6 +39,10 @@ class StepSpec:
 class StepRun:
     document: dict[str, Any]
     run_dir: Path
+    # The first of the run's files that could not be written, if any.
+    save_error: SaveError | None = None
+    # run.json is in run_dir (then the run can be read back, whatever else failed).
+    run_saved: bool = True
 
 
 def run_step(
@@ -69,8 +76,8 @@ def run_step(
                 )
                 outcome = dataclasses.replace(outcome, error=error)
         document = host_document(outcome, facts, results)
-        store.write_host(outcome.host.name, document)
         documents[outcome.host.name] = document
+        store.write_host(outcome.host.name, document)  # a failure is kept in store.error
         on_progress(outcome.host.name, document["status"])
 
     fleet_run = fleet.run(hosts, spec.task, spec.params_for, spec.timeout_s, record)
@@ -79,4 +86,9 @@ def run_step(
         meta, ordered, fleet_run.interrupted, finished_at=datetime.now(timezone.utc)
     )
     store.write_run(document)
-    return StepRun(document=document, run_dir=store.run_dir)
+    return StepRun(
+        document=document,
+        run_dir=store.run_dir,
+        save_error=store.error,
+        run_saved=store.run_saved,
+    )

@@ -3,7 +3,10 @@ human text when --json owns stdout."""
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import json
+import os
 import sys
 from collections.abc import Sequence
 from typing import Any
@@ -28,16 +31,25 @@ _STATUS_ORDER = {"failed": 0, "error": 1, "passed": 2}
 _FINDING_ORDER = {"fail": 0, "error": 1, "warn": 2}
 
 
+class _Console(Console):
+    def on_broken_pipe(self) -> None:
+        """rich's own answer to a reader that left (`| head`) is exit code 1, which reads as
+        "a check failed": the caller decides instead."""
+        raise BrokenPipeError(errno.EPIPE, os.strerror(errno.EPIPE))
+
+
 def stdout_console() -> Console:
-    return Console(highlight=False, soft_wrap=False)
+    return _Console(highlight=False, soft_wrap=False)
 
 
 def stderr_console() -> Console:
-    return Console(stderr=True, highlight=False)
+    return _Console(stderr=True, highlight=False)
 
 
 def print_json(document: Any) -> None:
+    """Raises OSError if stdout cannot take it all (flushed here, not at exit, to know)."""
     sys.stdout.write(json.dumps(document, indent=2) + "\n")
+    sys.stdout.flush()
 
 
 def print_table(title: str | None, columns: Sequence[str], rows: Sequence[Sequence[str]]) -> None:
@@ -51,12 +63,38 @@ def print_table(title: str | None, columns: Sequence[str], rows: Sequence[Sequen
 
 
 def print_error(message: str) -> None:
-    stderr_console().print(Text(f"dcctl: error: {message}", style="bold red"))
+    _print_stderr(Text(f"dcctl: error: {message}", style="bold red"))
+
+
+def print_notice(message: str) -> None:
+    _print_stderr(Text(f"dcctl: {message}", style="bold yellow"))
+
+
+def _print_stderr(text: Text) -> None:
+    # A terminal that closed (SIGHUP) fails every write: there is no one left to tell.
+    with contextlib.suppress(OSError):
+        stderr_console().print(text, soft_wrap=True)  # one line, however long
+
+
+def discard_stdout() -> None:
+    """After stdout failed (a closed pipe or terminal, a full disk under `> file`), send what
+    is still buffered for it, and any later output, nowhere: the flush at exit would fail
+    again, with a traceback and exit code 120."""
+    with contextlib.suppress(OSError):
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
 
 
 def print_run(
-    document: dict[str, Any], run_dir: str, only_problems: bool = False, detail: bool = False
+    document: dict[str, Any],
+    run_dir: str | None,
+    only_problems: bool = False,
+    detail: bool = False,
+    stopped_by: str | None = None,
 ) -> None:
+    """The hosts table and a summary line; `run_dir` None: the run was not saved. Raises
+    OSError if stdout cannot be written."""
     table = Table(show_lines=False)
     # Name and status are never cut; the rest fold so nothing is hidden on a narrow terminal.
     table.add_column("Host", no_wrap=True)
@@ -80,7 +118,7 @@ def print_run(
     if detail:
         for host in hosts:
             console.print(_results_table(host))
-    console.print(_summary_line(document, run_dir))
+    console.print(_summary_line(document, run_dir, stopped_by))
 
 
 def _results_table(host: dict[str, Any]) -> Table:
@@ -116,7 +154,7 @@ def _findings(host: dict[str, Any]) -> Text:
     return text
 
 
-def _summary_line(document: dict[str, Any], run_dir: str) -> Text:
+def _summary_line(document: dict[str, Any], run_dir: str | None, stopped_by: str | None) -> Text:
     summary = document["summary"]
     line = Text(f"{summary['hosts']} host(s): ")
     line.append(f"{summary['passed']} passed", style="green")
@@ -126,6 +164,10 @@ def _summary_line(document: dict[str, Any], run_dir: str) -> Text:
     line.append(f"{summary['error']} error", style="yellow" if summary["error"] else "")
     line.append(f", {summary['warnings']} warning(s)")
     if document["status"] == "interrupted":
-        line.append(" (interrupted)", style="bold yellow")
-    line.append(f"  run {document['run_id']} in {run_dir}", style="dim")
+        by = f" by {stopped_by}" if stopped_by else ""
+        line.append(f" (interrupted{by})", style="bold yellow")
+    if run_dir is None:
+        line.append(f"  run {document['run_id']} not saved", style="bold red")
+    else:
+        line.append(f"  run {document['run_id']} in {run_dir}", style="dim")
     return line

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import sys
 from types import TracebackType
 
@@ -34,7 +35,9 @@ class HostProgress:
         exc: BaseException | None,
         traceback: TracebackType | None,
     ) -> None:
-        self._progress.stop()
+        # A terminal closed under the run (SIGHUP) fails the last redraw; the run goes on.
+        with contextlib.suppress(OSError):
+            self._progress.stop()
 
     def host_done(self, host_name: str, status: str) -> None:
         self._progress.update(self._task, advance=1, last=f"{host_name}: {status}")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -15,8 +16,23 @@ SCHEMA_ID = "dcctl.run/1"
 
 EXIT_OK = 0
 EXIT_FAILED = 1
+# 2, usage or input error (nothing was run), is errors.InputError's.
 EXIT_HOST_ERROR = 3
-EXIT_INTERRUPTED = 130
+# The hosts ran and their results were shown as far as the output allowed, but the run could
+# not be saved under the state dir (full disk, read-only, no permission, a path through a
+# file), or the output itself could not be written (a full disk under `> file`).
+EXIT_NOT_SAVED = 4
+# Stopped before the end: the partial run is kept. The shell's 128 + signal number, so a script
+# tells a person's Ctrl-C (SIGINT) from `timeout`, `kill` or systemd (SIGTERM) and from a
+# terminal that closed (SIGHUP).
+EXIT_HANGUP = 128 + signal.SIGHUP  # 129
+EXIT_INTERRUPTED = 128 + signal.SIGINT  # 130
+EXIT_TERMINATED = 128 + signal.SIGTERM  # 143
+_STOPPED_EXITS: dict[int, int] = {
+    signal.SIGHUP: EXIT_HANGUP,
+    signal.SIGINT: EXIT_INTERRUPTED,
+    signal.SIGTERM: EXIT_TERMINATED,
+}
 
 
 @dataclass(frozen=True)
@@ -98,12 +114,26 @@ def run_document(
     }
 
 
-def exit_code(document: dict[str, Any], strict: bool = False) -> int:
+def exit_code(
+    document: dict[str, Any],
+    strict: bool = False,
+    stop_signal: int | None = None,
+    saved: bool = True,
+) -> int:
+    """The process's exit code for a run: a stopped run's signal first, then a failed check,
+    then a run that could not be saved, then a host that could not be evaluated."""
     summary = document["summary"]
     if document["status"] == "interrupted":
-        return EXIT_INTERRUPTED
+        return stopped_exit_code(stop_signal)
     if summary["failed"] or (strict and summary["warnings"]):
         return EXIT_FAILED
+    if not saved:
+        return EXIT_NOT_SAVED
     if summary["error"]:
         return EXIT_HOST_ERROR
     return EXIT_OK
+
+
+def stopped_exit_code(stop_signal: int | None) -> int:
+    """130 for SIGINT (and a stop of unknown cause), 143 for SIGTERM, 129 for SIGHUP."""
+    return _STOPPED_EXITS.get(stop_signal or signal.SIGINT, EXIT_INTERRUPTED)

@@ -5,11 +5,24 @@ from __future__ import annotations
 import os
 import signal
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
+import pytest
+
 from dcctl.fleet.executor import Fleet
-from dcctl.fleet.outcome import FleetOptions, HostOutcome
+from dcctl.fleet.outcome import STOP_SIGNALS, FleetOptions, HostOutcome
 from dcctl.inventory.model import Host
+
+
+@pytest.fixture(autouse=True)
+def _stop_signals_restored() -> Iterator[None]:
+    """An interrupted step leaves SIGINT, SIGTERM and SIGHUP ignored; later tests, and the
+    processes they start (which inherit an ignored signal), must not be left with that."""
+    saved = {signum: signal.getsignal(signum) for signum in STOP_SIGNALS}
+    yield
+    for signum, handler in saved.items():
+        signal.signal(signum, handler)
 
 
 def test_ctrl_c_while_a_result_is_being_recorded_loses_no_host(tmp_path: Path) -> None:

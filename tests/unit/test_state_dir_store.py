@@ -1,0 +1,147 @@
+"""A state dir that cannot take the run's files: the run goes on, the failure is kept and named.
+
+Tests run as root, where permission bits stop no write: the read-only and full file systems
+are real tmpfs mounts (skipped where mounting is not permitted).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import subprocess
+from collections.abc import Iterator
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from dcctl.fleet.outcome import FleetRun, HostOutcome
+from dcctl.inventory.model import Host
+from dcctl.playbook.session import StepSpec, run_step
+from dcctl.results.document import (
+    EXIT_FAILED,
+    EXIT_HOST_ERROR,
+    EXIT_NOT_SAVED,
+    EXIT_OK,
+    EXIT_TERMINATED,
+    RunMeta,
+    exit_code,
+    run_document,
+)
+from dcctl.results.store import RunStore
+
+STARTED = datetime(2026, 11, 28, 13, 35, 1, tzinfo=timezone.utc)
+RUN_ID = "20261128T133501Z-check-abcd"
+
+
+@contextlib.contextmanager
+def tmpfs(path: Path, options: str) -> Iterator[Path]:
+    path.mkdir(parents=True, exist_ok=True)
+    mounted = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(path)],
+        capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here (needs root): {mounted.stderr.strip()}")
+    try:
+        yield path
+    finally:
+        subprocess.run(["umount", "-l", str(path)], check=False)
+
+
+def fill(directory: Path) -> Path:
+    """Write a file until the file system is full; returns it (delete it to free the space)."""
+    filler = directory / "filler"
+    with filler.open("wb", buffering=0) as out:
+        try:
+            while True:
+                out.write(b"\0" * 4096)
+        except OSError as exc:
+            assert exc.errno == errno.ENOSPC
+    return filler
+
+
+def test_a_state_dir_through_a_file_is_named_and_nothing_raises(tmp_path: Path) -> None:
+    blocker = tmp_path / "not-a-dir"
+    blocker.write_text("")
+    store = RunStore(blocker / "state", RUN_ID)
+    assert store.write_host("gpu001", {"name": "gpu001"}) is None
+    assert store.write_run({}) is None
+    assert not store.run_saved
+    assert store.error is not None
+    assert str(store.error) == (
+        f"cannot create {blocker / 'state'}: {blocker} is a file, not a directory"
+    )
+    assert store.error.remedy == "move that file away"
+
+
+def test_a_read_only_state_dir_is_named_with_its_fix(tmp_path: Path) -> None:
+    with tmpfs(tmp_path / "ro", "ro,size=64k") as read_only:
+        store = RunStore(read_only / "state", RUN_ID)
+        assert store.write_run({}) is None
+    assert store.error is not None
+    assert str(store.error) == f"cannot write {read_only / 'state'}: Read-only file system"
+    assert store.error.remedy == "make it writable"
+
+
+def test_a_disk_that_fills_mid_run_keeps_the_first_failure_and_saves_what_it_can(
+    tmp_path: Path,
+) -> None:
+    with tmpfs(tmp_path / "small", "size=64k") as small:
+        store = RunStore(small / "state", RUN_ID)
+        assert store.write_host("first", {"name": "first"}) is not None
+        filler = fill(small)
+        assert store.write_host("second", {"name": "second", "pad": "x" * 8192}) is None
+        filler.unlink()  # space comes back: later files are written again
+        assert store.write_run({"hosts": ["first", "second"]}) is not None
+        hosts = sorted(p.name for p in (store.run_dir / "hosts").iterdir())
+    assert store.error is not None
+    assert store.error.path == store.run_dir / "hosts" / "second.json"
+    assert store.error.remedy == "free space there"
+    assert "No space left on device" in str(store.error)
+    assert store.run_saved
+    assert hosts == ["first.json"]  # no temporary file left behind
+
+
+class _LandEveryHost:
+    """A fleet whose hosts all answer at once with an empty payload."""
+
+    def run(
+        self, hosts: Any, task: str, params_for: Any, timeout_s: float, on_outcome: Any
+    ) -> FleetRun:
+        for host in hosts:
+            on_outcome(HostOutcome(host, {}, None, 0.1))
+        return FleetRun()
+
+
+def test_a_run_that_cannot_be_saved_still_returns_every_result(tmp_path: Path) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    hosts = [Host(name=f"h{i}", address="10.0.0.1") for i in range(3)]
+    spec = StepSpec("check", "facts", lambda _h: {}, lambda _h, _f: [], 60.0)
+    landed: list[str] = []
+    step = run_step(
+        spec, hosts, "inv.yaml", blocker, _LandEveryHost(),  # type: ignore[arg-type]
+        lambda name, _status: landed.append(name),
+    )  # fmt: skip
+    assert [h["name"] for h in step.document["hosts"]] == ["h0", "h1", "h2"]
+    assert landed == ["h0", "h1", "h2"]
+    assert step.save_error is not None and not step.run_saved
+    assert exit_code(step.document, saved=False) == EXIT_NOT_SAVED
+
+
+def _document(status: str, **counts: int) -> dict[str, Any]:
+    meta = RunMeta(RUN_ID, "check", "inv.yaml", STARTED)
+    document = run_document(meta, [], status == "interrupted", STARTED)
+    document["summary"].update(counts)
+    return document
+
+
+def test_not_saved_is_its_own_exit_code_below_a_failure_and_a_stop() -> None:
+    assert exit_code(_document("passed"), saved=False) == EXIT_NOT_SAVED == 4
+    assert exit_code(_document("error", error=1), saved=False) == EXIT_NOT_SAVED
+    assert exit_code(_document("error", error=1)) == EXIT_HOST_ERROR
+    assert exit_code(_document("failed", failed=1), saved=False) == EXIT_FAILED
+    assert exit_code(_document("interrupted"), stop_signal=15, saved=False) == EXIT_TERMINATED
+    assert exit_code(_document("passed")) == EXIT_OK
