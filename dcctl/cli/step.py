@@ -14,8 +14,9 @@ import os
 import sys
 
 from dcctl.cli.options import GlobalOptions
-from dcctl.fleet.executor import Fleet, stop_signals_deferred, stop_signals_set
-from dcctl.fleet.outcome import FleetOptions, StopRequest
+from dcctl.fleet.executor import Fleet
+from dcctl.fleet.outcome import FleetOptions
+from dcctl.fleet.signals import StopRequest, stop_signals_deferred, stop_signals_set
 from dcctl.inventory import load_inventory, select_hosts
 from dcctl.playbook.session import StepRun, StepSpec, run_step
 from dcctl.results.document import exit_code

@@ -14,14 +14,14 @@ import resource
 import signal
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from types import FrameType
 from typing import TYPE_CHECKING, Any
 
 from dcctl.fleet.frames import Landed, StepDone, StepRequest, WorkerExited
-from dcctl.fleet.outcome import STOP_SIGNALS, FleetOptions, FleetRun, HostOutcome, StopRequest
+from dcctl.fleet.outcome import FleetOptions, FleetRun, HostOutcome
 from dcctl.fleet.runtime import run_task
+from dcctl.fleet.signals import StopRequest, stop_signals_set
 from dcctl.inventory.model import Host
 from dcctl.transport.base import POLL_INTERVAL_S, ErrorKind, HostError, Transport, holding
 
@@ -29,7 +29,7 @@ if TYPE_CHECKING:
     from dcctl.fleet.pool import Inbox, WorkerPool
     from dcctl.transport.ssh import SshContext
 
-__all__ = ["STOP_SIGNALS", "Fleet", "FleetOptions", "FleetRun", "HostOutcome", "StopRequest"]
+__all__ = ["Fleet", "FleetOptions", "FleetRun", "HostOutcome"]
 
 # After a stop (Ctrl-C, SIGTERM, SIGHUP), hosts still running get this long to notice before
 # they are written off.
@@ -45,7 +45,6 @@ IN_PROCESS = 0
 
 OutcomeCallback = Callable[[HostOutcome], None]
 ParamsFor = Callable[[Host], dict[str, Any]]
-SignalHandler = Callable[[int, FrameType | None], Any] | int | None
 
 
 def _raise_open_file_limit() -> None:
@@ -55,54 +54,6 @@ def _raise_open_file_limit() -> None:
     wanted = 65536 if hard == resource.RLIM_INFINITY else hard
     if soft != resource.RLIM_INFINITY and soft < wanted:
         resource.setrlimit(resource.RLIMIT_NOFILE, (wanted, hard))
-
-
-def handle_stop_signals(stop: StopRequest, keep_ignored: bool = True) -> dict[int, SignalHandler]:
-    """From now on SIGINT, SIGTERM and SIGHUP set `stop` instead of raising where they land or
-    killing the process: either would lose what is being saved at that moment (a host's result,
-    the run document). Returns the handlers replaced.
-
-    With `keep_ignored`, a signal the process started with ignored stays ignored: SIGINT in a
-    run started in the background by a shell (a Ctrl-C meant for the foreground job), SIGHUP
-    under nohup. Only the main thread may set handlers; elsewhere the signals stay the
-    caller's business.
-    """
-    replaced: dict[int, SignalHandler] = {}
-    if threading.current_thread() is not threading.main_thread():
-        return replaced
-    for signum in STOP_SIGNALS:
-        if keep_ignored and signal.getsignal(signum) == signal.SIG_IGN:
-            continue
-        replaced[signum] = signal.signal(signum, lambda number, _frame: stop.request(number))
-    return replaced
-
-
-@contextlib.contextmanager
-def stop_signals_set(stop: StopRequest) -> Iterator[None]:
-    """handle_stop_signals() while inside; after a stop, the signals stay ignored."""
-    replaced = handle_stop_signals(stop)
-    try:
-        yield
-    finally:
-        for signum, handler in replaced.items():
-            # After a stop, a second signal must not cut short the saving of what the first kept.
-            restored = handler if handler is not None else signal.SIG_DFL
-            signal.signal(signum, signal.SIG_IGN if stop.is_set() else restored)
-
-
-@contextlib.contextmanager
-def stop_signals_deferred() -> Iterator[None]:
-    """A stop signal that comes while inside (in this thread) waits until it is left.
-
-    For writes that must go out whole: a signal landing in a blocked write to a pipe can cut
-    it short without a word (CPython's buffered writer then returns a short count, which a
-    text stream drops).
-    """
-    held = signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
-    try:
-        yield
-    finally:
-        signal.pthread_sigmask(signal.SIG_SETMASK, held)
 
 
 class _Step:

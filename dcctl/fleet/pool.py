@@ -23,7 +23,8 @@ from dataclasses import replace
 from pathlib import Path
 
 from dcctl.fleet.frames import StepRequest, WorkerExited, WorkerInit, read_frame, write_frame
-from dcctl.fleet.outcome import AUTO_WORKERS, STOP_SIGNALS, FleetOptions
+from dcctl.fleet.outcome import AUTO_WORKERS, FleetOptions
+from dcctl.fleet.signals import STOP_SIGNALS
 
 # Below this many SSH hosts per worker, starting a worker (an interpreter that imports
 # paramiko, ~0.3 s of CPU) costs more than it saves.

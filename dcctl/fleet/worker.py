@@ -16,9 +16,9 @@ import threading
 from dataclasses import replace
 from typing import IO
 
-from dcctl.fleet.executor import Fleet, handle_stop_signals
+from dcctl.fleet.executor import Fleet
 from dcctl.fleet.frames import Landed, StepDone, StepRequest, WorkerInit, encode_frame, read_frame
-from dcctl.fleet.outcome import STOP_SIGNALS, StopRequest
+from dcctl.fleet.signals import STOP_SIGNALS, StopRequest, handle_stop_signals
 from dcctl.transport.base import HostError
 
 Replies = queue.SimpleQueue[object]

@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 
 from dcctl.fleet.executor import Fleet
-from dcctl.fleet.outcome import STOP_SIGNALS, FleetOptions, HostOutcome
+from dcctl.fleet.outcome import FleetOptions, HostOutcome
+from dcctl.fleet.signals import STOP_SIGNALS
 from dcctl.inventory.model import Host
 
 

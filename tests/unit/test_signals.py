@@ -17,10 +17,11 @@ from pathlib import Path
 import pytest
 from processes import process_alive, wait_for
 
-from dcctl.fleet.executor import Fleet, stop_signals_set
+from dcctl.fleet.executor import Fleet
 from dcctl.fleet.frames import Landed, StepDone, StepRequest
-from dcctl.fleet.outcome import FleetOptions, HostOutcome, StopRequest
+from dcctl.fleet.outcome import FleetOptions, HostOutcome
 from dcctl.fleet.pool import Inbox, WorkerPool
+from dcctl.fleet.signals import StopRequest, stop_signals_set
 from dcctl.inventory.model import Host
 from dcctl.results.document import (
     EXIT_HANGUP,
