@@ -54,7 +54,15 @@ def encode_frame(message: object) -> bytes:
 
 
 def write_frame(stream: IO[bytes], message: object) -> None:
-    stream.write(encode_frame(message))
+    write_all(stream, encode_frame(message))
+
+
+def write_all(stream: IO[bytes], data: bytes) -> None:
+    """All of `data`, then flushed: a signal landing in a blocked pipe write can cut it short,
+    and a frame cut short would desynchronize every frame after it."""
+    unsent = memoryview(data)
+    while unsent:
+        unsent = unsent[stream.write(unsent) :]
     stream.flush()
 
 

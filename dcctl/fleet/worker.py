@@ -17,7 +17,15 @@ from dataclasses import replace
 from typing import IO
 
 from dcctl.fleet.executor import Fleet
-from dcctl.fleet.frames import Landed, StepDone, StepRequest, WorkerInit, encode_frame, read_frame
+from dcctl.fleet.frames import (
+    Landed,
+    StepDone,
+    StepRequest,
+    WorkerInit,
+    encode_frame,
+    read_frame,
+    write_all,
+)
 from dcctl.fleet.signals import STOP_SIGNALS, StopRequest, handle_stop_signals
 from dcctl.transport.base import HostError
 
@@ -92,9 +100,6 @@ def _write_replies(stream: IO[bytes], replies: Replies) -> None:
                 Landed(reply.step, replace(reply.outcome, payload=None, error=error))
             )
         try:
-            unsent = memoryview(frame)
-            while unsent:  # a signal landing in a blocked write can cut it short
-                unsent = unsent[stream.write(unsent) :]
-            stream.flush()
+            write_all(stream, frame)
         except OSError:  # the controller is gone; keep draining so nothing blocks
             continue

@@ -56,3 +56,20 @@ def test_a_frame_cut_short_is_an_error_not_a_message() -> None:
 )
 def test_worker_count(requested: int, ssh_hosts: int, cpus: int, expected: int) -> None:
     assert worker_count(requested, ssh_hosts, cpus) == expected
+
+
+class _ShortWrites(io.BytesIO):
+    """A pipe whose writes a signal keeps cutting short: at most 7 bytes go out per call."""
+
+    def write(self, data: object) -> int:
+        return super().write(bytes(memoryview(data))[:7])  # type: ignore[arg-type]
+
+
+def test_a_frame_cut_short_by_a_signal_is_finished_before_the_next() -> None:
+    host = Host(name="gpu001", address="10.0.0.1")
+    stream = _ShortWrites()
+    request = StepRequest(1, "facts", [(host, {"scratch_dir": "/x"})], 60.0)
+    write_frame(stream, request)
+    write_frame(stream, request)
+    stream.seek(0)
+    assert [read_frame(stream), read_frame(stream), read_frame(stream)] == [request, request, None]
