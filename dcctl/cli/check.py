@@ -6,6 +6,7 @@ from typing import Any
 
 import typer
 
+from dcctl.cli.bounds import MAX_TIMEOUT_S, seconds_between
 from dcctl.cli.options import global_options, reporting_errors
 from dcctl.inventory.model import Host
 
@@ -15,9 +16,9 @@ def check(
     timeout: float = typer.Option(
         60.0,
         "--timeout",
-        min=1.0,
+        callback=seconds_between(1.0, MAX_TIMEOUT_S),
         help="Seconds each host may take in all, connecting included (waiting for a --forks "
-        "slot is not counted).",
+        f"slot is not counted): 1 to {MAX_TIMEOUT_S}.",
     ),
     dcgm: int | None = typer.Option(
         None,
@@ -39,7 +40,7 @@ def check(
 
       dcctl -i rack1.yaml -l rack1 check
 
-      dcctl -i rack1.yaml --dcgm 1 check
+      dcctl -i rack1.yaml check --dcgm 1
 
       dcctl -i rack1.yaml --json check | jq '.hosts[] | select(.status != "passed")'
     """

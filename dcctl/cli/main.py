@@ -8,6 +8,7 @@ import typer
 
 from dcctl import __version__
 from dcctl.cli import check, inventory
+from dcctl.cli.bounds import MAX_CONNECT_TIMEOUT_S, MAX_FORKS, MAX_WORKERS, seconds_between
 from dcctl.cli.options import GlobalOptions
 from dcctl.results.state_dir import default_state_dir
 
@@ -57,6 +58,7 @@ def main(
         64,
         "--forks",
         min=1,
+        max=MAX_FORKS,
         help="Hosts running their task at once. Hosts still connecting wait apart, up to as "
         "many again.",
     ),
@@ -64,6 +66,7 @@ def main(
         0,
         "--workers",
         min=0,
+        max=MAX_WORKERS,
         help="Processes that share the SSH connections. 0: one per 128 SSH hosts, up to the "
         "CPU count; 1: all in this process.",
     ),
@@ -85,7 +88,10 @@ def main(
         help="Trust and record host keys seen for the first time. Changed keys are always refused.",
     ),
     connect_timeout: float = typer.Option(
-        10.0, "--connect-timeout", min=0.1, help="Seconds for TCP connect, SSH banner and auth."
+        10.0,
+        "--connect-timeout",
+        callback=seconds_between(0.1, MAX_CONNECT_TIMEOUT_S),
+        help=f"Seconds for TCP connect, SSH banner and auth: 0.1 to {MAX_CONNECT_TIMEOUT_S:g}.",
     ),
     version: bool = typer.Option(
         False, "--version", callback=_version, is_eager=True, help="Show the version and exit."

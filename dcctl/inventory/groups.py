@@ -10,6 +10,7 @@ from typing import Any
 from yaml.nodes import MappingNode, Node
 
 from dcctl.inventory.document import Context, describe, mapping_items
+from dcctl.inventory.limits import MAX_GROUPS, MAX_HOSTS, MAX_MEMBERSHIPS
 from dcctl.inventory.ranges import HostRangeError, expand_host_range
 from dcctl.inventory.variables import hint, merge_vars, parse_vars
 
@@ -39,6 +40,8 @@ class InventoryBuilder:
     host_vars: dict[str, dict[str, Any]] = field(default_factory=dict)
     # host -> groups that list it directly
     host_groups: dict[str, list[str]] = field(default_factory=dict)
+    # hosts listed so far, once per group that lists them (ranges and aliases expanded)
+    listed: int = 0
 
     def group(self, name: str) -> GroupDef:
         if name not in self.groups:
@@ -58,6 +61,13 @@ def _check_name(node: Node, name: str, kind: str, ctx: Context) -> None:
         raise ctx.error(node, name, problem)
 
 
+def _declare_group(node: Node, name: str, ctx: Context, builder: InventoryBuilder) -> GroupDef:
+    _check_name(node, name, "group", ctx)
+    if name not in builder.groups and len(builder.groups) >= MAX_GROUPS:
+        raise ctx.error(node, name, f"more than {MAX_GROUPS:,} groups (dcctl's limit)")
+    return builder.group(name)
+
+
 def walk_top_level(root: Node, ctx: Context, builder: InventoryBuilder) -> None:
     if not isinstance(root, MappingNode):
         raise ctx.error(
@@ -65,10 +75,10 @@ def walk_top_level(root: Node, ctx: Context, builder: InventoryBuilder) -> None:
         )
     builder.group(ALL_GROUP)
     for name, key_node, value_node in mapping_items(root, "top level", ctx):
-        _check_name(key_node, name, "group", ctx)
+        group = _declare_group(key_node, name, ctx, builder)
         if name != ALL_GROUP:
             # Top-level groups other than `all` are its children, as in Ansible.
-            builder.group(name).parents.setdefault(ALL_GROUP, key_node)
+            group.parents.setdefault(ALL_GROUP, key_node)
         _walk_group(name, value_node, ctx, builder)
 
 
@@ -88,18 +98,21 @@ def _walk_group(name: str, node: Node, ctx: Context, builder: InventoryBuilder) 
 
 def _walk_children(parent: str, node: Node, ctx: Context, builder: InventoryBuilder) -> None:
     for child, key_node, value_node in mapping_items(node, f"{parent}.children", ctx):
-        _check_name(key_node, child, "group", ctx)
         if child == ALL_GROUP:
             raise ctx.error(key_node, child, "'all' holds every group; it cannot be a child")
-        builder.group(child).parents.setdefault(parent, key_node)
+        _declare_group(key_node, child, ctx, builder).parents.setdefault(parent, key_node)
         _walk_group(child, value_node, ctx, builder)
 
 
 def _walk_hosts(group: str, node: Node, ctx: Context, builder: InventoryBuilder) -> None:
     for pattern, key_node, value_node in mapping_items(node, f"{group}.hosts", ctx):
         host_vars = parse_vars(value_node, pattern, ctx)
-        for name in _expand_host_key(key_node, pattern, ctx):
+        names = _expand_host_key(key_node, pattern, ctx)
+        _count_listed(key_node, pattern, len(names), ctx, builder)
+        for name in names:
             _check_name(key_node, name, "host", ctx)
+            if name not in builder.host_vars and len(builder.host_vars) >= MAX_HOSTS:
+                raise ctx.error(key_node, pattern, f"more than {MAX_HOSTS:,} hosts (dcctl's limit)")
             builder.add_host(name, group, host_vars)
 
 
@@ -108,3 +121,14 @@ def _expand_host_key(node: Node, pattern: str, ctx: Context) -> list[str]:
         return expand_host_range(pattern)
     except HostRangeError as exc:
         raise ctx.error(node, pattern, f"bad host range: {exc.reason}") from None
+
+
+def _count_listed(
+    node: Node, pattern: str, count: int, ctx: Context, builder: InventoryBuilder
+) -> None:
+    """A range listed under many groups (or under one group many aliases reach) costs its
+    size each time, whatever the number of distinct hosts."""
+    builder.listed += count
+    if builder.listed > MAX_MEMBERSHIPS:
+        problem = f"hosts listed under groups more than {MAX_MEMBERSHIPS:,} times (dcctl's limit)"
+        raise ctx.error(node, pattern, problem)

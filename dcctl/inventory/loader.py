@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
+import gc
 import os
 import sys
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 
 from yaml.constructor import SafeConstructor
 
@@ -45,7 +47,22 @@ def _load_file(path: str) -> Inventory:
         base_dir=os.path.dirname(os.path.abspath(path)),
         constructor=SafeConstructor(),
     )
-    root = compose(read_text(path), path)
-    builder = InventoryBuilder()
-    walk_top_level(root, ctx, builder)
-    return resolve(builder, ctx)
+    with _collector_paused():
+        root = compose(read_text(path), path)
+        builder = InventoryBuilder()
+        walk_top_level(root, ctx, builder)
+        return resolve(builder, ctx)
+
+
+@contextlib.contextmanager
+def _collector_paused() -> Iterator[None]:
+    """Loading makes millions of objects that all live on, and no reference cycles: the
+    cyclic collector would walk them again and again for nothing (3 to 4 times the load
+    time of a large inventory). Reference counting still frees whatever is dropped."""
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()

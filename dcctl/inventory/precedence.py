@@ -1,54 +1,104 @@
 """Resolve each host's variables over its groups: host > child group > parent group > `all`.
 
 `env` and `expect` are merged key by key across those levels instead of replaced.
+
+Every pass here is a loop over the group graph in dependency order, never a recursion, so a
+chain of groups thousands deep costs no stack; and hosts listed under the same groups share
+one resolution of those groups, so 100,000 hosts in a few racks resolve a few racks' worth.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from dcctl.errors import InputError
 from dcctl.inventory.document import Context, line
 from dcctl.inventory.groups import ALL_GROUP, GroupDef, InventoryBuilder
+from dcctl.inventory.limits import MAX_GROUP_LINKS, MAX_MEMBERSHIPS
 from dcctl.inventory.model import DEFAULT_PYTHON, DEFAULT_SCRATCH_DIR, Host, Inventory
 from dcctl.inventory.variables import merge_vars
 
 
+@dataclass(frozen=True)
+class _GroupTree:
+    """Each group's depth (longest path from `all`) and its ancestors, itself included."""
+
+    depths: dict[str, int]
+    ancestry: dict[str, frozenset[str]]
+
+
+@dataclass(frozen=True)
+class _Resolved:
+    """What hosts listed under the same groups share: their groups, lowest precedence
+    first, and those groups' vars merged in that order."""
+
+    groups: tuple[str, ...]
+    vars: dict[str, Any]
+
+
 def resolve(builder: InventoryBuilder, ctx: Context) -> Inventory:
-    depths = _group_depths(builder.groups, ctx)
+    tree = _group_tree(builder.groups, ctx)
     if not builder.host_vars:
         raise InputError(f"{ctx.path}: the inventory defines no hosts")
-    ancestry = {group: _ancestors(group, builder.groups) for group in builder.groups}
-    hosts = tuple(
-        _build_host(name, _precedence_order(builder, name, depths, ancestry), builder)
-        for name in builder.host_vars
-    )
-    members = {
-        group: tuple(host.name for host in hosts if group in host.groups)
-        for group in builder.groups
-    }
-    return Inventory(source=ctx.path, hosts=hosts, groups=members)
+    shared: dict[tuple[str, ...], _Resolved] = {}
+    hosts = tuple(_build_host(name, _resolved(builder, tree, name, shared), builder)
+                  for name in builder.host_vars)  # fmt: skip
+    _check_memberships(hosts, ctx)
+    members: dict[str, list[str]] = {group: [] for group in builder.groups}
+    for host in hosts:
+        for group in host.groups:
+            members[group].append(host.name)
+    groups = {group: tuple(names) for group, names in members.items()}
+    return Inventory(source=ctx.path, hosts=hosts, groups=groups)
 
 
-def _group_depths(groups: Mapping[str, GroupDef], ctx: Context) -> dict[str, int]:
-    """Longest path from `all` to each group; a child is always deeper than its parents."""
-    depths: dict[str, int] = {ALL_GROUP: 0}
+def _group_tree(groups: Mapping[str, GroupDef], ctx: Context) -> _GroupTree:
+    """Depths and ancestries, parents before children (Kahn's order); a group left over
+    when no more can be placed is on a cycle."""
+    depths: dict[str, int] = {}
+    ancestry: dict[str, frozenset[str]] = {}
+    children: dict[str, list[str]] = {name: [] for name in groups}
+    waiting = {name: len(group.parents) for name, group in groups.items()}
+    for name, group in groups.items():
+        for parent in group.parents:
+            children[parent].append(name)
+    ready = [name for name, count in waiting.items() if count == 0]
+    links = 0
+    while ready:
+        name = ready.pop()
+        parents = groups[name].parents
+        depths[name] = 1 + max((depths[parent] for parent in parents), default=-1)
+        ancestry[name] = frozenset({name}).union(*(ancestry[parent] for parent in parents))
+        links += len(ancestry[name])
+        if links > MAX_GROUP_LINKS:
+            raise _too_many_links(groups[name], name, ctx)
+        for child in children[name]:
+            waiting[child] -= 1
+            if waiting[child] == 0:
+                ready.append(child)
+    if len(depths) < len(groups):
+        raise _cycle_error(_find_cycle(groups, depths), groups, ctx)
+    return _GroupTree(depths, ancestry)
 
-    def depth(name: str, below: tuple[str, ...]) -> int:
-        if name not in depths:
-            walked = (*below, name)
-            parents = groups[name].parents
-            for parent in parents:
-                if parent in walked:
-                    chain = (*walked[walked.index(parent) :], parent)
-                    raise _cycle_error(chain, groups, ctx)
-            depths[name] = 1 + max(depth(parent, walked) for parent in parents)
-        return depths[name]
 
-    for name in groups:
-        depth(name, ())
-    return depths
+def _too_many_links(group: GroupDef, name: str, ctx: Context) -> InputError:
+    declared_at = next(iter(group.parents.values()))
+    problem = f"groups have more than {MAX_GROUP_LINKS:,} ancestors in all (dcctl's limit)"
+    return ctx.error(declared_at, name, problem)
+
+
+def _find_cycle(groups: Mapping[str, GroupDef], placed: Mapping[str, int]) -> tuple[str, ...]:
+    """From the first group left unplaced, follow unplaced parents until one repeats: every
+    unplaced group has one. The cycle is returned from child to parent, back to its start."""
+    current = next(name for name in groups if name not in placed)
+    walked: dict[str, int] = {}  # group -> its position on the walk
+    while current not in walked:
+        walked[current] = len(walked)
+        current = next(p for p in groups[current].parents if p not in placed)
+    cycle = list(walked)[walked[current] :]
+    return (*cycle, current)
 
 
 def _cycle_error(
@@ -67,32 +117,42 @@ def _cycle_error(
     )
 
 
-def _ancestors(name: str, groups: Mapping[str, GroupDef]) -> set[str]:
-    found = {name}
-    for parent in groups[name].parents:
-        found |= _ancestors(parent, groups)
-    return found
+def _resolved(
+    builder: InventoryBuilder,
+    tree: _GroupTree,
+    host: str,
+    shared: dict[tuple[str, ...], _Resolved],
+) -> _Resolved:
+    direct = tuple(builder.host_groups[host])
+    if direct not in shared:
+        order = _precedence_order(builder, direct, tree)
+        merged: dict[str, Any] = {}
+        for group in order:
+            merged = merge_vars(merged, builder.groups[group].vars)
+        shared[direct] = _Resolved(order, merged)
+    return shared[direct]
 
 
 def _precedence_order(
-    builder: InventoryBuilder,
-    host: str,
-    depths: Mapping[str, int],
-    ancestry: Mapping[str, set[str]],
+    builder: InventoryBuilder, direct: tuple[str, ...], tree: _GroupTree
 ) -> tuple[str, ...]:
-    """Every group of `host`, lowest precedence first: shallow before deep, and at equal
-    depth in file order, so the later group wins."""
-    groups = {ALL_GROUP}
-    for direct in builder.host_groups[host]:
-        groups |= ancestry[direct]
-    return tuple(sorted(groups, key=lambda group: (depths[group], builder.groups[group].order)))
+    """Every group of a host listed under `direct`, lowest precedence first: shallow before
+    deep, and at equal depth in file order, so the later group wins."""
+    groups = {ALL_GROUP}.union(*(tree.ancestry[group] for group in direct))
+    return tuple(
+        sorted(groups, key=lambda group: (tree.depths[group], builder.groups[group].order))
+    )
 
 
-def _build_host(name: str, groups: tuple[str, ...], builder: InventoryBuilder) -> Host:
-    merged: dict[str, Any] = {}
-    for group in groups:
-        merged = merge_vars(merged, builder.groups[group].vars)
-    merged = merge_vars(merged, builder.host_vars[name])
+def _check_memberships(hosts: tuple[Host, ...], ctx: Context) -> None:
+    """Each host in each of its groups is an entry of the inventory's group table."""
+    if sum(len(host.groups) for host in hosts) > MAX_MEMBERSHIPS:
+        problem = f"hosts belong to groups more than {MAX_MEMBERSHIPS:,} times"
+        raise InputError(f"{ctx.path}: {problem}, counting parent groups (dcctl's limit)")
+
+
+def _build_host(name: str, resolved: _Resolved, builder: InventoryBuilder) -> Host:
+    merged = merge_vars(resolved.vars, builder.host_vars[name])
     return Host(
         name=name,
         address=merged.get("host") or name,
@@ -106,7 +166,7 @@ def _build_host(name: str, groups: tuple[str, ...], builder: InventoryBuilder) -
         fabric_address=merged.get("fabric_address"),
         scratch_dir=merged.get("scratch_dir") or DEFAULT_SCRATCH_DIR,
         expect=_drop_unset(merged.get("expect")),
-        groups=groups,
+        groups=resolved.groups,
     )
 
 

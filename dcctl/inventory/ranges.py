@@ -7,13 +7,21 @@ varying slowest, so `r[1:2]n[1:2]` gives r1n1, r1n2, r2n1, r2n2.
 from __future__ import annotations
 
 import itertools
+import math
 import re
 import string
+from collections.abc import Sequence
+from typing import overload
 
 from dcctl.errors import InputError
+from dcctl.inventory.limits import MAX_HOSTS
 
-# A typo such as `node[1:1000000]` must fail fast instead of filling memory.
-MAX_EXPANSION = 65536
+# A typo such as `node[1:1000000000]` must fail fast instead of filling memory: the names a
+# pattern stands for are counted before any is made.
+MAX_EXPANSION = MAX_HOSTS
+# Digits in a numeric bound: 18 keep every count exact and far below any limit.
+_MAX_DIGITS = 18
+_DIGITS = re.compile(r"[0-9]+\Z")
 
 # `[x:y]` or `[x:y:z]` somewhere in the text; `[abc]` alone is a glob character class.
 _RANGE_LIKE = re.compile(r"\[[^\[\]]*:[^\[\]]*\]")
@@ -36,18 +44,38 @@ def has_host_range(text: str) -> bool:
 
 def expand_host_range(pattern: str) -> list[str]:
     """Every name `pattern` stands for, in order; a name without brackets is itself."""
+    if "[" not in pattern and "]" not in pattern:
+        return [pattern]  # the common case, and 100,000 times in a large inventory
     parts = _split_parts(pattern)
-    total = 1
-    for choices in parts:
-        total *= len(choices)
+    total = math.prod(len(choices) for choices in parts)
     if total > MAX_EXPANSION:
-        raise HostRangeError(pattern, f"expands to {total} names, more than {MAX_EXPANSION}")
+        raise HostRangeError(pattern, f"expands to {total} names, more than {MAX_EXPANSION:,}")
     return ["".join(combo) for combo in itertools.product(*parts)]
 
 
-def _split_parts(pattern: str) -> list[list[str]]:
-    """Literal text becomes a one-choice part, each `[...]` the list of values it covers."""
-    parts: list[list[str]] = []
+class _Numbers(Sequence[str]):
+    """The numbers of a range as zero-padded text, made one at a time: counting them is free."""
+
+    def __init__(self, numbers: range, width: int) -> None:
+        self._numbers = numbers
+        self._width = width
+
+    def __len__(self) -> int:
+        return len(self._numbers)
+
+    @overload
+    def __getitem__(self, index: int) -> str: ...
+    @overload
+    def __getitem__(self, index: slice) -> Sequence[str]: ...
+    def __getitem__(self, index: int | slice) -> str | Sequence[str]:
+        if isinstance(index, slice):
+            return _Numbers(self._numbers[index], self._width)
+        return str(self._numbers[index]).zfill(self._width)
+
+
+def _split_parts(pattern: str) -> list[Sequence[str]]:
+    """Literal text becomes a one-choice part, each `[...]` the values it covers."""
+    parts: list[Sequence[str]] = []
     position = 0
     while position < len(pattern):
         opening = pattern.find("[", position)
@@ -76,13 +104,13 @@ def _matching_bracket(pattern: str, opening: int) -> int:
     return closing
 
 
-def _expand_bounds(pattern: str, inside: str) -> list[str]:
+def _expand_bounds(pattern: str, inside: str) -> Sequence[str]:
     fields = inside.split(":")
     if len(fields) not in (2, 3):
         raise HostRangeError(pattern, f"'[{inside}]' is not [start:end] or [start:end:step]")
     start, end = fields[0], fields[1]
     step = _parse_step(pattern, fields[2]) if len(fields) == 3 else 1
-    if start.isdigit() and end.isdigit():
+    if _DIGITS.match(start) and _DIGITS.match(end):
         return _number_range(pattern, start, end, step)
     if _is_letter(start) and _is_letter(end):
         return _letter_range(pattern, start, end, step)
@@ -92,17 +120,25 @@ def _expand_bounds(pattern: str, inside: str) -> list[str]:
 
 
 def _parse_step(pattern: str, text: str) -> int:
-    if not text.isdigit() or int(text) == 0:
+    if not _DIGITS.match(text) or int(_bounded(pattern, text)) == 0:
         raise HostRangeError(pattern, f"step '{text}' is not a positive integer")
     return int(text)
 
 
-def _number_range(pattern: str, start: str, end: str, step: int) -> list[str]:
-    first, last = int(start), int(end)
+def _bounded(pattern: str, digits: str) -> str:
+    # Python refuses to read integers of more than 4300 digits; far fewer are ever meant.
+    if len(digits.lstrip("0")) > _MAX_DIGITS:
+        shown = digits if len(digits) <= 20 else f"{digits[:20]}..."
+        raise HostRangeError(pattern, f"'{shown}' has more than {_MAX_DIGITS} digits")
+    return digits
+
+
+def _number_range(pattern: str, start: str, end: str, step: int) -> Sequence[str]:
+    first, last = int(_bounded(pattern, start)), int(_bounded(pattern, end))
     if first > last:
         raise HostRangeError(pattern, f"start {start} is after end {end}")
     width = _padding_width(pattern, start, end)
-    return [str(number).zfill(width) for number in range(first, last + 1, step)]
+    return _Numbers(range(first, last + 1, step), width)
 
 
 def _padding_width(pattern: str, start: str, end: str) -> int:

@@ -205,6 +205,34 @@ def test_yaml_anchors_and_merge_keys(in_tmp: Path) -> None:
     assert (inventory.host("b").user, inventory.host("b").port) == ("ops", 2201)
 
 
+def test_merged_anchor_reached_again_by_an_alias(in_tmp: Path) -> None:
+    # Merging `*tuned` into g's vars once rewrote the anchored mapping in place, so k, which
+    # uses it whole, read `user` twice: "duplicate key".
+    inventory = load(
+        in_tmp,
+        """
+        all:
+          vars: &base {user: ops, port: 22}
+          children:
+            h:
+              vars: &tuned
+                <<: *base
+                user: admin
+              hosts: {h1: }
+            g:
+              vars:
+                <<: *tuned
+                port: 2222
+              hosts: {g1: }
+            k:
+              vars: *tuned
+              hosts: {k1: }
+        """,
+    )
+    resolved = {host.name: (host.user, host.port) for host in inventory.hosts}
+    assert resolved == {"h1": ("admin", 22), "g1": ("admin", 2222), "k1": ("admin", 22)}
+
+
 # --- precedence ------------------------------------------------------------------------
 
 

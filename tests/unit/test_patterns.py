@@ -50,9 +50,18 @@ def names(inventory: Inventory, limit: str | None) -> list[str]:
     return [host.name for host in select_hosts(inventory, limit)]
 
 
-@pytest.mark.parametrize("limit", [None, "", "  ", ","])
-def test_no_limit_selects_every_host_in_order(inventory: Inventory, limit: str | None) -> None:
-    assert names(inventory, limit) == ALL_HOSTS
+def test_no_limit_selects_every_host_in_order(inventory: Inventory) -> None:
+    assert names(inventory, None) == ALL_HOSTS
+
+
+@pytest.mark.parametrize("limit", ["", "  ", ",", " , ,"])
+def test_limit_without_terms_is_an_error(inventory: Inventory, limit: str) -> None:
+    # `-l "$HOSTS"` with HOSTS unset must not quietly mean every host.
+    with pytest.raises(InputError) as caught:
+        select_hosts(inventory, limit)
+    assert str(caught.value) == (
+        f"--limit '{limit}' names no host or group; leave it out for every host"
+    )
 
 
 def test_host_name(inventory: Inventory) -> None:
@@ -125,8 +134,36 @@ def test_exclude_with_glob_and_range(inventory: Inventory) -> None:
     assert names(inventory, "all,!gpu*,!node[1:2]") == ["stor01", "node3", "localhost"]
 
 
-def test_empty_group_is_an_empty_selection(inventory: Inventory) -> None:
-    assert names(inventory, "spare") == []
+def test_empty_group_selects_nothing_which_is_an_error(inventory: Inventory) -> None:
+    with pytest.raises(InputError) as caught:
+        select_hosts(inventory, "spare")
+    assert str(caught.value) == f"--limit 'spare' selects no host of {inventory.source}"
+
+
+def test_excluding_an_empty_group_is_no_error(inventory: Inventory) -> None:
+    assert names(inventory, "!spare") == ALL_HOSTS
+
+
+@pytest.mark.parametrize("limit", ["!gpu*,!stor01,!node*,!localhost", "gpu01,&rack2", "!all"])
+def test_limit_that_selects_nothing_is_an_error(inventory: Inventory, limit: str) -> None:
+    with pytest.raises(InputError) as caught:
+        select_hosts(inventory, limit)
+    assert str(caught.value) == f"--limit '{limit}' selects no host of {inventory.source}"
+
+
+def test_range_of_a_billion_names_is_refused_before_it_is_built(inventory: Inventory) -> None:
+    with pytest.raises(InputError, match=r"expands to 1000000000 names, more than 100,000"):
+        select_hosts(inventory, "gpu[1:1000000000]")
+
+
+def test_range_of_many_names_is_looked_up_not_scanned(inventory: Inventory) -> None:
+    # 100,000 names against every host each would be 10^6 comparisons here, 10^10 at scale.
+    assert names(inventory, "node[1:99999]") == ["node1", "node2", "node3"]
+
+
+def test_range_of_globs_too_costly_to_try_is_refused(inventory: Inventory) -> None:
+    with pytest.raises(InputError, match=r"'g\[1:99999\]\*': 99,999 globs over .* too many"):
+        select_hosts(inventory, "g[1:99999]*")
 
 
 def test_selected_hosts_are_the_inventory_hosts(inventory: Inventory) -> None:

@@ -80,9 +80,44 @@ def test_malformed_range_is_an_input_error(pattern: str, reason: str) -> None:
     assert caught.value.reason == reason
 
 
-def test_huge_expansion_is_refused_before_building_it() -> None:
-    with pytest.raises(InputError, match=f"more than {MAX_EXPANSION}"):
-        expand_host_range("n[0:999]x[0:999]")
+@pytest.mark.parametrize(
+    ("pattern", "count"),
+    [
+        ("n[0:999]x[0:999]", "1000000"),
+        ("node[1:1000000000]", "1000000000"),  # once a MemoryError: built, then counted
+        ("node[0:999999999999999999]", "1000000000000000000"),
+        ("r[1:100000]n[1:100000]", "10000000000"),
+    ],
+)
+def test_huge_expansion_is_refused_before_building_it(pattern: str, count: str) -> None:
+    with pytest.raises(InputError) as caught:
+        expand_host_range(pattern)
+    assert caught.value.reason == f"expands to {count} names, more than {MAX_EXPANSION:,}"
+
+
+def test_largest_expansion_allowed_is_the_host_limit() -> None:
+    assert len(expand_host_range(f"n[1:{MAX_EXPANSION}]")) == MAX_EXPANSION == 100_000
+
+
+@pytest.mark.parametrize(
+    ("pattern", "reason"),
+    [
+        ("n[1:" + "9" * 19 + "]", "'9999999999999999999' has more than 18 digits"),
+        ("n[1:" + "9" * 5000 + "]", "'99999999999999999999...' has more than 18 digits"),
+        ("n[1:9:" + "1" * 5000 + "]", "'11111111111111111111...' has more than 18 digits"),
+        ("n[1:²]", "bounds '1' and '²' must both be numbers or both single letters"),
+        # Arabic-Indic one and nine: digits to str.isdigit, but host names stay ASCII.
+        (
+            "n[\u0661:\u0669]",
+            "bounds '\u0661' and '\u0669' must both be numbers or both single letters",
+        ),
+    ],
+)
+def test_numbers_python_cannot_read_are_range_errors(pattern: str, reason: str) -> None:
+    # Each was a ValueError traceback: int() refuses superscripts and > 4300 digits.
+    with pytest.raises(HostRangeError) as caught:
+        expand_host_range(pattern)
+    assert caught.value.reason == reason
 
 
 @pytest.mark.parametrize(
