@@ -20,8 +20,9 @@ app = typer.Typer(
     "  dcctl check                          # this machine, no inventory needed\n\n"
     "  dcctl -i rack1.yaml check            # every host of an inventory\n\n"
     "  dcctl -i rack1.yaml -l 'gpu0*,!gpu007' --json check > run.json\n\n"
-    "Exit codes: 0 passed, 1 a check failed, 2 usage or input error, "
-    "3 a host could not be evaluated, 130 interrupted.",
+    "Exit codes: 0 passed, 1 a check failed, 2 usage or input error (nothing ran), "
+    "3 a host could not be evaluated, 4 results shown but not saved (state dir or output not "
+    "writable), 130/143/129 stopped by SIGINT/SIGTERM/SIGHUP (the partial run is kept).",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     add_completion=False,
@@ -113,4 +114,7 @@ def main(
 
 
 def run() -> None:
+    from dcctl.fleet.signals import leave_on_stop_signals
+
+    leave_on_stop_signals()
     app()

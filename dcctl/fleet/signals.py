@@ -92,3 +92,19 @@ def stop_signals_deferred() -> Iterator[None]:
         yield
     finally:
         signal.pthread_sigmask(signal.SIG_SETMASK, held)
+
+
+def leave_on_stop_signals() -> None:
+    """Until a run takes the signals over (start-up, parsing, commands that run no hosts),
+    a stop signal ends the process at once with the shell's 128 + signal number: nothing has
+    been measured, so there is nothing to save, and Click would report a Ctrl-C as exit 1,
+    which reads as "a check failed". Signals ignored at start stay ignored."""
+    if threading.current_thread() is not threading.main_thread():
+        return
+    for signum in STOP_SIGNALS:
+        if signal.getsignal(signum) != signal.SIG_IGN:
+            signal.signal(signum, _leave)
+
+
+def _leave(signum: int, _frame: FrameType | None) -> None:
+    raise SystemExit(128 + signum)

@@ -174,6 +174,28 @@ def test_a_stop_signal_while_the_inventory_is_read_ends_cleanly(tmp_path: Path, 
     assert not contacted.exists()
 
 
+@pytest.mark.parametrize("stop", [signal.SIGTERM, signal.SIGHUP, signal.SIGINT], ids=name)
+def test_a_stop_signal_in_a_command_that_runs_no_host_exits_with_its_code(
+    tmp_path: Path, stop: int
+) -> None:
+    """`inventory show` reads the inventory outside any run: nothing to save, but the exit
+    code must still name the signal (Click would say exit 1, "a check failed")."""
+    fifo = tmp_path / "inv.yaml"
+    os.mkfifo(fifo)
+    proc = start_dcctl(["-i", str(fifo), "inventory", "show"], tmp_path / "home")
+    writer = -1
+    try:
+        writer = wait_for_reader(fifo, 60)
+        proc.send_signal(stop)
+        _stdout, stderr = proc.communicate(timeout=30)
+    finally:
+        if writer >= 0:
+            os.close(writer)
+        proc.kill()
+    assert proc.returncode == SIGNAL_EXITS[stop], stderr
+    assert "Traceback" not in stderr
+
+
 def wait_for_reader(fifo: Path, timeout_s: float) -> int:
     """A write end of `fifo`, once a reader has it open."""
     opened: list[int] = []
