@@ -792,3 +792,64 @@ def stop_all() -> None:
 
 
 atexit.register(stop_all)
+
+
+# --- Agents that refuse to sign, and nodes whose `timeout` does not stop a task ---
+
+
+def start_declining_agent(socket_path: Path, keys: list[Path]) -> subprocess.Popen[bytes]:
+    """A real `ssh-agent -D` holding `keys` added with `ssh-add -c` (confirm each use), whose
+    SSH_ASKPASS declines every confirmation: the agent lists the keys and refuses to sign,
+    as it does for a declined prompt or a FIDO key nobody touched. The caller terminates it."""
+    decline = Path(f"{socket_path}.decline")
+    decline.write_text("#!/bin/sh\nexit 1\n")
+    decline.chmod(0o700)
+    agent_env = {**os.environ, "SSH_ASKPASS": str(decline), "SSH_ASKPASS_REQUIRE": "force",
+                 "DISPLAY": ":0"}  # fmt: skip
+    agent = subprocess.Popen(
+        [SSH_AGENT_BIN, "-D", "-a", str(socket_path)],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        env=agent_env,
+        preexec_fn=_set_pdeathsig,
+    )
+    try:
+        _wait_for_socket(agent, socket_path)
+        env = {**os.environ, "SSH_AUTH_SOCK": str(socket_path)}
+        for key in keys:
+            added = subprocess.run(
+                [SSH_ADD_BIN, "-c", str(key)], env=env, capture_output=True, text=True,
+                timeout=30, stdin=subprocess.DEVNULL,
+            )  # fmt: skip
+            if added.returncode != 0:
+                raise SshLabError(f"ssh-add -c {key} failed: {added.stderr.strip()}")
+    except BaseException:
+        agent.terminate()
+        agent.wait()
+        raise
+    return agent
+
+
+def _wait_for_socket(agent: subprocess.Popen[bytes], socket_path: Path) -> None:
+    for _ in range(_AGENT_START_ATTEMPTS):
+        if agent.poll() is not None:
+            raise SshLabError(f"ssh-agent exited with {agent.returncode}")
+        if socket_path.exists():
+            return
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            agent.wait(0.05)
+    raise SshLabError(f"ssh-agent never made its socket {socket_path}")
+
+
+def timeout_that_never_fires(bin_dir: Path) -> str:
+    """A `timeout` in `bin_dir` that runs its command with no limit, and the sshd_config line
+    that puts it first on the node's PATH (for start_sshd's extra_config): a task that the
+    node-side watchdog fails to stop (it left its process group, say), so only the
+    controller's own deadline can end the wait."""
+    bin_dir.mkdir(parents=True, exist_ok=True)
+    fake = bin_dir / "timeout"
+    # dcctl runs `timeout -k GRACE SECONDS argv...`: drop the three options, run the rest.
+    fake.write_text('#!/bin/sh\nshift 3\nexec "$@"\n')
+    fake.chmod(0o755)
+    return f"SetEnv PATH={bin_dir}:/usr/local/bin:/usr/bin:/bin"

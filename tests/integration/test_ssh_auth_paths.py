@@ -7,6 +7,7 @@ import os
 import socket
 import subprocess
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -22,9 +23,15 @@ from sshlab import (
     endpoint_host,
     frozen,
     known_hosts_lines,
+    timeout_that_never_fires,
     write_inventory,
     write_known_hosts,
 )
+
+from dcctl.inventory.model import Host
+from dcctl.transport.base import CommandResult, HostError
+from dcctl.transport.ssh import SshContext, SshOptions, SshTransport
+from dcctl.transport.ssh.session import GIVE_UP_AFTER_S
 
 
 def check_json(tmp_path: Path, state: Path, inventory: Path, **env: str) -> Any:
@@ -293,3 +300,102 @@ def test_a_host_hanging_up_before_its_banner_is_unreachable_not_hung(
     assert error["kind"] == "unreachable", error
     assert "SSH handshake failed" in error["message"]
     assert len(hang_ups) == 2  # the first try and its one retry
+
+
+# A task that prints without pause, forever.
+PRINT_FOREVER = ["sh", "-c", "while :; do echo x; done"]
+
+
+@pytest.fixture(scope="module")
+def endless_printer(ssh_lab: SshLab, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sshd]:
+    """A host whose node-side `timeout` never stops the task: only the controller's own
+    deadline and Ctrl-C can end the wait."""
+    watchdog_off = timeout_that_never_fires(tmp_path_factory.mktemp("node-bin"))
+    sshd = ssh_lab.start_sshd(["127.0.0.36"], extra_config=(watchdog_off,))
+    try:
+        yield sshd
+    finally:
+        sshd.stop()
+
+
+@pytest.fixture
+def direct_context(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[SshContext]:
+    """An SshContext reading no ~/.ssh, /etc/ssh or ssh-agent of this machine."""
+    monkeypatch.delenv("SSH_AUTH_SOCK", raising=False)
+    context = SshContext(
+        SshOptions(
+            trusted_keys_file=tmp_path / "known_hosts",
+            user_known_hosts=(),
+            global_known_hosts=(),
+            ssh_config=tmp_path / "no-ssh-config",
+        )
+    )
+    try:
+        yield context
+    finally:
+        context.close()
+
+
+def lab_transport(
+    ssh_lab: SshLab, sshd: Sshd, context: SshContext, cancel: threading.Event
+) -> SshTransport:
+    write_known_hosts(context.options.trusted_keys_file, [sshd])
+    host = Host(name="printer", address=sshd.addresses[0], port=sshd.port, user=ssh_lab.user,
+                key_file=str(ssh_lab.client_key))  # fmt: skip
+    return SshTransport(host, context, cancel)
+
+
+def run_bounded(
+    transport: SshTransport, deadline: float, wait_s: float
+) -> tuple[CommandResult | BaseException, float]:
+    """transport.run(PRINT_FOREVER) in a thread: what it returned or raised, and how long it
+    took. A run still going after `wait_s` fails the test (its connection is closed)."""
+    outcome: list[CommandResult | BaseException] = []
+
+    def run() -> None:
+        try:
+            outcome.append(transport.run(PRINT_FOREVER, deadline))
+        except BaseException as exc:  # handed to the test thread, which judges it
+            outcome.append(exc)
+
+    began = time.monotonic()
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    thread.join(wait_s)
+    took = time.monotonic() - began
+    if thread.is_alive():
+        transport.close()
+        thread.join(10)
+        pytest.fail(f"a task printing without pause held the controller past {wait_s:g} s")
+    return outcome[0], took
+
+
+def test_a_task_printing_without_pause_still_meets_its_deadline(
+    ssh_lab: SshLab, endless_printer: Sshd, direct_context: SshContext
+) -> None:
+    transport = lab_transport(ssh_lab, endless_printer, direct_context, threading.Event())
+    transport.connect()
+    try:
+        outcome, took = run_bounded(transport, time.monotonic() + 2, wait_s=20)
+    finally:
+        transport.close()
+    assert isinstance(outcome, HostError), outcome
+    assert outcome.kind == "timeout"
+    assert "still printing" in outcome.message
+    assert 2 + GIVE_UP_AFTER_S - 0.5 < took < 2 + GIVE_UP_AFTER_S + 3
+
+
+def test_ctrl_c_ends_a_task_printing_without_pause(
+    ssh_lab: SshLab, endless_printer: Sshd, direct_context: SshContext
+) -> None:
+    cancel = threading.Event()
+    transport = lab_transport(ssh_lab, endless_printer, direct_context, cancel)
+    transport.connect()
+    threading.Timer(1.0, cancel.set).start()
+    try:
+        outcome, took = run_bounded(transport, time.monotonic() + 120, wait_s=20)
+    finally:
+        transport.close()
+    assert isinstance(outcome, HostError), outcome
+    assert outcome.kind == "interrupted"
+    assert took < 3

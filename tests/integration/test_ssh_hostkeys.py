@@ -120,3 +120,48 @@ def test_concurrent_runs_accepting_new_keys_record_each_key_once(
     assert [run.returncode for run in runs] == [0, 0, 0], outputs
     recorded = (state / "known_hosts").read_text().splitlines()
     assert sorted(recorded) == sorted(known_hosts_lines(healthy_sshd))
+
+
+def ssh_config(tmp_path: Path, text: str) -> None:
+    """~/.ssh/config of the user running dcctl (HOME is tmp_path/home)."""
+    ssh_dir = tmp_path / "home" / ".ssh"
+    ssh_dir.mkdir(parents=True, exist_ok=True)
+    (ssh_dir / "config").write_text(text)
+
+
+def test_keys_from_files_and_aliases_named_in_ssh_config_make_hosts_known(
+    tmp_path: Path, healthy_sshd: Sshd, healthy_hosts: list[dict[str, Any]]
+) -> None:
+    """GlobalKnownHostsFile (standing in for /etc/ssh/ssh_known_hosts, where clusters hand out
+    host keys), UserKnownHostsFile and HostKeyAlias from ~/.ssh/config: each host is known
+    through them, with nothing in dcctl's own file."""
+    global_file = tmp_path / "ssh_known_hosts"
+    global_file.write_text(f"rack1-node1 {healthy_sshd.host_key_pub}\n")
+    user_file = tmp_path / "rack1_known_hosts"
+    user_file.write_text(f"[127.0.0.3]:{healthy_sshd.port} {healthy_sshd.host_key_pub}\n")
+    ssh_config(
+        tmp_path,
+        f"Host 127.0.0.2\n  HostKeyAlias rack1-node1\n  GlobalKnownHostsFile {global_file}\n"
+        f"Host 127.0.0.3\n  UserKnownHostsFile {user_file}\n",
+    )
+    state = tmp_path / "state"
+    errors = check(tmp_path, state, healthy_hosts[:2])
+    assert errors == {"node1": None, "node2": None}
+    assert not (state / "known_hosts").exists()
+
+
+def test_a_host_in_the_global_file_offering_another_key_is_changed_even_accepting_new(
+    tmp_path: Path, healthy_sshd: Sshd, healthy_hosts: list[dict[str, Any]]
+) -> None:
+    """A host recorded only in the global known_hosts file, answering with another key (a
+    MITM): refused as CHANGED, not trusted on first use and recorded."""
+    recorded = keygen(tmp_path / "real_host_key", "ed25519")
+    global_file = tmp_path / "ssh_known_hosts"
+    global_file.write_text(f"[127.0.0.2]:{healthy_sshd.port} {public_key_line(recorded)}\n")
+    ssh_config(tmp_path, f"Host 127.0.0.2\n  GlobalKnownHostsFile {global_file}\n")
+    state = tmp_path / "state"
+    errors = check(tmp_path, state, healthy_hosts[:1], "--accept-new-host-keys")
+    assert errors["node1"]["kind"] == "host_key", errors["node1"]
+    assert "CHANGED" in errors["node1"]["message"]
+    assert f"{global_file}:1" in errors["node1"]["message"]
+    assert not (state / "known_hosts").exists()

@@ -17,6 +17,7 @@ from sshlab import (
     SshLab,
     keygen,
     public_key_line,
+    start_declining_agent,
     start_ssh_agent,
     write_inventory,
     write_known_hosts,
@@ -188,3 +189,76 @@ def test_servers_that_end_key_auth_say_why(
     assert "MaxAuthTries" in errors["strict"]["message"]
     assert errors["no-keys"]["kind"] == "auth", errors["no-keys"]
     assert "does not accept public key authentication" in errors["no-keys"]["message"]
+
+
+def check_one(tmp_path: Path, sshd: Sshd, host: dict[str, Any], **env: str) -> dict[str, Any]:
+    """`dcctl check` of one host of `sshd` (its key trusted): the host's error, or None."""
+    state = tmp_path / "state"
+    state.mkdir(exist_ok=True)
+    write_known_hosts(state / "known_hosts", [sshd])
+    result = run_dcctl(
+        ["-i", str(write_inventory(tmp_path / "inv.yaml", [host])), "--state-dir", str(state),
+         "--connect-timeout", "5", "--json", "check"],
+        home=tmp_path / "home",
+        env=env,
+    )  # fmt: skip
+    assert result.stdout, result.stderr
+    error: dict[str, Any] = result.json()["hosts"][0]["error"]
+    return error
+
+
+def test_an_agent_that_refuses_to_sign_is_an_auth_error_naming_the_key(
+    tmp_path: Path, ssh_lab: SshLab, key_lab: KeyLab
+) -> None:
+    """The agent lists the key but will not sign (`ssh-add -c` and the confirmation declined;
+    a locked agent or an untouched FIDO key alike): an auth error that names the agent and
+    the key, not a lost connection or sshd's MaxAuthTries."""
+    agent = start_declining_agent(tmp_path / "agent.sock", [key_lab.plain])
+    try:
+        host = {**ssh_lab.host_vars(key_lab.sshd), "name": "confirm",
+                "key_file": str(tmp_path / "no-such-key"), "python": NODE_PYTHON}  # fmt: skip
+        error = check_one(tmp_path, key_lab.sshd, host, SSH_AUTH_SOCK=str(tmp_path / "agent.sock"))
+    finally:
+        agent.terminate()
+        agent.wait(timeout=10)
+    assert error["kind"] == "auth", error
+    assert "ssh-agent refused to sign with plain (ecdsa-sha2-nistp256 SHA256:" in error["message"]
+
+
+def test_a_server_wanting_a_second_factor_says_so(tmp_path: Path, ssh_lab: SshLab) -> None:
+    """AuthenticationMethods publickey,password: the key is accepted, and then a password is
+    wanted, which dcctl never sends. Said so, rather than "authentication failed"."""
+    sshd = ssh_lab.start_sshd(
+        ["127.0.0.37"],
+        extra_config=("AuthenticationMethods publickey,password", "PasswordAuthentication yes"),
+    )
+    try:
+        host = {**ssh_lab.host_vars(sshd), "name": "two-factor", "python": NODE_PYTHON}
+        error = check_one(tmp_path, sshd, host)
+    finally:
+        sshd.stop()
+    assert error["kind"] == "auth", error
+    assert (
+        "two-factor accepted the key but requires a second factor (password); "
+        "dcctl supports public-key authentication only"
+    ) in error["message"]
+
+
+def test_a_key_both_in_a_file_and_in_the_agent_is_offered_once(
+    tmp_path: Path, ssh_lab: SshLab
+) -> None:
+    """sshd allows two tries (MaxAuthTries 2). The inventory's key file is refused, and the
+    agent holds that same key and then the right one: offered once, the wrong key leaves the
+    second try to the right key."""
+    stranger = keygen(tmp_path / "stranger", "ed25519")
+    sshd = ssh_lab.start_sshd(["127.0.0.38"], extra_config=("MaxAuthTries 2",))
+    agent = start_ssh_agent(tmp_path / "agent.sock", [stranger, ssh_lab.client_key])
+    try:
+        host = {**ssh_lab.host_vars(sshd), "name": "strict", "key_file": str(stranger),
+                "python": NODE_PYTHON}  # fmt: skip
+        error = check_one(tmp_path, sshd, host, SSH_AUTH_SOCK=str(tmp_path / "agent.sock"))
+    finally:
+        agent.terminate()
+        agent.wait(timeout=10)
+        sshd.stop()
+    assert error is None

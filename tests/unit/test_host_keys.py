@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import hmac
 import multiprocessing
 import multiprocessing.synchronize
 from pathlib import Path
@@ -12,6 +13,8 @@ import pytest
 
 from dcctl.transport.base import HostError
 from dcctl.transport.ssh import HostKeyStore, SshOptions
+from dcctl.transport.ssh import known_hosts as known_hosts_module
+from dcctl.transport.ssh.options import DEFAULT_GLOBAL_KNOWN_HOSTS, KnownHostsFiles
 
 
 @pytest.fixture(scope="module")
@@ -19,13 +22,28 @@ def keys() -> tuple[paramiko.PKey, paramiko.PKey]:
     return paramiko.ECDSAKey.generate(), paramiko.ECDSAKey.generate()
 
 
-def store(tmp_path: Path, user_lines: list[str], accept_new: bool = False) -> HostKeyStore:
-    user_file = tmp_path / "user_known_hosts"
-    user_file.write_text("".join(line + "\n" for line in user_lines))
+def write_lines(path: Path, lines: list[str]) -> Path:
+    path.write_text("".join(line + "\n" for line in lines))
+    return path
+
+
+def store(
+    tmp_path: Path,
+    user_lines: list[str],
+    accept_new: bool = False,
+    global_lines: list[str] | None = None,
+) -> HostKeyStore:
+    """A store reading one user file and one global file (no global file by default): never
+    this machine's own ~/.ssh or /etc/ssh."""
+    user_file = write_lines(tmp_path / "user_known_hosts", user_lines)
+    global_files = ()
+    if global_lines is not None:
+        global_files = (write_lines(tmp_path / "ssh_known_hosts", global_lines),)
     return HostKeyStore(
         SshOptions(
             trusted_keys_file=tmp_path / "state" / "known_hosts",
-            user_known_hosts=user_file,
+            user_known_hosts=(user_file,),
+            global_known_hosts=global_files,
             accept_new_host_keys=accept_new,
         )
     )
@@ -174,7 +192,8 @@ def _accept_all(
 ) -> None:
     options = SshOptions(
         trusted_keys_file=tmp_path / "state" / "known_hosts",
-        user_known_hosts=tmp_path / "absent",
+        user_known_hosts=(tmp_path / "absent",),
+        global_known_hosts=(),
         accept_new_host_keys=True,
     )
     hosts = HostKeyStore(options)
@@ -198,3 +217,96 @@ def test_concurrent_runs_record_each_new_key_once(tmp_path: Path, keys: tuple) -
     assert [run.exitcode for run in runs] == [0] * 4
     recorded = (tmp_path / "state" / "known_hosts").read_text().splitlines()
     assert sorted(recorded) == sorted(line(name, keys[0]) for name in names)
+
+
+def test_a_key_in_the_global_known_hosts_file_makes_the_host_known(
+    tmp_path: Path, keys: tuple
+) -> None:
+    """Clusters often hand out host keys only through /etc/ssh/ssh_known_hosts. A host listed
+    there is known: another key is CHANGED, also with --accept-new-host-keys (it would
+    otherwise be trusted on first use, and recorded: a MITM's key accepted)."""
+    known, impostor = keys
+    hosts = store(tmp_path, [], accept_new=True, global_lines=[line("[gpu1]:2222", known)])
+    hosts.verify("[gpu1]:2222", known)
+    with pytest.raises(HostError) as error:
+        hosts.verify("[gpu1]:2222", impostor)
+    assert error.value.kind == "host_key"
+    assert "CHANGED" in error.value.message
+    assert str(tmp_path / "ssh_known_hosts") in error.value.message
+    assert not (tmp_path / "state" / "known_hosts").exists()
+
+
+def test_the_global_files_default_to_openssh_s() -> None:
+    options = SshOptions(trusted_keys_file=Path("/nonexistent"))
+    assert options.global_known_hosts == DEFAULT_GLOBAL_KNOWN_HOSTS
+    assert [str(path) for path in DEFAULT_GLOBAL_KNOWN_HOSTS] == [
+        "/etc/ssh/ssh_known_hosts",
+        "/etc/ssh/ssh_known_hosts2",
+    ]
+    assert [path.name for path in options.user_known_hosts] == ["known_hosts", "known_hosts2"]
+
+
+def test_files_named_for_a_host_replace_the_run_s_own(tmp_path: Path, keys: tuple) -> None:
+    """UserKnownHostsFile / GlobalKnownHostsFile in ~/.ssh/config: the named files replace
+    the defaults for that host only; dcctl's own file is always read."""
+    known, impostor = keys
+    hosts = store(tmp_path, [line("gpu1", impostor)], global_lines=[line("gpu1", impostor)])
+    rack_file = write_lines(tmp_path / "rack_known_hosts", [line("gpu1", known)])
+    rack_only = KnownHostsFiles(user=(rack_file,), system=())
+    hosts.verify("gpu1", known, rack_only)
+    with pytest.raises(HostError, match="CHANGED"):
+        hosts.verify("gpu1", known)  # the run's own files hold another key for it
+    with pytest.raises(HostError, match="unknown host key"):
+        hosts.verify("gpu1", known, KnownHostsFiles(user=(), system=()))
+    trusted = tmp_path / "state" / "known_hosts"
+    trusted.parent.mkdir()
+    write_lines(trusted, [line("gpu2", known)])
+    fresh = store(tmp_path, [])
+    fresh.verify("gpu2", known, KnownHostsFiles(user=(), system=()))
+
+
+def test_an_unreadable_known_hosts_file_is_refused_not_skipped(tmp_path: Path, keys: tuple) -> None:
+    """Skipping it could make a known host unknown, and --accept-new-host-keys trust it."""
+    hosts = store(tmp_path, [], accept_new=True)
+    unreadable = KnownHostsFiles(user=(tmp_path,), system=())  # a directory: EISDIR
+    with pytest.raises(HostError) as error:
+        hosts.verify("gpu1", keys[0], unreadable)
+    assert error.value.kind == "host_key"
+    assert f"known_hosts file {tmp_path} cannot be read" in error.value.message
+    assert not (tmp_path / "state" / "known_hosts").exists()
+
+
+def test_each_hashed_line_is_tested_once_per_host_name(
+    tmp_path: Path, keys: tuple, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A handshake asks for the host's key types, then verifies its key: the hashed lines
+    (HashKnownHosts) are scanned for that name once, not once per question."""
+    known, _ = keys
+    hashed = [line(paramiko.HostKeys.hash_host(f"10.0.{i // 250}.{i % 250}"), known)
+              for i in range(200)]  # fmt: skip
+    hosts = store(tmp_path, hashed)
+    macs: list[bytes] = []
+    real_mac = known_hosts_module._Hashed.mac
+
+    def counting_mac(self: known_hosts_module._Hashed, name_bytes: bytes) -> bytes:
+        macs.append(name_bytes)
+        return real_mac(self, name_bytes)
+
+    monkeypatch.setattr(known_hosts_module._Hashed, "mac", counting_mac)
+    assert hosts.known_types("10.0.0.7") == [known.get_name()]
+    hosts.verify("10.0.0.7", known)
+    assert len(macs) == 200
+    hosts.verify("10.0.0.8", known)
+    assert len(macs) == 400
+
+
+def test_hashed_names_match_as_hmac_sha1_of_the_salt() -> None:
+    """The precomputed HMAC states give what the hmac module and paramiko compute."""
+    for salt in (b"", b"s" * 20, b"long" * 40):
+        entry = known_hosts_module.parse_pattern(
+            "|1|" + base64.b64encode(salt).decode() + "|" + base64.b64encode(b"x").decode()
+        )
+        assert isinstance(entry.test, known_hosts_module._Hashed)
+        assert entry.test.mac(b"gpu1") == hmac.digest(salt, b"gpu1", "sha1")
+    hashed = paramiko.HostKeys.hash_host("[gpu1]:2222")
+    assert known_hosts_module.parse_pattern(hashed).test.matches("[gpu1]:2222", b"[gpu1]:2222")

@@ -91,7 +91,7 @@ def test_unencrypted_key_ignores_the_passphrase(
 ) -> None:
     monkeypatch.setenv(PASSPHRASE_ENV, PASSPHRASE)
     path = keygen(tmp_path / "plain", "ed25519")
-    assert load_private_key(str(path), PASSPHRASE).get_base64() == public_blob(path)
+    assert load_private_key(str(path), PASSPHRASE.encode()).get_base64() == public_blob(path)
 
 
 def test_one_bad_key_file_does_not_stop_the_others(
@@ -164,3 +164,56 @@ def test_load_private_key_raises_only_key_file_errors(tmp_path: Path) -> None:
         load_private_key(str(tmp_path / "absent"), None)
     assert isinstance(load_private_key(str(keygen(tmp_path / "k", "rsa")), None), paramiko.RSAKey)
     assert os.environ.get(PASSPHRASE_ENV) is None
+
+
+def test_a_passphrase_that_is_not_utf8_opens_its_key(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Typed in a Latin-1 terminal: os.environ would turn it into surrogates, which decrypt
+    nothing; the passphrase is taken as the bytes the environment holds."""
+    latin1 = "café 7".encode("latin-1")
+    path = tmp_path / "latin1"
+    subprocess.run(
+        [b"ssh-keygen", b"-q", b"-t", b"ed25519", b"-N", latin1, b"-f", str(path).encode()],
+        check=True,
+    )
+    monkeypatch.setitem(os.environb, PASSPHRASE_ENV.encode(), latin1)
+    keys, notes = KeyRing().keys_for([str(path)])
+    assert notes == []
+    assert [key.get_base64() for key in keys] == [public_blob(path)]
+
+
+def unsupported_cipher_keys(root: Path) -> dict[str, Path]:
+    """Keys encrypted with ciphers paramiko has no decryptor for (OpenSSH and openssl can)."""
+    pem = root / "rsa-aes192.pem"
+    subprocess.run(
+        ["openssl", "genrsa", "-aes192", "-traditional", "-passout", f"pass:{PASSPHRASE}",
+         "-out", str(pem), "2048"],
+        check=True, capture_output=True,
+    )  # fmt: skip
+    pem.chmod(0o600)
+    keys = {"AES-192-CBC": pem}
+    for key_type, cipher in (("ed25519", "chacha20-poly1305@openssh.com"), ("ecdsa", "aes128-ctr")):
+        path = root / f"{key_type}-{cipher}"
+        subprocess.run(
+            ["ssh-keygen", "-q", "-t", key_type, "-N", PASSPHRASE, "-Z", cipher, "-f", str(path)],
+            check=True,
+        )
+        keys[cipher] = path
+    return keys
+
+
+def test_a_cipher_paramiko_cannot_decrypt_is_named_not_blamed_on_the_passphrase(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for cipher, path in unsupported_cipher_keys(tmp_path).items():
+        for passphrase in (None, PASSPHRASE):
+            if passphrase is None:
+                monkeypatch.delenv(PASSPHRASE_ENV, raising=False)
+            else:
+                monkeypatch.setenv(PASSPHRASE_ENV, passphrase)
+            note = note_for(path)
+            assert f"key file {path} is encrypted with {cipher}, which paramiko cannot" in note
+            assert f"ssh-add {path}" in note
+            assert f"ssh-keygen -p -Z aes256-ctr -f {path}" in note
+            assert "wrong" not in note

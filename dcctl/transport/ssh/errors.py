@@ -10,3 +10,8 @@ class TransientConnectError(HostError):
 
     def __init__(self, message: str) -> None:
         super().__init__("unreachable", message)
+
+
+def no_banner(where: str, timeout_s: float) -> HostError:
+    """A host that accepted the TCP connection and then said nothing: hung, or not sshd."""
+    return HostError("timeout", f"{where}: no SSH banner within {timeout_s:g}s (host hung?)")

@@ -13,9 +13,9 @@ import paramiko
 
 from dcctl.transport.base import HostError, check_cancelled
 from dcctl.transport.ssh.endpoint import Endpoint
-from dcctl.transport.ssh.errors import TransientConnectError
+from dcctl.transport.ssh.errors import TransientConnectError, no_banner
 from dcctl.transport.ssh.host_keys import HostKeyStore
-from dcctl.transport.ssh.keys import KeyRing
+from dcctl.transport.ssh.keys import KeyRing, one_offer, signing_refusal
 
 # known_hosts names an RSA key `ssh-rsa`; paramiko negotiates it as one of these signatures.
 _KEY_TYPE_ALIASES = {"ssh-rsa": ("rsa-sha2-512", "rsa-sha2-256")}
@@ -38,7 +38,11 @@ class Handshaker:
         transport = self._new_transport(sock)
         try:
             self._negotiate(transport, endpoint, cancel)
-            self.host_keys.verify(endpoint.known_hosts_name, transport.get_remote_server_key())
+            self.host_keys.verify(
+                endpoint.known_hosts_name,
+                transport.get_remote_server_key(),
+                endpoint.known_hosts_files,
+            )
             _authenticate(transport, endpoint, self.keyring, self.timeout_s)
         except BaseException:
             # Whatever ended the handshake (a HostError, Ctrl-C), its thread must not live on.
@@ -56,7 +60,10 @@ class Handshaker:
     def _negotiate(
         self, transport: paramiko.Transport, endpoint: Endpoint, cancel: threading.Event | None
     ) -> None:
-        _prefer_key_types(transport, self.host_keys.known_types(endpoint.known_hosts_name))
+        known_types = self.host_keys.known_types(
+            endpoint.known_hosts_name, endpoint.known_hosts_files
+        )
+        _prefer_key_types(transport, known_types)
         try:
             # Longer than banner_timeout, so a silent peer fails on the banner with a clear
             # error instead of start_client returning early with no session.
@@ -75,9 +82,7 @@ def _handshake_error(
     # paramiko wraps what reading the banner raised in an SSHException: look at the cause.
     cause = exc.__context__ if isinstance(exc, paramiko.SSHException) else exc
     if isinstance(exc, TimeoutError) or isinstance(cause, TimeoutError):
-        return HostError(
-            "timeout", f"{endpoint.where}: no SSH banner within {timeout_s:g}s (host hung?)"
-        )
+        return no_banner(endpoint.where, timeout_s)
     # paramiko ends a key exchange that outlives handshake_timeout with a bare EOFError.
     if transport.packetizer.handshake_timed_out():
         return HostError(
@@ -126,8 +131,9 @@ def _offer(
     refused: int,
 ) -> bool:
     """True once authenticated; False when the server refused this key (try the next)."""
+    attempt = one_offer(key)
     try:
-        transport.auth_publickey(endpoint.user, key)
+        remaining = transport.auth_publickey(endpoint.user, attempt)
     except paramiko.BadAuthenticationType as exc:
         raise HostError(
             "auth",
@@ -137,10 +143,22 @@ def _offer(
     except paramiko.AuthenticationException as exc:
         if transport.is_active() and _server_answered(transport):
             return False
-        raise _unanswered(transport, endpoint, timeout_s, refused) from exc
+        raise _unanswered(transport, endpoint, timeout_s, refused, attempt) from exc
     except (paramiko.SSHException, EOFError, OSError) as exc:
-        raise _closed_during_auth(endpoint, refused) from exc
-    return transport.is_authenticated()
+        raise _closed_during_auth(endpoint, refused, attempt) from exc
+    return transport.is_authenticated() or _partly_accepted(endpoint, remaining)
+
+
+def _partly_accepted(endpoint: Endpoint, remaining: list[str]) -> bool:
+    """paramiko returns, rather than raises, the methods still wanted after a partial success
+    (sshd's AuthenticationMethods publickey,password): the key was right, yet not enough."""
+    if not remaining or "publickey" in remaining:
+        return False  # refused, or a second key is wanted (publickey,publickey): try the next
+    raise HostError(
+        "auth",
+        f"{endpoint.display} accepted the key but requires a second factor "
+        f"({'/'.join(remaining)}); dcctl supports public-key authentication only",
+    )
 
 
 def _server_answered(transport: paramiko.Transport) -> bool:
@@ -151,10 +169,14 @@ def _server_answered(transport: paramiko.Transport) -> bool:
 
 
 def _unanswered(
-    transport: paramiko.Transport, endpoint: Endpoint, timeout_s: float, refused: int
+    transport: paramiko.Transport,
+    endpoint: Endpoint,
+    timeout_s: float,
+    refused: int,
+    attempt: paramiko.PKey,
 ) -> HostError:
     if not transport.is_active():
-        return _closed_during_auth(endpoint, refused)
+        return _closed_during_auth(endpoint, refused, attempt)
     # Trying the next key would wait as long again, and "auth" would blame the keys.
     return HostError(
         "timeout",
@@ -163,7 +185,12 @@ def _unanswered(
     )
 
 
-def _closed_during_auth(endpoint: Endpoint, refused: int) -> HostError:
+def _closed_during_auth(endpoint: Endpoint, refused: int, attempt: paramiko.PKey) -> HostError:
+    # An agent that would not sign raises inside paramiko's thread, which ends the transport:
+    # the agent is to blame, not the network nor the server's MaxAuthTries.
+    refusal = signing_refusal(attempt)
+    if refusal is not None:
+        return HostError("auth", f"{endpoint.display}: {refusal}")
     if refused:
         # sshd hangs up after MaxAuthTries (6 by default) refused keys.
         return HostError(

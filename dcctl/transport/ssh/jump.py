@@ -68,11 +68,19 @@ class JumpHosts:
         self, jump: str, target_identity_files: tuple[str, ...], cancel: threading.Event | None
     ) -> paramiko.Transport:
         user, _, hostport = jump.rpartition("@")
-        address, port = split_host_port(hostport)
+        address, port = split_host_port(hostport, f"jump host {jump}")
         # Named "jump host ..." so every connect, key or auth error says which hop failed.
         endpoint = self._resolver.resolve(
             f"jump host {jump}", address, port, user or None, None, None
         )
+        if endpoint.jump:
+            # Connecting straight to the bastion would bypass the hop ~/.ssh/config asks for.
+            raise HostError(
+                "unreachable",
+                f"jump host {jump} has its own ProxyJump ({endpoint.jump}) in ssh config: "
+                "chained jump hosts are not supported by dcctl, and connecting to the jump "
+                "host directly would bypass that hop",
+            )
         # A bastion usually takes the same key as the hosts behind it; offer that one too.
         extra = tuple(f for f in target_identity_files if f not in endpoint.identity_files)
         endpoint = dataclasses.replace(endpoint, identity_files=endpoint.identity_files + extra)

@@ -13,7 +13,8 @@ from dcctl.transport.ssh.private_key import KeyFileError, load_private_key, pass
 
 
 class _SerializedAgentKey(paramiko.AgentKey):
-    """An agent key whose signing requests never interleave with another thread's.
+    """An agent key whose signing requests never interleave with another thread's, and which
+    records why the agent would not sign.
 
     paramiko's Agent connection has no lock: two hosts signing at once over one agent socket
     read each other's replies and both fail authentication.
@@ -22,10 +23,58 @@ class _SerializedAgentKey(paramiko.AgentKey):
     def __init__(self, key: paramiko.AgentKey, lock: threading.Lock) -> None:
         super().__init__(key.agent, key.blob, key.comment)
         self._sign_lock = lock
+        self.refusal: str | None = None
+
+    def for_one_offer(self) -> _SerializedAgentKey:
+        """A copy for one host's offer, so what its signing records is that host's alone."""
+        return _SerializedAgentKey(self, self._sign_lock)
 
     def sign_ssh_data(self, data: Any, algorithm: str | None = None) -> Any:
         with self._sign_lock:
-            return super().sign_ssh_data(data, algorithm)
+            try:
+                return super().sign_ssh_data(data, algorithm)
+            except (paramiko.SSHException, OSError, EOFError) as exc:
+                # A locked agent, a declined `ssh-add -c` confirmation, a FIDO key not
+                # touched. This runs in paramiko's transport thread, where the exception ends
+                # the connection; the handshake reads this note to say what happened.
+                self.refusal = (
+                    f"ssh-agent refused to sign with {_describe(self)}: {exc} (agent locked, "
+                    "confirmation declined or security key not touched?)"
+                )
+                raise
+
+
+def _describe(key: paramiko.AgentKey) -> str:
+    fingerprint = f"{key.get_name()} {key.fingerprint}"
+    return f"{key.comment} ({fingerprint})" if key.comment else fingerprint
+
+
+def one_offer(key: paramiko.PKey) -> paramiko.PKey:
+    """The key to hand to one auth attempt (agent keys: a copy that records refusals)."""
+    return key.for_one_offer() if isinstance(key, _SerializedAgentKey) else key
+
+
+def signing_refusal(key: paramiko.PKey) -> str | None:
+    """Why the agent would not sign during the attempt made with `key`, if it would not."""
+    return key.refusal if isinstance(key, _SerializedAgentKey) else None
+
+
+def _offered_blob(key: paramiko.PKey) -> bytes:
+    """The public blob auth sends for `key`: its certificate when one is attached."""
+    return key.public_blob.key_blob if key.public_blob else key.asbytes()
+
+
+def _unique(keys: list[paramiko.PKey]) -> list[paramiko.PKey]:
+    """Each key once, first place kept: a key that is both a file and in the agent would
+    otherwise be offered twice, and each refused offer uses up one of sshd's MaxAuthTries."""
+    seen: set[bytes] = set()
+    unique: list[paramiko.PKey] = []
+    for key in keys:
+        blob = _offered_blob(key)
+        if blob not in seen:
+            seen.add(blob)
+            unique.append(key)
+    return unique
 
 
 class KeyRing:
@@ -53,7 +102,7 @@ class KeyRing:
             else:
                 keys.append(loaded)
         agent_keys, agent_notes = self._load_agent()
-        return keys + agent_keys, notes + agent_notes
+        return _unique(keys + agent_keys), notes + agent_notes
 
     def _load_file(self, path: str) -> paramiko.PKey | str:
         with self._lock:

@@ -20,6 +20,9 @@ from enum import Enum
 from pathlib import Path
 
 HASHED_PREFIX = "|1|"
+_SHA1_BLOCK = 64
+_IPAD = bytes(byte ^ 0x36 for byte in range(256))  # HMAC's pads, as bytes.translate tables
+_OPAD = bytes(byte ^ 0x5C for byte in range(256))
 
 
 class Marker(Enum):
@@ -44,22 +47,126 @@ class KnownKey:
         return f"{self.key_type} {base64.b64encode(self.blob).decode()}"
 
 
+class _Literal:
+    """A plain host name (lower-cased), compared as is."""
+
+    __slots__ = ("name",)
+
+    def __init__(self, name: str) -> None:
+        self.name = name.lower()
+
+    def matches(self, name: str, name_bytes: bytes) -> bool:
+        return self.name == name
+
+
+class _Wildcard:
+    """A `*`/`?` pattern, compiled once when the file is read."""
+
+    __slots__ = ("regex",)
+
+    def __init__(self, pattern: str) -> None:
+        # Only `*` and `?` are special in known_hosts: `[` and `]` are literal (`[host]:port`).
+        escaped = re.escape(pattern.lower()).replace(r"\*", ".*").replace(r"\?", ".")
+        self.regex = re.compile(escaped, re.DOTALL)
+
+    def matches(self, name: str, name_bytes: bytes) -> bool:
+        return self.regex.fullmatch(name) is not None
+
+
+class _Hashed:
+    """`|1|base64(salt)|base64(HMAC-SHA1(salt, name))`, as HashKnownHosts writes it.
+
+    A file of thousands of hashed lines is tested against every host of a run, so all that
+    depends on the line alone is done once, when the file is read: salt and digest decoded,
+    and the HMAC's keyed inner and outer SHA-1 states computed (RFC 2104; what the hmac module
+    redoes on every call). Testing a name then costs two state copies and two short updates,
+    half the time of hmac.digest().
+    """
+
+    __slots__ = ("_inner", "_outer", "digest")
+
+    def __init__(self, salt: bytes, digest: bytes) -> None:
+        key = hashlib.sha1(salt).digest() if len(salt) > _SHA1_BLOCK else salt
+        key = key.ljust(_SHA1_BLOCK, b"\0")
+        self._inner = hashlib.sha1(key.translate(_IPAD))
+        self._outer = hashlib.sha1(key.translate(_OPAD))
+        self.digest = digest
+
+    def mac(self, name_bytes: bytes) -> bytes:
+        """HMAC-SHA1(salt, name)."""
+        inner = self._inner.copy()
+        inner.update(name_bytes)
+        outer = self._outer.copy()
+        outer.update(inner.digest())
+        return outer.digest()
+
+    def matches(self, name: str, name_bytes: bytes) -> bool:
+        return hmac.compare_digest(self.mac(name_bytes), self.digest)
+
+
+class _Malformed:
+    """A hashed pattern that does not decode: OpenSSH never matches it."""
+
+    __slots__ = ()
+
+    def matches(self, name: str, name_bytes: bytes) -> bool:
+        return False
+
+
+_Test = _Literal | _Wildcard | _Hashed | _Malformed
+
+
+@dataclass(frozen=True)
+class HostPattern:
+    """One comma-separated item of a line's host field, parsed once."""
+
+    negated: bool
+    test: _Test
+
+    @property
+    def literal(self) -> str | None:
+        return self.test.name if isinstance(self.test, _Literal) and not self.negated else None
+
+
+def parse_pattern(text: str) -> HostPattern:
+    negated = text.startswith("!")
+    body = text[1:] if negated else text
+    if body.startswith(HASHED_PREFIX):
+        return HostPattern(negated, _parse_hashed(body))
+    if "*" in body or "?" in body:
+        return HostPattern(negated, _Wildcard(body))
+    return HostPattern(negated, _Literal(body))
+
+
+def _parse_hashed(hashed: str) -> _Hashed | _Malformed:
+    parts = hashed[len(HASHED_PREFIX) :].split("|")
+    if len(parts) != 2:
+        return _Malformed()
+    try:
+        salt, digest = (base64.b64decode(part, validate=True) for part in parts)
+    except (binascii.Error, ValueError):
+        return _Malformed()
+    return _Hashed(salt, digest)
+
+
 @dataclass(frozen=True)
 class Entry:
     """A parsed line: the host patterns it applies to and its key."""
 
-    patterns: tuple[str, ...]
+    patterns: tuple[HostPattern, ...]
     key: KnownKey
 
     @property
     def plain_names(self) -> tuple[str, ...] | None:
         """The names, when every one is a literal name (indexable); None for patterns."""
-        if any(_is_pattern(p) for p in self.patterns):
+        names = tuple(pattern.literal for pattern in self.patterns)
+        if any(name is None for name in names):
             return None
-        return tuple(p.lower() for p in self.patterns)
+        return tuple(name for name in names if name is not None)
 
     def matches(self, name: str) -> bool:
-        return host_matches(self.patterns, name)
+        lowered = name.lower()
+        return host_matches(self.patterns, lowered, lowered.encode())
 
 
 def parse_line(line: str, source: str) -> Entry | None:
@@ -80,7 +187,8 @@ def parse_line(line: str, source: str) -> Entry | None:
         blob = base64.b64decode(fields[2], validate=True)
     except (binascii.Error, ValueError):
         return None
-    return Entry(tuple(fields[0].split(",")), KnownKey(marker, fields[1], blob, source))
+    patterns = tuple(parse_pattern(text) for text in fields[0].split(","))
+    return Entry(patterns, KnownKey(marker, fields[1], blob, source))
 
 
 def read_entries(path: Path) -> Iterator[Entry]:
@@ -94,48 +202,18 @@ def parse_text(text: str, path: Path) -> Iterator[Entry]:
             yield entry
 
 
-def host_matches(patterns: tuple[str, ...], name: str) -> bool:
-    """OpenSSH's match_hostname: any positive pattern matches and no negated one does."""
-    name = name.lower()
+def host_matches(patterns: tuple[HostPattern, ...], name: str, name_bytes: bytes) -> bool:
+    """OpenSSH's match_hostname: any positive pattern matches and no negated one does.
+
+    `name` is lower-cased by the caller, once per lookup rather than once per line.
+    """
     matched = False
     for pattern in patterns:
-        negated = pattern.startswith("!")
-        if _pattern_matches(pattern[1:] if negated else pattern, name):
-            if negated:
+        if pattern.test.matches(name, name_bytes):
+            if pattern.negated:
                 return False
             matched = True
     return matched
-
-
-def _pattern_matches(pattern: str, name: str) -> bool:
-    if pattern.startswith(HASHED_PREFIX):
-        return _hashed_matches(pattern, name)
-    if not _is_pattern(pattern):
-        return pattern.lower() == name
-    return _wildcard_regex(pattern.lower()).fullmatch(name) is not None
-
-
-def _is_pattern(pattern: str) -> bool:
-    return pattern.startswith(("!", HASHED_PREFIX)) or "*" in pattern or "?" in pattern
-
-
-def _wildcard_regex(pattern: str) -> re.Pattern[str]:
-    # Only `*` and `?` are special in known_hosts: `[` and `]` are literal (`[host]:port`).
-    escaped = re.escape(pattern).replace(r"\*", ".*").replace(r"\?", ".")
-    return re.compile(escaped, re.DOTALL)
-
-
-def _hashed_matches(hashed: str, name: str) -> bool:
-    """`|1|base64(salt)|base64(HMAC-SHA1(salt, name))`, as HashKnownHosts writes it."""
-    parts = hashed[len(HASHED_PREFIX) :].split("|")
-    if len(parts) != 2:
-        return False
-    try:
-        salt, digest = (base64.b64decode(part, validate=True) for part in parts)
-    except (binascii.Error, ValueError):
-        return False
-    mine = hmac.new(salt, name.encode(), hashlib.sha1).digest()
-    return hmac.compare_digest(mine, digest)
 
 
 def append_once(path: Path, name: str, key: KnownKey) -> list[KnownKey]:

@@ -15,6 +15,7 @@ import io
 import os
 import re
 import stat
+from dataclasses import dataclass
 
 import paramiko
 
@@ -34,22 +35,56 @@ _OPENSSH_CLASSES: dict[str, type[paramiko.PKey]] = {
     "ecdsa-sha2-nistp521": paramiko.ECDSAKey,
 }
 _PEM_CLASSES: dict[str, type[paramiko.PKey]] = {"RSA": paramiko.RSAKey, "EC": paramiko.ECDSAKey}
+_DEK_INFO = re.compile(r"^DEK-Info:\s*([A-Za-z0-9-]+)\s*,", re.MULTILINE)
+# The ciphers paramiko decrypts key files with (paramiko 3.4 to 5.x): legacy PEM files
+# (PKey._CIPHER_TABLE), OpenSSH-format RSA and ECDSA keys (PKey._read_private_key_openssh),
+# and OpenSSH-format Ed25519 keys (Transport._cipher_info, less the AEAD ciphers).
+_PEM_CIPHERS = frozenset({"AES-128-CBC", "AES-256-CBC", "DES-EDE3-CBC"})
+_OPENSSH_CIPHERS = frozenset({"aes256-ctr", "aes256-cbc"})
+_ED25519_CIPHERS = frozenset(
+    f"aes{bits}-{mode}" for bits in (128, 192, 256) for mode in ("ctr", "cbc")
+) | {"3des-cbc"}
 
 
 class KeyFileError(Exception):
     """A key file that cannot be used; the message names it, says why and how to fix it."""
 
 
-def passphrase_from_env() -> str | None:
-    """The key passphrase from the environment (never from the inventory: it is a secret)."""
-    return os.environ.get(PASSPHRASE_ENV) or None
+def passphrase_from_env() -> bytes | None:
+    """The key passphrase from the environment (never from the inventory: it is a secret).
+
+    As bytes: a passphrase that is not UTF-8 (typed in a Latin-1 terminal, say) would come out
+    of os.environ as surrogates that no key decrypts with.
+    """
+    return os.environb.get(PASSPHRASE_ENV.encode()) or None
 
 
-def load_private_key(path: str, passphrase: str | None) -> paramiko.PKey:
+@dataclass(frozen=True)
+class _KeyFormat:
+    """What a key file's clear text says: paramiko's class for it, its file format and the
+    cipher its private part is encrypted with (None when it is not encrypted)."""
+
+    key_class: type[paramiko.PKey]
+    openssh: bool
+    cipher: str | None
+
+    def decryptable(self) -> bool:
+        """Whether paramiko has a decryptor for this file's cipher (explains a failure only:
+        a key is never refused before paramiko has tried it)."""
+        if self.cipher is None:
+            return True
+        if not self.openssh:
+            return self.cipher in _PEM_CIPHERS
+        if self.key_class is paramiko.Ed25519Key:
+            return self.cipher in _ED25519_CIPHERS
+        return self.cipher in _OPENSSH_CIPHERS
+
+
+def load_private_key(path: str, passphrase: bytes | None) -> paramiko.PKey:
     """The key in `path` (with `path`-cert.pub attached when present), or KeyFileError."""
     key_path, cert_path = _key_and_cert(os.path.expanduser(path))
     text = _read_key_text(key_path)
-    key = _decode(_key_class(text, key_path), text, key_path, passphrase)
+    key = _decode(_key_format(text, key_path), text, key_path, passphrase)
     if os.path.isfile(cert_path):
         _attach_certificate(key, cert_path)
     return key
@@ -116,20 +151,22 @@ def _read_at_most(fd: int, limit: int) -> bytes:
     return b"".join(chunks)
 
 
-def _key_class(text: str, path: str) -> type[paramiko.PKey]:
-    """The paramiko class for the key in `text`, from its PEM label or OpenSSH header."""
+def _key_format(text: str, path: str) -> _KeyFormat:
+    """The paramiko class for the key in `text` (from its PEM label or OpenSSH header), and
+    its cipher."""
     begin = _BEGIN.search(text)
     if begin is None:
         raise KeyFileError(f"key file {path} holds no private key (no BEGIN ... PRIVATE KEY line)")
     label = begin.group(1)
     if label == "OPENSSH":
-        key_type = _openssh_key_type(text, begin.end(), path)
+        key_type, cipher = _openssh_header(text, begin.end(), path)
         key_class = _OPENSSH_CLASSES.get(key_type)
         if key_class is None:
             raise KeyFileError(f"key file {path}: {key_type} keys are not supported by paramiko")
-        return key_class
+        return _KeyFormat(key_class, True, None if cipher == "none" else cipher)
     if label in _PEM_CLASSES:
-        return _PEM_CLASSES[label]
+        dek_info = _DEK_INFO.search(text, begin.end())
+        return _KeyFormat(_PEM_CLASSES[label], False, dek_info.group(1) if dek_info else None)
     if label in ("", "ENCRYPTED"):
         raise KeyFileError(
             f"key file {path} is in PKCS#8 format, which paramiko cannot read; rewrite it in "
@@ -138,8 +175,8 @@ def _key_class(text: str, path: str) -> type[paramiko.PKey]:
     raise KeyFileError(f"key file {path}: {label} keys are not supported by paramiko")
 
 
-def _openssh_key_type(text: str, body_start: int, path: str) -> str:
-    """The key type in the clear header of an OpenSSH key, encrypted or not (PROTOCOL.key)."""
+def _openssh_header(text: str, body_start: int, path: str) -> tuple[str, str]:
+    """Key type and cipher from the clear header of an OpenSSH key (PROTOCOL.key)."""
     end = _END.search(text, body_start)
     try:
         blob = base64.b64decode(
@@ -150,38 +187,64 @@ def _openssh_key_type(text: str, body_start: int, path: str) -> str:
     if not blob.startswith(_OPENSSH_MAGIC):
         raise KeyFileError(f"key file {path} is corrupt (no openssh-key-v1 header)")
     header = paramiko.Message(blob[len(_OPENSSH_MAGIC) :])
-    for _cipher_kdf_and_options in range(3):
+    cipher = header.get_string().decode("ascii", errors="replace")
+    for _kdf_and_options in range(2):
         header.get_string()
     if header.get_int() != 1:
         raise KeyFileError(f"key file {path} holds several keys; paramiko reads only one")
-    return paramiko.Message(header.get_binary()).get_string().decode("ascii", errors="replace")
+    key_type = paramiko.Message(header.get_binary()).get_string()
+    return key_type.decode("ascii", errors="replace"), cipher
 
 
 def _decode(
-    key_class: type[paramiko.PKey], text: str, path: str, passphrase: str | None
+    key_format: _KeyFormat, text: str, path: str, passphrase: bytes | None
 ) -> paramiko.PKey:
     try:
-        return key_class.from_private_key(io.StringIO(text))
+        return key_format.key_class.from_private_key(io.StringIO(text))
     except paramiko.PasswordRequiredException:
         pass  # encrypted: decrypted below, if there is a passphrase
     except Exception as exc:
         # paramiko's parsers raise SSHException, ValueError, TypeError or IndexError on a
         # malformed file, by key type and format; any of them means only that this file is
         # unusable, which must not stop the other keys (and the agent's) from being tried.
-        raise KeyFileError(f"key file {path} is corrupt or unsupported: {exc!r}") from exc
+        raise _unreadable(key_format, path, exc) from exc
+    if not key_format.decryptable():
+        raise _unsupported_cipher(key_format, path)  # a passphrase would not help
     if passphrase is None:
         raise KeyFileError(
             f"key file {path} is encrypted: load it into ssh-agent (ssh-add {path}) "
             f"or set {PASSPHRASE_ENV} to its passphrase"
         )
     try:
-        return key_class.from_private_key(io.StringIO(text), password=passphrase)
+        # paramiko turns a str passphrase into bytes itself (util.b) and takes bytes as they
+        # are, though its annotations say str.
+        return key_format.key_class.from_private_key(
+            io.StringIO(text),
+            password=passphrase,  # type: ignore[arg-type]
+        )
     except Exception as exc:
         # Decryption was the only step left: whatever paramiko raises (SSHException for a
-        # checksum mismatch, ValueError from bcrypt) means the passphrase does not open it.
+        # checksum mismatch, ValueError from bcrypt) means the passphrase does not open it,
+        # unless paramiko has no decryptor for the file's cipher at all.
+        if not key_format.decryptable():
+            raise _unsupported_cipher(key_format, path) from exc
         raise KeyFileError(
             f"key file {path}: the passphrase in {PASSPHRASE_ENV} is wrong for this key"
         ) from exc
+
+
+def _unreadable(key_format: _KeyFormat, path: str, exc: Exception) -> KeyFileError:
+    if not key_format.decryptable():
+        return _unsupported_cipher(key_format, path)
+    return KeyFileError(f"key file {path} is corrupt or unsupported: {exc!r}")
+
+
+def _unsupported_cipher(key_format: _KeyFormat, path: str) -> KeyFileError:
+    return KeyFileError(
+        f"key file {path} is encrypted with {key_format.cipher}, which paramiko cannot "
+        f"decrypt; load it into ssh-agent (ssh-add {path}) or re-encrypt it with a cipher "
+        f"paramiko reads: ssh-keygen -p -Z aes256-ctr -f {path}"
+    )
 
 
 def _attach_certificate(key: paramiko.PKey, cert_path: str) -> None:

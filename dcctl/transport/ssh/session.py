@@ -96,11 +96,13 @@ class _Output:
         self.last_data_at: float | None = None
 
     def drain(self, channel: paramiko.Channel) -> bool:
+        """Read at most one chunk of each stream: a task that prints without pause must not
+        keep the caller from its deadline and Ctrl-C checks between reads."""
         drained = False
-        while channel.recv_ready():
+        if channel.recv_ready():
             self.stdout.add(channel.recv(READ_CHUNK))
             drained = True
-        while channel.recv_stderr_ready():
+        if channel.recv_stderr_ready():
             self.stderr.add(channel.recv_stderr(READ_CHUNK))
             drained = True
         if drained:
@@ -114,19 +116,21 @@ def _collect(
     output = _Output()
     give_up_at = deadline + GIVE_UP_AFTER_S
     while True:
-        if output.drain(channel):
-            continue
-        if channel.exit_status_ready() and (channel.eof_received or channel.closed):
-            break
-        if _transport_gone(channel):
-            raise _lost(display)
+        # Every pass, printing or not: a task that never stops printing still meets its
+        # deadline and Ctrl-C.
         check_cancelled(cancel)
+        printed = output.drain(channel)
+        if _finished(channel):
+            break
+        if not printed and _transport_gone(channel):  # what arrived before it went is read
+            raise _lost(display)
         if time.monotonic() > give_up_at:
             # Exited, but a process it left behind holds its output open: the exit counts.
             if channel.exit_status_ready():
                 break
             raise _abandoned(display, output, deadline)
-        wait_ready(channel, POLL_INTERVAL_S)
+        if not printed:
+            wait_ready(channel, POLL_INTERVAL_S)
     # Ctrl-C closes the connection under us, which reads like an ordinary channel close.
     check_cancelled(cancel)
     # exit-signal (killed on the node) leaves paramiko's exit_status at -1.
@@ -139,6 +143,13 @@ def _collect(
         stderr=output.stderr.text(),
         timed_out=exit_code in NODE_TIMEOUT_EXIT_CODES and time.monotonic() >= deadline,
     )
+
+
+def _finished(channel: paramiko.Channel) -> bool:
+    """Exited and all its output read: EOF seen (or the channel closed) and nothing buffered."""
+    if not (channel.exit_status_ready() and (channel.eof_received or channel.closed)):
+        return False
+    return not (channel.recv_ready() or channel.recv_stderr_ready())
 
 
 def _abandoned(display: str, output: _Output, deadline: float) -> HostError:

@@ -15,7 +15,7 @@ import paramiko
 
 from dcctl.transport.base import POLL_INTERVAL_S, HostError, check_cancelled
 from dcctl.transport.ssh.endpoint import Endpoint
-from dcctl.transport.ssh.errors import TransientConnectError
+from dcctl.transport.ssh.errors import TransientConnectError, no_banner
 
 
 def tcp_connect(
@@ -110,6 +110,4 @@ def await_banner(
     while not wait_ready(sock, POLL_INTERVAL_S):
         check_cancelled(cancel)
         if time.monotonic() > give_up_at:
-            raise HostError(
-                "timeout", f"{endpoint.where}: no SSH banner within {timeout_s:g}s (host hung?)"
-            )
+            raise no_banner(endpoint.where, timeout_s)
