@@ -10,7 +10,9 @@ nor Ctrl-C can cut it short. So:
 - results: the first MAX_RESULTS_PER_CHECK per check id, then one that counts the rest and
   carries the worst status among them;
 - lists inside a message: MAX_LISTED items, then "and N more";
-- strings from the node inside a message: MAX_SHOWN_CHARS, and a whole message MAX_MESSAGE_CHARS.
+- strings from the node inside a message: MAX_SHOWN_CHARS, and a whole message MAX_MESSAGE_CHARS;
+- counts from the node (`node_count`): at least 1 and at most MAX_NODE_COUNT, whatever was sent,
+  so no count (0, negative, not a number) can make what it counts vanish.
 """
 
 from __future__ import annotations
@@ -34,12 +36,15 @@ MAX_RESULTS_PER_CHECK = 32
 MAX_LISTED = 20
 MAX_SHOWN_CHARS = 200
 MAX_MESSAGE_CHARS = 2000
+# Far more events than any kernel log holds; a larger count is garbage, shown as this.
+MAX_NODE_COUNT = 10**12
 
 # Each kernel-log list holds at most what the node runtime sends of one kind.
 MAX_EVENTS_READ = MAX_KEYS_PER_KIND * MAX_EVENTS_PER_KEY
 _KINDS = 3
 # (path of a list in the facts, the most entries read of it). Nodes have at most 16 GPUs and a
 # few dozen HCA ports and NVMe drives; a Kubernetes node may mount thousands of filesystems.
+# The first entries are kept, except in KEEP_LAST.
 LIST_CAPS: tuple[tuple[tuple[str, ...], int], ...] = (
     (("gpus",), 256),
     (("ib",), 256),
@@ -52,6 +57,9 @@ LIST_CAPS: tuple[tuple[tuple[str, ...], int], ...] = (
     (("kernel_log", "left_out"), _KINDS * (MAX_LEFT_OUT_CODES + 1)),
     (("dcgm", "tests"), 2_000),
 )
+# Lists whose later entries shadow earlier ones (a mount over a mount point hides the one
+# before it): cut, they keep their last entries, which are the ones judged.
+KEEP_LAST: frozenset[tuple[str, ...]] = frozenset({("mounts",)})
 # The same for lists inside each GPU (an H100 has 18 NVLinks).
 GPU_LIST_CAPS: tuple[tuple[tuple[str, ...], int], ...] = (
     (("nvlink",), 64),
@@ -85,6 +93,14 @@ def listed(items: Iterable[str], total: int, separator: str = ", ") -> str:
     return f"{text} and {total - MAX_LISTED:,} more" if total > MAX_LISTED else text
 
 
+def node_count(value: Any) -> int:
+    """A count the node sent, as 1 to MAX_NODE_COUNT: a count is only sent for something that
+    happened, so 0, a negative number, a bool or a non-integer still stand for at least one."""
+    if type(value) is not int or value < 1:
+        return 1
+    return min(value, MAX_NODE_COUNT)
+
+
 def worst(statuses: Iterable[Status]) -> Status:
     found = set(statuses)
     return next((status for status in SEVERITY if status in found), "pass")
@@ -96,11 +112,12 @@ def noun(result_id: str) -> str:
 
 def summary(result_id: str, tally: Counter[Status], expected: Any = None) -> Result:
     """One result standing for `tally` (how many of each status) results not shown."""
+    tally = Counter({status: n for status, n in tally.items() if n > 0})
     count = sum(tally.values())
     by_status = ", ".join(f"{tally[s]:,} {s}" for s in SEVERITY if tally[s])
     message = f"… and {count:,} more {noun(result_id)} ({by_status})"
     observed: dict[str, int] = {"more": count, **{s: tally[s] for s in SEVERITY if tally[s]}}
-    status = worst(s for s, n in tally.items() if n > 0)
+    status = worst(tally)
     return Result(result_id, status, message, observed, expected)
 
 
@@ -111,11 +128,14 @@ def fold(
     expected: Any = None,
 ) -> list[Result]:
     """The first MAX_RESULTS_PER_CHECK results of one check, then one summary of the rest and
-    of `left_out` (results only counted, by status). Untouched when nothing is past the cap."""
+    of `left_out` (results only counted, by status). Untouched when nothing is past the cap.
+    A status counts when its count is positive: one status's count never offsets another's."""
     rest = Counter(result.status for result in results[MAX_RESULTS_PER_CHECK:])
     rest.update(left_out or Counter())
     kept = list(results[:MAX_RESULTS_PER_CHECK])
-    return [*kept, summary(result_id, rest, expected)] if sum(rest.values()) else kept
+    return (
+        [*kept, summary(result_id, rest, expected)] if any(n > 0 for n in rest.values()) else kept
+    )
 
 
 def fold_by_id(results: Sequence[Result]) -> list[Result]:
@@ -155,7 +175,7 @@ def bound_facts(facts: dict[str, Any]) -> tuple[dict[str, Any], list[Result]]:
     `payload.size` fail for each list that was longer. The facts passed in stay as sent."""
     cuts: list[Result] = []
     for path, cap in LIST_CAPS:
-        facts = _cut(facts, path, cap, ".".join(path), cuts)
+        facts = _cut(facts, path, cap, ".".join(path), cuts, path in KEEP_LAST)
     gpus = facts.get("gpus")
     if isinstance(gpus, list):
         before = len(cuts)
@@ -171,24 +191,27 @@ def _bound_gpu(gpu: Any, index: int, cuts: list[Result]) -> Any:
     return gpu
 
 
-def _cut(node: Any, path: tuple[str, ...], cap: int, name: str, cuts: list[Result]) -> Any:
-    """`node` with the list at `path` cut to `cap` entries (the dicts on the way copied)."""
+def _cut(
+    node: Any, path: tuple[str, ...], cap: int, name: str, cuts: list[Result], last: bool = False
+) -> Any:
+    """`node` with the list at `path` cut to its first (or `last`) `cap` entries (the dicts
+    on the way copied)."""
     if not path:
         if not isinstance(node, list) or len(node) <= cap:
             return node
-        cuts.append(_too_long(name, len(node), cap))
-        return node[:cap]
+        cuts.append(_too_long(name, len(node), cap, last))
+        return node[-cap:] if last else node[:cap]
     if not isinstance(node, dict) or not isinstance(node.get(path[0]), (dict, list)):
         return node
-    child = _cut(node[path[0]], path[1:], cap, name, cuts)
+    child = _cut(node[path[0]], path[1:], cap, name, cuts, last)
     return node if child is node[path[0]] else {**node, path[0]: child}
 
 
-def _too_long(name: str, length: int, cap: int) -> Result:
+def _too_long(name: str, length: int, cap: int, last: bool) -> Result:
     # A fail, not an error: what was not read may hold a failure, and no healthy node sends
     # this much, so the verdict cannot be milder than judging it all would give.
     message = (
         f"the node sent {length:,} entries in {name}, more than dcctl reads ({cap:,}): "
-        f"only the first {cap:,} were judged"
+        f"only the {'last' if last else 'first'} {cap:,} were judged"
     )
     return Result("payload.size", "fail", message, length, f"at most {cap:,}")

@@ -29,13 +29,6 @@ def gpu_label(gpu: dict[str, Any]) -> str:
     return f"GPU {shown(gpu.get('index', '?'))}{suffix}"
 
 
-def gpu_by_bus_id(facts: dict[str, Any], bus_id: str) -> dict[str, Any] | None:
-    """The GPU at a PCI address in any common spelling (0000:18:00.0, 00000000:18:00.0,
-    18:00.0 for domain 0): the whole domain:bus:device.function must match."""
-    found = gpu_at(bus_index(facts), bus_id)
-    return dict(found) if found is not None else None
-
-
 def bus_index(facts: dict[str, Any]) -> BusIndex:
     """The node's GPUs by PCI address; where two share one, the first listed."""
     index: BusIndex = {}
@@ -46,7 +39,8 @@ def bus_index(facts: dict[str, Any]) -> BusIndex:
 
 
 def gpu_at(index: BusIndex, bus_id: str) -> dict[str, Any] | None:
-    """The GPU at a PCI address in any spelling gpu_by_bus_id accepts, from a bus_index."""
+    """The GPU at a PCI address in any common spelling (0000:18:00.0, 00000000:18:00.0,
+    18:00.0 for domain 0), from a bus_index: the whole domain:bus:device.function must match."""
     return index.get(_bus_key(bus_id))
 
 

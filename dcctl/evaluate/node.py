@@ -2,7 +2,8 @@
 checks, which run with built-in thresholds (HEALTH_DEFAULTS) that `expect` may override.
 
 Read within the bounds of dcctl.evaluate.bounds: judging one host takes milliseconds whatever
-its node sent."""
+its node sent; and of the shape dcctl.evaluate.shape checks: a fact of another shape is one
+`payload.shape` error, never an exception that ends the host's evaluation."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from dcctl.evaluate.gpu_health import evaluate_gpu_health
 from dcctl.evaluate.io_health import evaluate_io_health
 from dcctl.evaluate.node_health import evaluate_node_health
 from dcctl.evaluate.result import Result
+from dcctl.evaluate.shape import checked_facts
 from dcctl.inventory.expect_keys import HEALTH_DEFAULTS
 
 
@@ -26,13 +28,16 @@ def health_expect(expect: dict[str, Any]) -> dict[str, Any]:
 def evaluate_node(facts: dict[str, Any], expect: dict[str, Any]) -> list[Result]:
     settings = health_expect(expect)
     bounded, too_long = bound_facts(facts)
+    # After the cuts: the shape check then reads a bounded part of the facts too.
+    checked, malformed = checked_facts(bounded)
     return fold_by_id(
         [
-            *evaluate_facts(bounded, expect),
-            *evaluate_gpu_health(bounded, settings),
-            *evaluate_node_health(bounded, settings),
-            *evaluate_io_health(bounded, settings),
-            *evaluate_dcgm(bounded),
+            *evaluate_facts(checked, expect),
+            *evaluate_gpu_health(checked, settings),
+            *evaluate_node_health(checked, settings),
+            *evaluate_io_health(checked, settings),
+            *evaluate_dcgm(checked),
             *too_long,
+            *malformed,
         ]
     )

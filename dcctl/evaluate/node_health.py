@@ -13,7 +13,14 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from dcctl.evaluate.bounds import MAX_MESSAGE_CHARS, MAX_RESULTS_PER_CHECK, fold, listed, shown
+from dcctl.evaluate.bounds import (
+    MAX_MESSAGE_CHARS,
+    MAX_RESULTS_PER_CHECK,
+    fold,
+    listed,
+    node_count,
+    shown,
+)
 from dcctl.evaluate.common import BadExpectation, ib_ports, probe_error
 from dcctl.evaluate.gpus import BusIndex, bus_index, gpu_at, gpu_label, gpu_ref
 from dcctl.evaluate.result import Result, Status
@@ -84,10 +91,24 @@ def _counted(log: dict[str, Any], kind: str, fields: tuple[str, ...]) -> Counter
     counts: Counter[tuple[Any, ...]] = Counter()
     for event in log.get(kind) or []:
         counts[tuple(event.get(f) for f in fields)] += 1
-    for entry in log.get("omitted") or []:
-        if entry.get("kind") == kind:
-            counts[tuple(entry.get(f) for f in fields)] += int(entry.get("count", 0))
+    for entry in _omitted(log, kind):
+        counts[tuple(entry.get(f) for f in fields)] += node_count(entry.get("count"))
     return counts
+
+
+def _omitted(log: dict[str, Any], kind: str) -> list[dict[str, Any]]:
+    """Keys whose older events the node only counted (its per-key cap)."""
+    return [entry for entry in log.get("omitted") or [] if entry.get("kind") == kind]
+
+
+def _code(value: Any) -> int:
+    """An XID or SXid number for sorting; a key the node sent without one sorts first."""
+    return value if type(value) is int else -1
+
+
+def _logs_xids(log: dict[str, Any]) -> bool:
+    """The log names an XID: listed, or only counted by the node."""
+    return bool(log.get("xids") or _omitted(log, "xids") or _left_out(log, "xids"))
 
 
 def _latest(log: dict[str, Any], kind: str, fields: tuple[str, ...]) -> dict[Any, dict[str, Any]]:
@@ -105,7 +126,8 @@ def _readable_log(facts: dict[str, Any]) -> tuple[dict[str, Any] | None, Result 
     log = facts.get("kernel_log")
     if log is None:
         return None, _unknown("kernel.xid", facts, "kernel_log", "kernel log not collected")
-    if log.get("source") == "none":
+    # An XID the node sent is judged even beside a claim that the log was unreadable.
+    if log.get("source") == "none" and not _logs_xids(log):
         why = shown(log.get("error") or "no source")
         message = f"kernel log unreadable ({why}): XIDs not checked; {KERNEL_LOG_ACCESS}"
         return None, Result("kernel.xid", "warn", message, None, "a readable kernel log")
@@ -169,8 +191,8 @@ def _gpu_order(gpu: dict[str, Any] | None, key: tuple[Any, ...]) -> tuple[bool, 
     xid, pci = key
     index = (gpu or {}).get("index")
     if isinstance(index, int):
-        return (False, index, str(pci), int(xid))
-    return (True, 0, str(pci), int(xid))
+        return (False, index, str(pci), _code(xid))
+    return (True, 0, str(pci), _code(xid))
 
 
 def _left_out_xids(log: dict[str, Any], ignored: set[int]) -> tuple[Counter[Status], list[Any]]:
@@ -187,7 +209,7 @@ def _left_out_xids(log: dict[str, Any], ignored: set[int]) -> tuple[Counter[Stat
         if status is None:
             application.append(xid)
         else:
-            tally[status] += int(entry.get("keys", 1))
+            tally[status] += node_count(entry.get("keys"))
     return tally, application
 
 
@@ -235,12 +257,18 @@ def _sxid_result(
     return Result("kernel.sxid", "fail" if fatal else "warn", message, observed, "no SXids")
 
 
+def _fatal_sxids(log: dict[str, Any]) -> set[tuple[Any, ...]]:
+    """SXid keys with a fatal event, listed or among those the node only counted."""
+    counted = [*(log.get("sxids") or []), *_omitted(log, "sxids")]
+    return {(e.get("sxid"), e.get("device")) for e in counted if e.get("fatal")}
+
+
 def _check_sxids(facts: dict[str, Any], log: dict[str, Any]) -> list[Result]:
     counts = _counted(log, "sxids", ("sxid", "device"))
-    fatal = {(e.get("sxid"), e.get("device")) for e in log.get("sxids") or [] if e.get("fatal")}
+    fatal = _fatal_sxids(log)
     latest = _latest(log, "sxids", ("sxid", "device"))
     window = _window(facts, log)
-    keys = sorted(counts, key=lambda k: (str(k[1]), int(k[0])))
+    keys = sorted(counts, key=lambda k: (str(k[1]), _code(k[0])))
     results = [
         _sxid_result(key, counts[key], key in fatal, latest.get(key, {}), window)
         for key in keys[:MAX_RESULTS_PER_CHECK]
@@ -249,7 +277,7 @@ def _check_sxids(facts: dict[str, Any], log: dict[str, Any]) -> list[Result]:
         "fail" if key in fatal else "warn" for key in keys[MAX_RESULTS_PER_CHECK:]
     )
     for entry in _left_out(log, "sxids"):
-        rest["fail" if entry.get("fatal") else "warn"] += int(entry.get("keys", 1))
+        rest["fail" if entry.get("fatal") else "warn"] += node_count(entry.get("keys"))
     if results or rest:
         return fold("kernel.sxid", results, rest, "no SXids")
     if (facts.get("nvswitch_count") or 0) > 0:
@@ -267,7 +295,7 @@ def _check_mlx5_pcie(log: dict[str, Any]) -> list[Result]:
         message = f"mlx5 NIC {shown(event.get('device'))}: {detail}"
         observed = {"device": event.get("device"), "text": shown(event.get("text"))}
         results.append(Result("kernel.mlx5_pcie", "warn", message, observed, expected))
-    left_out = sum(int(entry.get("keys", 1)) for entry in _left_out(log, "pcie_bandwidth_limited"))
+    left_out = sum(node_count(e.get("keys")) for e in _left_out(log, "pcie_bandwidth_limited"))
     return fold("kernel.mlx5_pcie", results, Counter({"warn": left_out}), expected)
 
 
@@ -275,7 +303,10 @@ def _check_kernel_log(facts: dict[str, Any], expect: dict[str, Any], nvidia: boo
     log, unreadable = _readable_log(facts)
     if log is None:
         return [unreadable] if unreadable is not None and nvidia else []
-    results = _guarded("kernel.xid", _check_xids, facts, log, expect) if nvidia else []
+    # XIDs are judged on a node with no NVIDIA facts too: a GPU that fell off the bus may leave
+    # a driver that no longer loads, and the XID it logged is what explains that.
+    judged = nvidia or _logs_xids(log)
+    results = _guarded("kernel.xid", _check_xids, facts, log, expect) if judged else []
     return results + _check_sxids(facts, log) + _check_mlx5_pcie(log)
 
 

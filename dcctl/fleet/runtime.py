@@ -16,6 +16,7 @@ import hashlib
 import importlib.util
 import io
 import json
+import signal
 import zipfile
 from dataclasses import dataclass
 from functools import lru_cache
@@ -197,7 +198,12 @@ def _install(transport: Transport, host: Host, runtime: Runtime, deadline: float
         raise HostError("timeout", "uploading the node runtime took past the deadline")
     _check_version(host, upload)
     if upload.exit_code != 0:
-        why = _last_line(upload.stderr) or _last_line(upload.stdout) or "no output"
+        why = (
+            _last_line(upload.stderr)
+            or _last_line(upload.stdout)
+            or _killed_by(upload.exit_code)
+            or "no output"
+        )
         raise HostError(
             "runtime",
             f"cannot install the node runtime in ~/.cache/dcctl with {_with(host)} "
@@ -252,15 +258,41 @@ def _payload(host: Host, result: CommandResult) -> dict[str, Any]:
 
 
 def _no_payload(host: Host, result: CommandResult) -> str:
-    head = f"{_with(host)} exited {result.exit_code} and printed no dcctl result"
+    killed = _killed_by(result.exit_code)
+    ended = f"exited {result.exit_code}"
+    if killed is not None:
+        # The local transport reports -N; a shell that ran the interpreter as its child, 128+N.
+        ended = f"was {killed}" if result.exit_code < 0 else f"{ended}: {killed}"
+    head = f"{_with(host)} {ended} and printed no dcctl result"
     error = _last_line(result.stderr)
     if error:
         # A traceback or a shell's complaint names the cause better than any guess.
         return f"{head}: {shorten(error)}"
+    if killed is not None:
+        return f"{head} ({_output(result)})"
     return (
         f"{head} ({_output(result)}); likely causes: a login script that writes to stdout or "
         f"ends the session, or `python` is not a Python >= {_version(MIN_PYTHON)} interpreter"
     )
+
+
+# What an exit status says of a signal: paramiko reports an SSH exit-signal (the remote
+# process was killed) as -1, with no number; -N and 128+N name signal N.
+_SSH_EXIT_SIGNAL = -1
+_SHELL_SIGNAL_BASE = 128
+
+
+def _killed_by(exit_code: int) -> str | None:
+    """'killed by SIGKILL (out of memory?)' for an exit status that reports a signal."""
+    if exit_code == _SSH_EXIT_SIGNAL:
+        return "killed by a signal (the SSH server sent no exit status)"
+    number = -exit_code if exit_code < 0 else exit_code - _SHELL_SIGNAL_BASE
+    try:
+        name = signal.Signals(number).name
+    except ValueError:
+        return None
+    # The kernel's OOM killer sends SIGKILL, and so does little else on a node.
+    return f"killed by {name}" + (" (out of memory?)" if number == signal.SIGKILL else "")
 
 
 def _output(result: CommandResult) -> str:

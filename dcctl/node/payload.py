@@ -106,14 +106,6 @@ def read_payload(stdout: str) -> dict[str, Any] | None:
     return _last_frame(stdout, PAYLOAD_START, PAYLOAD_END)
 
 
-def extract_payload(stdout: str) -> dict[str, Any] | None:
-    """The object in the last complete payload frame, or None when there is none or it is bad."""
-    try:
-        return read_payload(stdout)
-    except BadPayload:
-        return None
-
-
 def parse_progress_line(line: str) -> dict[str, Any] | None:
     """The object in a progress line, or None when the line is not one."""
     try:

@@ -29,7 +29,7 @@ echo "== node runtime zipapp, as shipped to a node"
 python3 - "$out" <<'PY'
 import json, subprocess, sys, time
 from dcctl.fleet.runtime import build_runtime
-from dcctl.node.payload import extract_payload
+from dcctl.node.payload import read_payload
 out = sys.argv[1]
 with open(f"{out}/runtime.pyz", "wb") as f:
     f.write(build_runtime().archive)
@@ -37,7 +37,7 @@ started = time.monotonic()
 proc = subprocess.run([sys.executable, f"{out}/runtime.pyz", "facts", '{"scratch_dir": "/tmp"}'],
                       capture_output=True, text=True, timeout=120)
 print(f"facts task: exit {proc.returncode}, {time.monotonic() - started:.2f} s; stderr: {proc.stderr[-500:]}")
-payload = extract_payload(proc.stdout) or {}
+payload = read_payload(proc.stdout) or {}
 with open(f"{out}/facts.json", "w") as f:
     json.dump(payload, f, indent=1)
 print(json.dumps({k: payload.get(k) for k in ("driver", "cuda", "gpu_source", "probe_errors", "fabric_manager", "nvswitch_count")}))

@@ -172,6 +172,28 @@ def test_output_without_a_result_is_shown_with_its_likely_cause(
     )
 
 
+@pytest.mark.parametrize(
+    ("signal", "ended"),
+    [("KILL", "was killed by SIGKILL (out of memory?)"), ("SEGV", "was killed by SIGSEGV")],
+)
+def test_an_interpreter_killed_by_a_signal_is_named(
+    tmp_path: Path, installed: Path, signal: str, ended: str
+) -> None:
+    # Before: "exited -9 ... (no output); likely causes: a login script that writes ...".
+    killed = fake_python(tmp_path, f"kill -{signal} $$")
+    assert error_of(host(killed, installed)).message == (
+        f"{killed} on n1 {ended} and printed no dcctl result (no output)"
+    )
+
+
+def test_a_signal_reported_by_a_shell_is_named(tmp_path: Path, installed: Path) -> None:
+    # A wrapper shell that runs the interpreter as its child exits 128 + the signal.
+    wrapped = fake_python(tmp_path, "exec 2>/dev/null; sh -c 'kill -SEGV $$'; exit $?")
+    assert error_of(host(wrapped, installed)).message == (
+        f"{wrapped} on n1 exited 139: killed by SIGSEGV and printed no dcctl result (no output)"
+    )
+
+
 def test_a_traceback_is_named_instead_of_a_guess(tmp_path: Path, installed: Path) -> None:
     broken = fake_python(tmp_path, "echo 'ImportError: bad magic number' >&2; exit 1")
     error = error_of(host(broken, installed))

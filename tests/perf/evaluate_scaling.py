@@ -1,7 +1,7 @@
 """How long the controller spends on one host's payload as its kernel log names more XIDs.
 
 For each count N, a node payload with N distinct XID keys (one event each, half of them
-hardware XIDs) is framed as the node prints it, then timed: reading it back (`extract_payload`:
+hardware XIDs) is framed as the node prints it, then timed: reading it back (`read_payload`:
 find the frame, parse the JSON) and judging it (`evaluate_node`). Both run in the controller's
 main thread as each host lands, so neither `--timeout` nor Ctrl-C acts during them.
 
@@ -43,7 +43,11 @@ REPO = Path(__file__).resolve().parents[2]
 MEASURE = """
 import json, sys, time
 from dcctl.evaluate.node import evaluate_node
-from dcctl.node.payload import extract_payload, format_payload
+from dcctl.node.payload import format_payload
+try:
+    from dcctl.node.payload import read_payload
+except ImportError:  # revisions older than 573725f had only extract_payload
+    from dcctl.node.payload import extract_payload as read_payload
 
 keys = int(sys.argv[1])
 xids = [
@@ -57,7 +61,7 @@ log = {"source": "journal", "window_h": 24, "xids": xids, "sxids": [],
        "pcie_bandwidth_limited": []}
 text = format_payload({"gpu_source": "procfs", "gpus": gpus, "kernel_log": log})
 started = time.perf_counter()
-facts = extract_payload(text)
+facts = read_payload(text)
 read = time.perf_counter()
 evaluate_node(facts, {})
 judged = time.perf_counter()

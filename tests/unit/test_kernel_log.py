@@ -337,3 +337,63 @@ def test_recorded_log_under_sysroot(monkeypatch: pytest.MonkeyPatch, tmp_path: P
         "window_h": 24,
         "error": "no recorded kernel log (/dcctl-recorded/kmsg.txt)",
     }
+
+
+# --- what the node counts but does not list ----------------------------------------------
+
+
+def sxid_line(minute: int, severity: str, device: str = "0000:05:00.0") -> str:
+    return (
+        f"2026-11-28T06:{minute:02d}:00+0000 gpu001 kernel: nvidia-nvswitch0: SXid "
+        f"(PCI:{device}): 12028, {severity}, Link 44 error"
+    )
+
+
+def test_old_fatal_sxids_of_a_key_still_fail_after_newer_non_fatal_ones() -> None:
+    # Before: the fatal events fell out of the per-key cap into `omitted`, which did not say
+    # they were fatal, and the key was judged on its kept (non-fatal) events: a warning.
+    fatal = [sxid_line(minute, "Fatal") for minute in range(5)]
+    later = [sxid_line(10 + minute, "Non-fatal") for minute in range(kernel_log.MAX_EVENTS_PER_KEY)]
+    log = parse(*fatal, *later)
+    assert not any(event["fatal"] for event in log["sxids"])
+    assert log["omitted"] == [
+        {"kind": "sxids", "sxid": 12028, "device": "0000:05:00.0", "count": 5, "fatal": True}
+    ]
+    facts = {**gpu_facts(log), "nvswitch_count": 4}
+    results = evaluate_node_health(facts, HEALTH_DEFAULTS)
+    (sxid,) = [r for r in results if r.id == "kernel.sxid"]
+    assert sxid.status == "fail"
+    assert "(fatal)" in sxid.message and sxid.observed["fatal"] is True
+
+
+def test_non_fatal_omitted_sxids_stay_a_warning() -> None:
+    lines = [sxid_line(minute, "Non-fatal") for minute in range(kernel_log.MAX_EVENTS_PER_KEY + 3)]
+    log = parse(*lines)
+    assert log["omitted"][0]["fatal"] is False
+    results = evaluate_node_health({**gpu_facts(log), "nvswitch_count": 4}, HEALTH_DEFAULTS)
+    assert [r.status for r in results if r.id == "kernel.sxid"] == ["warn"]
+
+
+def test_keys_past_the_cap_are_tracked_in_bounded_memory() -> None:
+    # Before: every distinct key past MAX_KEYS_PER_KIND stayed in a set for the whole parse.
+    left_out = kernel_log._LeftOut()
+    distinct = 3 * kernel_log.MAX_LEFT_OUT_TRACKED
+    for n in range(distinct):
+        key = {"xid": 79, "pci": f"{n // 256:04x}:{n % 256:02x}:00"}
+        left_out.add("xids", ("xids", *key.values()), key, {})
+    assert len(left_out._idents) <= kernel_log.MAX_LEFT_OUT_TRACKED
+    # Past the tracked keys every event counts as a new key: never fewer than there were.
+    assert left_out.groups() == [{"kind": "xids", "xid": 79, "keys": distinct, "count": distinct}]
+
+
+def test_a_repeated_key_past_the_tracked_ones_is_counted_at_most_once_per_event() -> None:
+    left_out = kernel_log._LeftOut()
+    for n in range(kernel_log.MAX_LEFT_OUT_TRACKED):
+        left_out.add("xids", ("xids", 79, str(n)), {"xid": 79, "pci": str(n)}, {})
+    for _ in range(5):
+        left_out.add("xids", ("xids", 48, "x"), {"xid": 48, "pci": "x"}, {})
+    (_, late) = left_out.groups()
+    assert late == {"kind": "xids", "xid": 48, "keys": 5, "count": 5}
+    # An already tracked key is still told apart from a new one.
+    left_out.add("xids", ("xids", 79, "0"), {"xid": 79, "pci": "0"}, {})
+    assert left_out.groups()[0]["keys"] == kernel_log.MAX_LEFT_OUT_TRACKED

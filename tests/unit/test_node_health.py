@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 from sysroots import FIXTURES, build_sysroot
 
-from dcctl.evaluate.gpus import gpu_by_bus_id
+from dcctl.evaluate.gpus import bus_index, gpu_at
 from dcctl.evaluate.node_health import evaluate_node_health
 from dcctl.evaluate.result import Result
 from dcctl.inventory.expect_keys import HEALTH_DEFAULTS
@@ -257,9 +257,9 @@ def test_xid_in_another_pci_domain_is_not_this_gpu() -> None:
         ("0000:19:00.0", False),
     ],
 )
-def test_gpu_by_bus_id_compares_the_whole_address(spelling: str, found: bool) -> None:
+def test_gpu_at_compares_the_whole_address(spelling: str, found: bool) -> None:
     facts = {"gpus": [{"index": 0, "pci_bus_id": "00000000:18:00.0"}]}
-    assert (gpu_by_bus_id(facts, spelling) is not None) is found
+    assert (gpu_at(bus_index(facts), spelling) is not None) is found
 
 
 def test_window_wording_says_since_boot_when_the_boot_is_recent() -> None:

@@ -22,10 +22,11 @@ from dcctl.node.main import main
 from dcctl.node.payload import (
     PAYLOAD_END,
     PAYLOAD_START,
-    extract_payload,
+    BadPayload,
     format_payload,
     format_progress,
     parse_progress_line,
+    read_payload,
 )
 
 REPO = Path(__file__).resolve().parent.parent.parent
@@ -57,7 +58,7 @@ def test_format_payload_is_one_line_with_markers() -> None:
     assert text.rstrip("\n").endswith(PAYLOAD_END)
 
 
-def test_extract_payload_ignores_banners_and_noise() -> None:
+def test_read_payload_ignores_banners_and_noise() -> None:
     stdout = (
         "Welcome to Ubuntu 22.04.4 LTS (GNU/Linux 5.15.0-101-generic x86_64)\n"
         " * Documentation:  https://help.ubuntu.com\n"
@@ -67,32 +68,42 @@ def test_extract_payload_ignores_banners_and_noise() -> None:
         + format_payload({"kernel": "5.15.0-101-generic"})
         + "logout\n"
     )
-    assert extract_payload(stdout) == {"kernel": "5.15.0-101-generic"}
+    assert read_payload(stdout) == {"kernel": "5.15.0-101-generic"}
 
 
-def test_extract_payload_takes_the_last_complete_pair() -> None:
+def test_read_payload_takes_the_last_complete_pair() -> None:
     stdout = (
         format_payload({"n": 1})
         + format_payload({"n": 2})
         + PAYLOAD_START
         + '{"n": 3'  # cut off: the node died mid-write
     )
-    assert extract_payload(stdout) == {"n": 2}
+    assert read_payload(stdout) == {"n": 2}
 
 
-def test_extract_payload_none_when_absent_or_corrupt() -> None:
-    assert extract_payload("") is None
-    assert extract_payload("bash: python3: command not found\n") is None
-    assert extract_payload(f"{PAYLOAD_START}not json{PAYLOAD_END}") is None
-    assert extract_payload(f"{PAYLOAD_START}[1, 2]{PAYLOAD_END}") is None
-    assert extract_payload(f"{PAYLOAD_END}{PAYLOAD_START}") is None
+def test_read_payload_none_when_absent() -> None:
+    assert read_payload("") is None
+    assert read_payload("bash: python3: command not found\n") is None
+
+
+@pytest.mark.parametrize(
+    "stdout",
+    [
+        f"{PAYLOAD_START}not json{PAYLOAD_END}",
+        f"{PAYLOAD_START}[1, 2]{PAYLOAD_END}",
+        f"{PAYLOAD_END}{PAYLOAD_START}",
+    ],
+)
+def test_read_payload_raises_when_corrupt(stdout: str) -> None:
+    with pytest.raises(BadPayload):
+        read_payload(stdout)
 
 
 def test_markers_inside_values_cannot_end_the_frame() -> None:
     value = {"error": f"odd {PAYLOAD_END} text {PAYLOAD_START} here", "k": "<b>"}
     text = "banner\n" + format_payload(value) + "trailer\n"
     assert text.count(PAYLOAD_END) == 1
-    assert extract_payload(text) == value
+    assert read_payload(text) == value
 
 
 def test_progress_line_roundtrip() -> None:
@@ -107,7 +118,7 @@ def test_progress_line_roundtrip() -> None:
 def test_unknown_task_exits_2() -> None:
     code, out = run_main(["bogus", "{}"])
     assert code == 2
-    payload = extract_payload(out)
+    payload = read_payload(out)
     assert payload is not None
     assert "unknown task 'bogus'" in payload["error"]
     assert "facts" in payload["error"]
@@ -117,7 +128,7 @@ def test_unknown_task_exits_2() -> None:
 def test_bad_params_exit_2(params: str) -> None:
     code, out = run_main(["facts", params])
     assert code == 2
-    payload = extract_payload(out)
+    payload = read_payload(out)
     assert payload is not None
     assert "params" in payload["error"]
 
@@ -125,13 +136,13 @@ def test_bad_params_exit_2(params: str) -> None:
 def test_missing_task_exits_2() -> None:
     code, out = run_main([])
     assert code == 2
-    assert "usage" in (extract_payload(out) or {})["error"]
+    assert "usage" in (read_payload(out) or {})["error"]
 
 
 def test_invalid_scratch_dir_exits_2() -> None:
     code, out = run_main(["facts", '{"scratch_dir": "relative/path"}'])
     assert code == 2
-    assert "scratch_dir" in (extract_payload(out) or {})["error"]
+    assert "scratch_dir" in (read_payload(out) or {})["error"]
 
 
 def test_task_exception_exits_1_with_traceback() -> None:
@@ -140,7 +151,7 @@ def test_task_exception_exits_1_with_traceback() -> None:
 
     code, out = run_main(["broken", "{}"], tasks={"broken": broken})
     assert code == 1
-    payload = extract_payload(out)
+    payload = read_payload(out)
     assert payload is not None
     assert payload["error"] == "KeyError: 'boom'"
     assert "Traceback" in payload["traceback"]
@@ -153,7 +164,7 @@ def test_task_params_error_exits_2() -> None:
 
     code, out = run_main(["picky", "{}"], tasks={"picky": picky})
     assert code == 2
-    assert (extract_payload(out) or {})["error"] == "bad params for picky: size must be positive"
+    assert (read_payload(out) or {})["error"] == "bad params for picky: size must be positive"
 
 
 def test_exactly_one_payload_line_on_stdout() -> None:
@@ -232,7 +243,7 @@ def run_node(
 
 def facts_from(proc: subprocess.CompletedProcess[str]) -> dict[str, Any]:
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    payload = extract_payload(proc.stdout)
+    payload = read_payload(proc.stdout)
     assert payload is not None, proc.stdout
     return payload
 
@@ -300,7 +311,7 @@ def test_sysroot_partial_recording_end_to_end() -> None:
 def test_subprocess_exit_codes() -> None:
     proc = run_node(["nope"])
     assert proc.returncode == 2
-    assert "unknown task" in (extract_payload(proc.stdout) or {})["error"]
+    assert "unknown task" in (read_payload(proc.stdout) or {})["error"]
     proc = run_node(["facts", "{oops"])
     assert proc.returncode == 2
 

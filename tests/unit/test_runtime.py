@@ -6,13 +6,18 @@ import os
 import shlex
 import subprocess
 import sys
+import time
 import zipfile
+from collections.abc import Sequence
 from io import BytesIO
 from pathlib import Path
 
-from dcctl.fleet.runtime import build_runtime, task_argv
+import pytest
+
+from dcctl.fleet.runtime import build_runtime, run_task, task_argv
 from dcctl.inventory.model import Host
-from dcctl.node.payload import EXIT_NO_PYTHON, EXIT_RUNTIME_MISSING, extract_payload
+from dcctl.node.payload import EXIT_NO_PYTHON, EXIT_RUNTIME_MISSING, read_payload
+from dcctl.transport.base import CommandResult, HostError
 
 
 def test_runtime_holds_only_the_node_package() -> None:
@@ -41,7 +46,7 @@ def test_runtime_runs_standalone_with_isolated_python(tmp_path: Path) -> None:
         capture_output=True, text=True, timeout=60,
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr
-    payload = extract_payload(proc.stdout)
+    payload = read_payload(proc.stdout)
     assert payload is not None
     assert payload["kernel"]
 
@@ -84,7 +89,7 @@ def test_watched_runtime_exits_cleanly_while_its_stdin_stays_open(tmp_path: Path
         stderr = proc.stderr.read()
         assert proc.wait(timeout=60) == 0, stderr
         assert b"Fatal Python error" not in stderr
-        assert extract_payload(stdout.decode()) is not None
+        assert read_payload(stdout.decode()) is not None
         assert proc.stdin is not None
         proc.stdin.close()
 
@@ -130,7 +135,7 @@ def test_upload_then_run_through_the_shipped_shell_scripts(tmp_path: Path) -> No
     assert list((installed / "dcctl" / "node" / "probes" / "__pycache__").glob("*.pyc"))
     warm = _run_argv(run, env)
     assert warm.returncode == 0, warm.stderr
-    payload = extract_payload(warm.stdout.decode())
+    payload = read_payload(warm.stdout.decode())
     assert payload is not None
     if payload["fio"] is not None:  # learnt once, kept beside the runtime for later tasks
         assert (cache / "fio-version.json").is_file()
@@ -160,3 +165,66 @@ def test_missing_interpreter_is_reported_before_the_cache_is_looked_at(tmp_path:
     host = Host(name="n", address="a", python="/nonexistent/python3")
     result = _run_argv(task_argv(host, build_runtime(), "facts", {}), _node_env(tmp_path))
     assert result.returncode == EXIT_NO_PYTHON and NO_PYTHON_MARK in result.stdout.decode()
+
+
+# --- an interpreter that ends without a result -------------------------------------------------
+
+
+class Replies:
+    """A transport whose command ends as given: what a node reports for a killed task."""
+
+    def __init__(self, result: CommandResult) -> None:
+        self.result = result
+
+    def connect(self) -> None:
+        pass
+
+    def run(
+        self, argv: Sequence[str], deadline: float, stdin: bytes | None = None
+    ) -> CommandResult:
+        return self.result
+
+    def close(self) -> None:
+        pass
+
+
+def no_result_message(exit_code: int, stderr: str = "") -> str:
+    host = Host(name="n1", address="a", python="python3")
+    with pytest.raises(HostError) as caught:
+        run_task(
+            Replies(CommandResult(exit_code, "", stderr)), host, "facts", {}, time.monotonic() + 60
+        )
+    assert caught.value.kind == "runtime"
+    return caught.value.message
+
+
+@pytest.mark.parametrize(
+    ("exit_code", "ended"),
+    [
+        # Killed on the node: the local transport reports -N, a shell 128+N, and an SSH
+        # server's exit-signal leaves no status at all (paramiko: -1).
+        (-9, "was killed by SIGKILL (out of memory?)"),
+        (-11, "was killed by SIGSEGV"),
+        (137, "exited 137: killed by SIGKILL (out of memory?)"),
+        (139, "exited 139: killed by SIGSEGV"),
+        (-1, "was killed by a signal (the SSH server sent no exit status)"),
+    ],
+)
+def test_a_killed_interpreter_is_named_not_guessed_at(exit_code: int, ended: str) -> None:
+    # Before: "exited -9 ... likely causes: a login script that writes to stdout ...".
+    assert no_result_message(exit_code) == (
+        f"python3 on n1 {ended} and printed no dcctl result (no output)"
+    )
+
+
+def test_a_killed_interpreter_still_shows_what_it_printed_last() -> None:
+    message = no_result_message(-11, "Fatal Python error: Segmentation fault")
+    assert message == (
+        "python3 on n1 was killed by SIGSEGV and printed no dcctl result: "
+        "Fatal Python error: Segmentation fault"
+    )
+
+
+def test_an_ordinary_exit_without_a_result_keeps_its_likely_causes() -> None:
+    assert "likely causes: a login script" in no_result_message(0)
+    assert "likely causes: a login script" in no_result_message(200)

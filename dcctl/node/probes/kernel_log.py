@@ -35,6 +35,11 @@ MAX_EVENTS_PER_KEY = 20
 # The payload stays bounded however large the log, and the controller still sees every number.
 MAX_KEYS_PER_KIND = 100
 MAX_LEFT_OUT_CODES = 100
+# Keys past the cap are told apart (counted once each in `keys`) up to this many, so the
+# parser's memory stays bounded however many distinct keys a log names; past it, every event
+# of a key not yet seen counts as a new key: `keys` may then exceed the number of distinct keys
+# (never `count`), so the controller's verdict is never milder for it.
+MAX_LEFT_OUT_TRACKED = 10_000
 # Kernel lines are a few hundred characters; a longer one is cut, its start kept.
 MAX_TEXT_CHARS = 400
 
@@ -45,18 +50,25 @@ _LINE_RE = re.compile(
 )
 _JOURNAL_PREFIX_RE = re.compile(r"^\S+ kernel: ")
 _PCI = r"[0-9A-Fa-f]{4,8}:[0-9A-Fa-f]{2}:[0-9A-Fa-f]{2}(?:\.[0-7])?"
+# Patterns searched for anywhere in a line match a bounded width (numbers of at most 10
+# digits, no `.*`): a search then costs at most that width per character of the line, linear
+# however the line is built. What follows a match is read from the match's end.
+_NUMBER = r"\d{1,10}"
 # Older drivers print "Xid (0000:01:00)", current ones "Xid (PCI:0000:18:00)".
-_XID_RE = re.compile(rf"NVRM: Xid \((?:PCI:)?({_PCI})\): (\d+),\s*(.*)")
-_PID_NAME_RE = re.compile(r"pid=([^,]*), name=([^,]*),")
+_XID_RE = re.compile(rf"NVRM: Xid \((?:PCI:)?({_PCI})\): ({_NUMBER}),")
+_PID_NAME_RE = re.compile(r"\s*pid=([^,]*), name=([^,]*),")
 # Only the first line of an SXid event names its severity; the "Severity N ..." and
 # "Data {...}" lines that follow repeat the number and must not count as more events.
-_SXID_RE = re.compile(rf"(nvidia-nvswitch\d+): SXid \(PCI:({_PCI})\): (\d+), (Non-fatal|Fatal),")
+_SXID_RE = re.compile(
+    rf"(nvidia-nvswitch{_NUMBER}): SXid \(PCI:({_PCI})\): ({_NUMBER}), (Non-fatal|Fatal),"
+)
 # The PCI core prints "mlx5_core <pci>: ... available PCIe bandwidth, limited by ..." when the
 # NIC is probed (boot, driver reload): a link degraded since a boot older than the window is not
 # seen here. Found as the phrase, then the device before it: one regex with `.*` between the
 # two retried the whole rest of the line at every "mlx5_core" (quadratic on a long line).
 _MLX5_DEVICE_RE = re.compile(rf"mlx5_core ({_PCI}): ")
 _MLX5_LIMITED = "available PCIe bandwidth, limited by"
+LINE_SEARCHES = (_XID_RE, _SXID_RE, _MLX5_DEVICE_RE)
 # The key field that names the event's number, per kind; left-out events are counted by it.
 _CODE_FIELDS = {"xids": "xid", "sxids": "sxid"}
 _UNKNOWN = "<unknown>"
@@ -93,7 +105,8 @@ def _clip(text: str) -> str:
 def _xid_event(match: re.Match[str]) -> tuple[dict[str, Any], dict[str, Any]]:
     key: dict[str, Any] = {"xid": int(match.group(2)), "pci": match.group(1).lower()}
     extra: dict[str, Any] = {}
-    process = _PID_NAME_RE.match(match.group(3))
+    # Anchored at the match's end: linear, unlike a search with `[^,]*` over the line.
+    process = _PID_NAME_RE.match(match.string, match.end())
     if process is not None:
         pid, name = (part.strip().strip("'") for part in process.groups())
         if pid.isdigit():
@@ -129,6 +142,8 @@ class _Events:
         self._kept: dict[tuple[Any, ...], deque[tuple[int, dict[str, Any]]]] = {}
         self._seen: dict[tuple[Any, ...], int] = {}
         self._keys: dict[tuple[Any, ...], tuple[str, dict[str, Any]]] = {}
+        # Keys one of whose events the per-key cap dropped was fatal (SXids).
+        self._fatal_dropped: set[tuple[Any, ...]] = set()
         self._keys_per_kind = dict.fromkeys(EVENT_KINDS, 0)
         self._left_out = _LeftOut()
 
@@ -142,7 +157,10 @@ class _Events:
             self._kept[ident] = deque(maxlen=MAX_EVENTS_PER_KEY)
             self._keys[ident] = (kind, key)
         self._seen[ident] = self._seen.get(ident, 0) + 1
-        self._kept[ident].append((self._order, {**key, **event}))
+        kept = self._kept[ident]
+        if len(kept) == kept.maxlen and kept[0][1].get("fatal"):
+            self._fatal_dropped.add(ident)  # the append below drops it
+        kept.append((self._order, {**key, **event}))
         self._order += 1
 
     def lists(self) -> dict[str, list[dict[str, Any]]]:
@@ -153,12 +171,19 @@ class _Events:
         return {kind: [event for _, event in sorted(found)] for kind, found in lists.items()}
 
     def omitted(self) -> list[dict[str, Any]]:
-        """{kind, key fields, count} per key whose older events the cap dropped."""
+        """{kind, key fields, count} per key whose older events the cap dropped; for SXids
+        also `fatal`: whether any of those was (the kept ones may all be non-fatal)."""
         return [
-            {"kind": kind, **key, "count": self._seen[ident] - len(self._kept[ident])}
+            self._omitted(ident, kind, key)
             for ident, (kind, key) in self._keys.items()
             if self._seen[ident] > len(self._kept[ident])
         ]
+
+    def _omitted(self, ident: tuple[Any, ...], kind: str, key: dict[str, Any]) -> dict[str, Any]:
+        entry = {"kind": kind, **key, "count": self._seen[ident] - len(self._kept[ident])}
+        if kind == "sxids":
+            entry["fatal"] = ident in self._fatal_dropped
+        return entry
 
     def left_out(self) -> list[dict[str, Any]]:
         return self._left_out.groups()
@@ -177,12 +202,20 @@ class _LeftOut:
         self, kind: str, ident: tuple[Any, ...], key: dict[str, Any], event: dict[str, Any]
     ) -> None:
         group = self._group(kind, key.get(_CODE_FIELDS[kind]) if kind in _CODE_FIELDS else None)
-        if ident not in self._idents:
-            self._idents.add(ident)
+        if self._is_new(ident):
             group["keys"] += 1
         group["count"] += 1
         if event.get("fatal"):
             group["fatal"] = True
+
+    def _is_new(self, ident: tuple[Any, ...]) -> bool:
+        """Whether `ident` is a key not seen before; past MAX_LEFT_OUT_TRACKED keys, an
+        untracked one always is (see there)."""
+        if ident in self._idents:
+            return False
+        if len(self._idents) < MAX_LEFT_OUT_TRACKED:
+            self._idents.add(ident)
+        return True
 
     def _group(self, kind: str, code: Any) -> dict[str, Any]:
         found = self._groups.get((kind, code))
@@ -211,9 +244,9 @@ def parse_kernel_log(
     Only lines from the `window_h` hours up to `now` count (None: the log's newest line).
     Each event carries its `time` (ISO 8601, as logged) and `text` (the message, cut at
     MAX_TEXT_CHARS). Past MAX_EVENTS_PER_KEY events for one key only the newest are listed;
-    the older ones are counted in `omitted` as {kind, key fields, count}. Past
-    MAX_KEYS_PER_KIND keys of one kind, the events of further keys are counted in `left_out`
-    as {kind, xid|sxid, keys, count} (SXids also with `fatal`).
+    the older ones are counted in `omitted` as {kind, key fields, count} (SXids also with
+    `fatal`). Past MAX_KEYS_PER_KIND keys of one kind, the events of further keys are counted
+    in `left_out` as {kind, xid|sxid, keys, count} (SXids also with `fatal`).
     """
     reference = now if now is not None else newest_time(text)
     start = reference - timedelta(hours=window_h) if reference is not None else None
