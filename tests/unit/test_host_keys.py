@@ -310,3 +310,24 @@ def test_hashed_names_match_as_hmac_sha1_of_the_salt() -> None:
         assert entry.test.mac(b"gpu1") == hmac.digest(salt, b"gpu1", "sha1")
     hashed = paramiko.HostKeys.hash_host("[gpu1]:2222")
     assert known_hosts_module.parse_pattern(hashed).test.matches("[gpu1]:2222", b"[gpu1]:2222")
+
+
+def test_a_new_key_that_cannot_be_recorded_is_refused(tmp_path: Path, keys: tuple) -> None:
+    """A state dir through a regular file: permission bits would not stop root here."""
+    offered, _ = keys
+    blocker = tmp_path / "not-a-dir"
+    blocker.write_text("")
+    hosts = HostKeyStore(
+        SshOptions(
+            trusted_keys_file=blocker / "known_hosts",
+            user_known_hosts=(),
+            global_known_hosts=(),
+            accept_new_host_keys=True,
+        )
+    )
+    with pytest.raises(HostError) as refused:
+        hosts.verify("gpu1", offered)
+    assert refused.value.kind == "host_key"
+    assert f"cannot record it in {blocker / 'known_hosts'}" in refused.value.message
+    with pytest.raises(HostError):  # not trusted for the rest of the run either
+        hosts.verify("gpu1", offered)

@@ -54,8 +54,10 @@ class _FileKeys:
 def _read_file(path: Path) -> _FileKeys:
     try:
         return _FileKeys(read_entries(path))
-    except FileNotFoundError:
-        return _FileKeys(())  # as OpenSSH: a known_hosts file that is absent holds no keys
+    except (FileNotFoundError, NotADirectoryError):
+        # As OpenSSH: a known_hosts file that is absent holds no keys (a path through a file,
+        # e.g. a broken --state-dir, cannot hold one either).
+        return _FileKeys(())
     except OSError as exc:
         # Skipping a file we cannot read could turn a known host into an unknown one, which
         # --accept-new-host-keys would then trust: refuse to judge instead.
@@ -124,7 +126,10 @@ class HostKeyStore:
     def _record(self, name: str, key: paramiko.PKey, offered: KnownKey) -> None:
         """Called with the lock held."""
         trusted = self._options.trusted_keys_file
-        others = append_once(trusted, name, offered)
+        try:
+            others = append_once(trusted, name, offered)
+        except OSError as exc:
+            raise _unrecorded(name, key, trusted, exc) from exc
         if others:
             raise _changed(name, key, others)
         if trusted in self._files:
@@ -185,6 +190,17 @@ def _certificate_only(name: str, key: paramiko.PKey, authority: KnownKey) -> Hos
         f"certificates); refusing to connect. Add the host's plain key ({_describe(key)}) "
         f"to ~/.ssh/known_hosts once its fingerprint is checked: "
         f"ssh-keyscan -t {key.get_name()} {port_option}{address}",
+    )
+
+
+def _unrecorded(name: str, key: paramiko.PKey, path: Path, exc: OSError) -> HostError:
+    # Trusting a key that is not written down would make every later run trust anew,
+    # whatever key the host offers then: refuse instead.
+    return HostError(
+        "host_key",
+        f"new host key for {name} ({_describe(key)}) not trusted: cannot record it in {path} "
+        f"({exc.strerror or exc}); make the state dir writable (or use --state-dir DIR), or "
+        "add the key to ~/.ssh/known_hosts",
     )
 
 
