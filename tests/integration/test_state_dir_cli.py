@@ -20,34 +20,11 @@ from pathlib import Path
 import jsonschema
 import pytest
 from cli_runner import dcctl_env, load_schema, run_dcctl, start_dcctl
+from mounts import fill, tmpfs
 from processes import blocked_writing_to_a_pipe, pids_with_env, wait_for
 from sshlab import write_inventory
 
 EXIT_NOT_SAVED = 4
-
-
-@contextlib.contextmanager
-def tmpfs(path: Path, options: str) -> Iterator[Path]:
-    path.mkdir(parents=True, exist_ok=True)
-    mounted = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(path)],
-        capture_output=True, text=True, check=False,
-    )  # fmt: skip
-    if mounted.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here (needs root): {mounted.stderr.strip()}")
-    try:
-        yield path
-    finally:
-        subprocess.run(["umount", "-l", str(path)], check=False)
-
-
-def fill(directory: Path) -> None:
-    with (directory / "filler").open("wb", buffering=0) as out:
-        try:
-            while True:
-                out.write(b"\0" * 4096)
-        except OSError as exc:
-            assert exc.errno == errno.ENOSPC
 
 
 @contextlib.contextmanager

@@ -6,15 +6,11 @@ are real tmpfs mounts (skipped where mounting is not permitted).
 
 from __future__ import annotations
 
-import contextlib
-import errno
-import subprocess
-from collections.abc import Iterator
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-import pytest
+from mounts import fill, tmpfs
 
 from dcctl.fleet.outcome import FleetRun, HostOutcome
 from dcctl.inventory.model import Host
@@ -33,33 +29,6 @@ from dcctl.results.store import RunStore
 
 STARTED = datetime(2026, 11, 28, 13, 35, 1, tzinfo=timezone.utc)
 RUN_ID = "20261128T133501Z-check-abcd"
-
-
-@contextlib.contextmanager
-def tmpfs(path: Path, options: str) -> Iterator[Path]:
-    path.mkdir(parents=True, exist_ok=True)
-    mounted = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(path)],
-        capture_output=True, text=True, check=False,
-    )  # fmt: skip
-    if mounted.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here (needs root): {mounted.stderr.strip()}")
-    try:
-        yield path
-    finally:
-        subprocess.run(["umount", "-l", str(path)], check=False)
-
-
-def fill(directory: Path) -> Path:
-    """Write a file until the file system is full; returns it (delete it to free the space)."""
-    filler = directory / "filler"
-    with filler.open("wb", buffering=0) as out:
-        try:
-            while True:
-                out.write(b"\0" * 4096)
-        except OSError as exc:
-            assert exc.errno == errno.ENOSPC
-    return filler
 
 
 def test_a_state_dir_through_a_file_is_named_and_nothing_raises(tmp_path: Path) -> None:
