@@ -89,20 +89,25 @@ def _syntax_error(exc: yaml.MarkedYAMLError, text: str, path: str) -> InputError
     mark = exc.problem_mark or exc.context_mark
     if mark is None:
         return InputError(f"{path}: invalid YAML: {_yaml_problem(exc)}")
-    problem = _pure_python_problem(text, mark.line) or _yaml_problem(exc)
+    problem = _pure_python_problem(text, path, mark.line) or _yaml_problem(exc)
     return InputError(f"{path}:{mark.line + 1}: invalid YAML: {problem}")
 
 
-def _pure_python_problem(text: str, line_index: int) -> str | None:
+def _pure_python_problem(text: str, path: str, line_index: int) -> str | None:
     """PyYAML's own wording for an error libyaml found: it names the character at fault
     (`found character '\\t'`) where libyaml does not. Re-reading costs ~25 times libyaml's
-    time, so only the lines up to the error, and only when they are short."""
+    time, so only the lines up to the error, and only when they are short.
+
+    The re-read goes through a Composer of its own, so dcctl's limits stop it as they stop the
+    first read: newer libyaml refuses deep nesting itself ("exceeded maximum nesting depth"),
+    and PyYAML's pure-Python scanner is quadratic in the nesting depth (minutes at 100,000)."""
     end = _end_of_line(text, line_index)
     if FAST_LOADER is None or end is None:
         return None
+    composer = Composer(path)
     try:
-        for _ in yaml.parse(text[:end], Loader=yaml.SafeLoader):
-            pass
+        for event in yaml.parse(text[:end], Loader=yaml.SafeLoader):
+            composer.feed(event)
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         if mark is not None and mark.line == line_index:
