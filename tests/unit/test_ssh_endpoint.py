@@ -242,3 +242,26 @@ def test_a_flood_of_output_does_not_outrun_ctrl_c() -> None:
     assert isinstance(outcome, HostError), outcome
     assert outcome.kind == "interrupted"
     assert took < 1
+
+
+class StoppedMidReadChannel(FloodingChannel):
+    """A channel whose connection a stop closes between the loop's look at the cancel flag and
+    its look at the connection: the order a stop takes (flag set, then connections closed)."""
+
+    def __init__(self, cancel: threading.Event) -> None:
+        super().__init__(60)
+        self._cancel = cancel
+
+    def recv_ready(self) -> bool:
+        self._cancel.set()
+        return False
+
+    def is_active(self) -> bool:
+        return not self._cancel.is_set()
+
+
+def test_a_connection_closed_by_a_stop_is_interrupted_not_lost() -> None:
+    cancel = threading.Event()
+    outcome, _took = collect(StoppedMidReadChannel(cancel), time.monotonic() + 60, cancel)
+    assert isinstance(outcome, HostError), outcome
+    assert outcome.kind == "interrupted"

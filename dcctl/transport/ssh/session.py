@@ -123,7 +123,7 @@ def _collect(
         if _finished(channel):
             break
         if not printed and _transport_gone(channel):  # what arrived before it went is read
-            raise _lost(display)
+            raise _lost(display, cancel)
         if time.monotonic() > give_up_at:
             # Exited, but a process it left behind holds its output open: the exit counts.
             if channel.exit_status_ready():
@@ -136,7 +136,7 @@ def _collect(
     # exit-signal (killed on the node) leaves paramiko's exit_status at -1.
     exit_code = channel.exit_status
     if exit_code == -1 and _transport_gone(channel):
-        raise _lost(display)
+        raise _lost(display, cancel)
     return CommandResult(
         exit_code=exit_code,
         stdout=output.stdout.text(),
@@ -173,5 +173,8 @@ def _transport_gone(channel: paramiko.Channel) -> bool:
     return transport is None or not transport.is_active()
 
 
-def _lost(display: str) -> HostError:
+def _lost(display: str, cancel: threading.Event | None) -> HostError:
+    # A stop sets `cancel`, then closes the connection: one that closed after the last look at
+    # `cancel` is the stop's doing, not a lost host.
+    check_cancelled(cancel)
     return HostError("unreachable", f"connection to {display} lost mid-command")
