@@ -16,12 +16,17 @@ def wait_for(predicate: Callable[[], object], timeout_s: float) -> bool:
     return bool(predicate())
 
 
-def process_alive(pid: int) -> bool:
+def process_state(pid: int) -> str | None:
+    """The state letter of `pid` in /proc (R, S, T for stopped, Z, ...); None once it is gone."""
     try:
         stat = Path(f"/proc/{pid}/stat").read_text()
     except FileNotFoundError:
-        return False
-    return stat.split(")")[-1].split()[0] != "Z"
+        return None
+    return stat.split(")")[-1].split()[0]
+
+
+def process_alive(pid: int) -> bool:
+    return process_state(pid) not in (None, "Z")
 
 
 def pids_with_env(marker: str) -> list[int]:

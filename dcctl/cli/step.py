@@ -1,10 +1,14 @@
 """Shared by every command that runs a step on hosts: select hosts, run, print, exit code.
 
-From before the inventory is read to after the last line is printed, SIGINT, SIGTERM and
-SIGHUP only note that the run must stop: the step winds down on it (or, if it has not begun,
-starts none of its hosts), the partial run is saved and printed, and the exit code names the
-signal. Nothing half-written (a host's file, run.json, the output) is cut short; a signal that
-comes once the run is saved changes nothing, and lets the output finish.
+Until the hosts are selected nothing has run, and a stop signal (SIGINT, SIGTERM, SIGHUP) ends
+the process at once with 128 + its number, as at start-up (main.run): no run is saved and
+nothing is printed, and a read that would block for ever (an inventory on a FIFO nobody writes,
+a hung mount) is broken off. From then until the output is written, a stop signal only notes
+that the run must stop: the step winds down on it (or, if it has not begun, starts none of its
+hosts), the partial run is saved and printed, and the exit code names the signal. Nothing
+half-written (a host's file, run.json, the output) is cut short. Once the output is written
+the stop signals are ignored until the process exits: a run that is over and shown keeps its
+exit code.
 """
 
 from __future__ import annotations
@@ -12,61 +16,83 @@ from __future__ import annotations
 import contextlib
 import os
 import sys
+from collections.abc import Sequence
+from typing import NoReturn
 
 from dcctl.cli.options import GlobalOptions
 from dcctl.fleet.executor import Fleet
 from dcctl.fleet.outcome import FleetOptions
-from dcctl.fleet.signals import StopRequest, stop_signals_deferred, stop_signals_set
+from dcctl.fleet.signals import (
+    StopRequest,
+    handle_stop_signals,
+    ignore_stop_signals,
+    stop_signals_deferred,
+)
 from dcctl.inventory import load_inventory, select_hosts
+from dcctl.inventory.model import Host
 from dcctl.playbook.session import StepRun, StepSpec, run_step
 from dcctl.results.document import exit_code
 
 
 def execute_step(options: GlobalOptions, spec: StepSpec) -> int:
+    """Run `spec` on the selected hosts, print the run, and return its exit code (a stopped
+    run ends the process here, with its own)."""
+    inventory = load_inventory(options.inventory)
+    hosts = select_hosts(inventory, options.limit)
     stop = StopRequest()
-    with stop_signals_set(stop):
-        inventory = load_inventory(options.inventory)
-        hosts = select_hosts(inventory, options.limit)
-        fleet_options = FleetOptions(
-            forks=options.forks,
-            workers=options.workers,
-            connect_timeout_s=options.connect_timeout_s,
-            accept_new_host_keys=options.accept_new_host_keys,
-            trusted_keys_file=options.state_dir / "known_hosts",
-        )
-        from dcctl.report.progress import HostProgress
+    handle_stop_signals(stop)  # not restored: _finish() ignores them once the output is out
+    step_run = _run(options, spec, hosts, inventory.source, stop)
+    return _finish(options, step_run, stop)
 
-        with (
-            Fleet(fleet_options, stop) as fleet,
-            HostProgress(spec.command, len(hosts), enabled=options.show_progress) as progress,
-        ):
-            step_run = run_step(
-                spec,
-                hosts,
-                inventory.source,
-                options.state_dir,
-                fleet,
-                on_progress=progress.host_done,
-            )
-        stopped = step_run.document["status"] == "interrupted"
-        # The run is over and saved: a stop now changes nothing, and waits for the output.
-        with stop_signals_deferred():
-            output_ok = _show(options, step_run, stop.reason if stopped else None)
-            _report_unsaved(step_run)
-        code = exit_code(
-            step_run.document,
-            strict=options.strict,
-            stop_signal=stop.signum,
-            saved=step_run.save_error is None and output_ok,
+
+def _run(
+    options: GlobalOptions, spec: StepSpec, hosts: Sequence[Host], source: str, stop: StopRequest
+) -> StepRun:
+    from dcctl.report.progress import HostProgress
+
+    fleet_options = FleetOptions(
+        forks=options.forks,
+        workers=options.workers,
+        connect_timeout_s=options.connect_timeout_s,
+        accept_new_host_keys=options.accept_new_host_keys,
+        trusted_keys_file=options.state_dir / "known_hosts",
+    )
+    with (
+        Fleet(fleet_options, stop) as fleet,
+        HostProgress(spec.command, len(hosts), enabled=options.show_progress) as progress,
+    ):
+        return run_step(
+            spec, hosts, source, options.state_dir, fleet, on_progress=progress.host_done
         )
-        if stopped:
-            # Everything measured is on disk and printed. Worker threads still unwinding a
-            # handshake would hold interpreter exit for up to a connect timeout: leave now.
-            for stream in (sys.stdout, sys.stderr):
-                with contextlib.suppress(OSError):
-                    stream.flush()
-            os._exit(code)
+
+
+def _finish(options: GlobalOptions, step_run: StepRun, stop: StopRequest) -> int:
+    """Print the saved run and return its exit code; from here to exit, stop signals are
+    ignored: the run is over, and a signal must neither cut the output short nor change the
+    code."""
+    stopped = step_run.document["status"] == "interrupted"
+    with stop_signals_deferred():
+        output_ok = _show(options, step_run, stop.reason if stopped else None)
+        _report_unsaved(step_run)
+        ignore_stop_signals()  # a signal held back meanwhile is dropped with them
+    code = exit_code(
+        step_run.document,
+        strict=options.strict,
+        stop_signal=stop.signum,
+        saved=step_run.save_error is None and output_ok,
+    )
+    if stopped:
+        _exit_now(code)
     return code
+
+
+def _exit_now(code: int) -> NoReturn:
+    """Everything measured is on disk and printed. Worker threads still unwinding a handshake
+    would hold interpreter exit for up to a connect timeout: leave now."""
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(OSError):
+            stream.flush()
+    os._exit(code)
 
 
 def _show(options: GlobalOptions, step_run: StepRun, stopped_by: str | None) -> bool:

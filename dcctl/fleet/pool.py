@@ -18,20 +18,23 @@ import subprocess
 import sys
 import tempfile
 import threading
+import time
 from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
 
 from dcctl.fleet.frames import StepRequest, WorkerExited, WorkerInit, read_frame, write_frame
 from dcctl.fleet.outcome import AUTO_WORKERS, FleetOptions
-from dcctl.fleet.signals import STOP_SIGNALS
+from dcctl.fleet.signals import STOP_SIGNALS, stop_signals_deferred
 
 # Below this many SSH hosts per worker, starting a worker (an interpreter that imports
 # paramiko, ~0.3 s of CPU) costs more than it saves.
 HOSTS_PER_WORKER = 128
 MAX_AUTO_WORKERS = 16
-# A worker told to stop (end of run) gets this long before it is killed.
+# Workers told to stop (end of run) get this long, all together, before they are killed.
 WORKER_EXIT_S = 5.0
+# Then their readers get this long, all together, to pass on what the workers last said.
+READER_DRAIN_S = 1.0
 # The current directory, which `-c` puts first on sys.path, is dropped: a json.py there must
 # not stand in for the standard library's. The package root is added (first, so the worker
 # runs this very dcctl) only when not on the path already, as for a source checkout.
@@ -77,14 +80,13 @@ class WorkerProcess:
     def __init__(self, index: int, options: FleetOptions, inbox: Inbox) -> None:
         self.index = index
         self.alive = True
-        # Closed in close(): it lives as long as the worker.
+        # Closed in forget(): it lives as long as the worker.
         self._stderr = tempfile.TemporaryFile()  # noqa: SIM115
         # Started with the stop signals blocked (a child inherits the signal mask): systemd
         # stopping a unit sends SIGTERM to every process in it, and a worker still starting up
         # must not die of it unheard. worker.main unblocks them once its handlers are set; a
         # signal that came meanwhile lands then, and stops its step as the controller's would.
-        unblocked = signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
-        try:
+        with stop_signals_deferred():
             self._proc = subprocess.Popen(
                 [sys.executable, "-c", _BOOT, str(_PACKAGE_ROOT)],
                 stdin=subprocess.PIPE,
@@ -92,8 +94,6 @@ class WorkerProcess:
                 stderr=self._stderr,
                 start_new_session=True,
             )
-        finally:
-            signal.pthread_sigmask(signal.SIG_SETMASK, unblocked)
         self.pid = self._proc.pid
         self._reader = threading.Thread(
             target=self._read, args=(inbox,), name=f"dcctl-worker-{index}", daemon=True
@@ -134,13 +134,24 @@ class WorkerProcess:
                 self._proc.stdin.close()
 
     def close(self) -> None:
+        """Told to exit, given WORKER_EXIT_S to do so, then killed; its reader then gets
+        READER_DRAIN_S to pass on its last words."""
         self.request_exit()
+        self.end_by(time.monotonic() + WORKER_EXIT_S)
+        self.forget(time.monotonic() + READER_DRAIN_S)
+
+    def end_by(self, deadline: float) -> None:
+        """Waits for the worker to exit until `deadline`, then kills it."""
         try:
-            self._proc.wait(WORKER_EXIT_S)
+            self._proc.wait(max(0.0, deadline - time.monotonic()))
         except subprocess.TimeoutExpired:
             self._proc.kill()
             self._proc.wait()
-        self._reader.join(WORKER_EXIT_S)
+
+    def forget(self, deadline: float) -> None:
+        """Once the worker is gone: its reader is waited for until `deadline`, and its stderr
+        file closed."""
+        self._reader.join(max(0.0, deadline - time.monotonic()))
         self._stderr.close()
 
     def _read(self, inbox: Inbox) -> None:
@@ -220,7 +231,13 @@ class WorkerPool:
             worker.interrupt(signum)
 
     def close(self) -> None:
+        """One deadline for all the workers, however many there are: a stop must end the run
+        well within systemd's stop timeout (90 s by default), not one wait per worker."""
         for worker in self._workers:  # all told first, so they wind down together
             worker.request_exit()
+        exit_by = time.monotonic() + WORKER_EXIT_S
         for worker in self._workers:
-            worker.close()
+            worker.end_by(exit_by)
+        drained_by = time.monotonic() + READER_DRAIN_S
+        for worker in self._workers:
+            worker.forget(drained_by)

@@ -56,13 +56,21 @@ def handle_stop_signals(stop: StopRequest, keep_ignored: bool = True) -> dict[in
     under nohup. Only the main thread may set handlers; elsewhere the signals stay the
     caller's business.
     """
+    return _set_stop_handlers(lambda number, _frame: stop.request(number), keep_ignored)
+
+
+def _set_stop_handlers(
+    handler: SignalHandler, keep_ignored: bool = True
+) -> dict[int, SignalHandler]:
+    """`handler` for each stop signal (in the main thread only); returns the handlers replaced.
+    With `keep_ignored`, a signal ignored now stays ignored."""
     replaced: dict[int, SignalHandler] = {}
     if threading.current_thread() is not threading.main_thread():
         return replaced
     for signum in STOP_SIGNALS:
         if keep_ignored and signal.getsignal(signum) == signal.SIG_IGN:
             continue
-        replaced[signum] = signal.signal(signum, lambda number, _frame: stop.request(number))
+        replaced[signum] = signal.signal(signum, handler)
     return replaced
 
 
@@ -85,7 +93,8 @@ def stop_signals_deferred() -> Iterator[None]:
 
     For writes that must go out whole: a signal landing in a blocked write to a pipe can cut
     it short without a word (CPython's buffered writer then returns a short count, which a
-    text stream drops).
+    text stream drops). And for starting a child process, which inherits the signal mask: it
+    starts with the stop signals held, until it unblocks them itself.
     """
     held = signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
     try:
@@ -95,15 +104,22 @@ def stop_signals_deferred() -> Iterator[None]:
 
 
 def leave_on_stop_signals() -> None:
-    """Until a run takes the signals over (start-up, parsing, commands that run no hosts),
-    a stop signal ends the process at once with the shell's 128 + signal number: nothing has
-    been measured, so there is nothing to save, and Click would report a Ctrl-C as exit 1,
-    which reads as "a check failed". Signals ignored at start stay ignored."""
-    if threading.current_thread() is not threading.main_thread():
-        return
-    for signum in STOP_SIGNALS:
-        if signal.getsignal(signum) != signal.SIG_IGN:
-            signal.signal(signum, _leave)
+    """Until a run takes the signals over (start-up, parsing, reading the inventory, selecting
+    hosts, commands that run no hosts), a stop signal ends the process at once with the shell's
+    128 + signal number: nothing has been measured, so there is nothing to save, and Click would
+    report a Ctrl-C as exit 1, which reads as "a check failed". Raising where it lands also
+    breaks out of a read that would block for ever (a FIFO nobody writes, a hung NFS mount),
+    which a handler that only notes the stop could not: Python retries the read. Signals
+    ignored at start stay ignored."""
+    _set_stop_handlers(_leave)
+
+
+def ignore_stop_signals() -> None:
+    """From now until the process exits, the stop signals are ignored: for when its work is
+    done and shown (the run saved, the output written), so that a signal that comes before the
+    exit cannot change the exit code of a run that is over. One pending, held back by
+    stop_signals_deferred(), is discarded."""
+    _set_stop_handlers(signal.SIG_IGN)
 
 
 def _leave(signum: int, _frame: FrameType | None) -> None:

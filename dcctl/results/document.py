@@ -18,9 +18,9 @@ EXIT_OK = 0
 EXIT_FAILED = 1
 # 2, usage or input error (nothing was run), is errors.InputError's.
 EXIT_HOST_ERROR = 3
-# The hosts ran and their results were shown as far as the output allowed, but the run could
-# not be saved under the state dir (full disk, read-only, no permission, a path through a
-# file), or the output itself could not be written (a full disk under `> file`).
+# Every host was evaluated and their results were shown as far as the output allowed, but the
+# run could not be saved under the state dir (full disk, read-only, no permission, a path
+# through a file), or the output itself could not be written (a full disk under `> file`).
 EXIT_NOT_SAVED = 4
 # Stopped before the end: the partial run is kept. The shell's 128 + signal number, so a script
 # tells a person's Ctrl-C (SIGINT) from `timeout`, `kill` or systemd (SIGTERM) and from a
@@ -121,16 +121,18 @@ def exit_code(
     saved: bool = True,
 ) -> int:
     """The process's exit code for a run: a stopped run's signal first, then a failed check,
-    then a run that could not be saved, then a host that could not be evaluated."""
+    then a host that could not be evaluated, then a run that could not be saved. What the
+    hosts said outranks where it was kept: a cron job on a read-only state dir must still
+    learn that a host was unreachable, and the error line on stderr names the state dir."""
     summary = document["summary"]
     if document["status"] == "interrupted":
         return stopped_exit_code(stop_signal)
     if summary["failed"] or (strict and summary["warnings"]):
         return EXIT_FAILED
-    if not saved:
-        return EXIT_NOT_SAVED
     if summary["error"]:
         return EXIT_HOST_ERROR
+    if not saved:
+        return EXIT_NOT_SAVED
     return EXIT_OK
 
 

@@ -117,12 +117,18 @@ class RunStore:
 
 
 def _make_private_dirs(top: Path, leaf: Path) -> None:
-    """Create top..leaf as 0700; directories that already exist are the user's to keep."""
+    """Create top..leaf as 0700; directories that already exist are the user's to keep, and
+    so are those another run creates at the same moment (two cron jobs on a fresh state dir
+    both making `runs/`): only what this call created is made private."""
     levels = [leaf, *leaf.parents]
     for level in reversed(levels[: levels.index(top) + 1]):
-        if not level.is_dir():
+        try:
             level.mkdir(parents=True, mode=0o700)
-            os.chmod(level, 0o700)  # mkdir's mode is masked by the umask
+        except FileExistsError:
+            if level.is_dir():
+                continue
+            raise  # a file in the way: the caller names it
+        os.chmod(level, 0o700)  # mkdir's mode is masked by the umask
 
 
 def _write_json_atomic(path: Path, document: dict[str, Any]) -> Path:

@@ -24,6 +24,7 @@ from mounts import fill, tmpfs
 from processes import blocked_writing_to_a_pipe, pids_with_env, wait_for
 from sshlab import write_inventory
 
+EXIT_HOST_ERROR = 3
 EXIT_NOT_SAVED = 4
 
 
@@ -74,6 +75,28 @@ def test_table_run_with_a_read_only_state_dir_shows_the_results(tmp_path: Path) 
     assert "not saved" in result.stdout
     assert_one_error_line(result.stderr, path, says)
     assert "make it writable" in result.stderr
+
+
+@pytest.mark.parametrize("kind", ["read-only", "through-a-file"])
+def test_a_host_that_could_not_be_evaluated_outranks_not_saved(tmp_path: Path, kind: str) -> None:
+    """A cron job on a read-only state dir must still learn that a host could not be
+    evaluated (3); the line on stderr still says the run was not saved."""
+    inventory = write_inventory(
+        tmp_path / "inv.yaml",
+        [
+            {"name": "fine", "connection": "local", "python": sys.executable},
+            {"name": "broken", "connection": "local", "python": str(tmp_path / "no-python")},
+        ],
+    )
+    with unwritable_state_dir(tmp_path, kind) as (state, path, says):
+        args = ["-i", str(inventory), "--state-dir", str(state), "--json", "check"]
+        result = run_dcctl(args, home=tmp_path)
+    assert result.code == EXIT_HOST_ERROR, result.stderr
+    document = result.json()
+    assert [(h["name"], h["status"]) for h in document["hosts"]] == [
+        ("fine", "passed"), ("broken", "error")
+    ]  # fmt: skip
+    assert_one_error_line(result.stderr, path, says)
 
 
 def test_a_disk_that_fills_mid_run_loses_no_result_from_the_output(tmp_path: Path) -> None:

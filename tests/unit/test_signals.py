@@ -12,6 +12,7 @@ import signal
 import sys
 import threading
 from collections.abc import Iterator
+from datetime import datetime, timezone
 from pathlib import Path
 
 import pytest
@@ -23,14 +24,10 @@ from dcctl.fleet.outcome import FleetOptions, HostOutcome
 from dcctl.fleet.pool import Inbox, WorkerPool
 from dcctl.fleet.signals import StopRequest, stop_signals_set
 from dcctl.inventory.model import Host
-from dcctl.results.document import (
-    EXIT_HANGUP,
-    EXIT_INTERRUPTED,
-    EXIT_TERMINATED,
-    stopped_exit_code,
-)
+from dcctl.results.document import RunMeta, exit_code, run_document, stopped_exit_code
 
 STOPS = [signal.SIGTERM, signal.SIGHUP]
+STARTED = datetime(2026, 11, 28, 13, 35, 1, tzinfo=timezone.utc)
 
 
 class SignalNotHandled(Exception):
@@ -91,7 +88,9 @@ def test_a_stop_signal_during_a_step_loses_no_host(
 
 
 def test_a_stop_before_the_step_contacts_no_host(tmp_path: Path, guarded: None) -> None:
-    """Stopped while the inventory was still being read: the step starts none of its hosts."""
+    """Stopped once the hosts were selected but before the step began (a stop while the
+    inventory is still read ends the process at once instead): the step starts none of its
+    hosts, and reports each of them interrupted."""
     contacted = tmp_path / "contacted"
     toucher = tmp_path / "python"
     toucher.write_text(f'#!/bin/sh\ntouch {contacted}\nexec {sys.executable} "$@"\n')
@@ -116,11 +115,14 @@ def test_a_node_task_killed_by_the_same_sigterm_is_interrupted_not_broken(
     maybe before the controller hears its own. Their hosts were interrupted, not broken."""
     script, pid_file = slow_python
     recorded: list[HostOutcome] = []
+    task_killed: list[bool] = []
 
     def systemd_stop() -> None:
-        if wait_for(pid_file.exists, 30):
+        started = wait_for(pid_file.exists, 30)
+        if started:
             os.kill(int(pid_file.read_text()), signal.SIGTERM)  # the task first, the worst case
-        os.kill(os.getpid(), signal.SIGTERM)
+        task_killed.append(started)
+        os.kill(os.getpid(), signal.SIGTERM)  # even if not: the run must end either way
 
     stop = StopRequest()
     killer = threading.Thread(target=systemd_stop)
@@ -132,6 +134,7 @@ def test_a_node_task_killed_by_the_same_sigterm_is_interrupted_not_broken(
             run = fleet.run(hosts, "facts", lambda _h: {}, 60, recorded.append)
     finally:
         killer.join()
+    assert task_killed == [True], "the node task never started: the case was not tested"
     assert run.interrupted
     (outcome,) = recorded
     assert outcome.error is not None
@@ -144,7 +147,11 @@ def test_a_node_task_killed_by_the_same_sigterm_is_interrupted_not_broken(
 )
 def test_a_stopped_run_exits_with_the_shell_code_of_its_signal(stop: int | None, code: int) -> None:
     assert stopped_exit_code(stop) == code
-    assert (EXIT_INTERRUPTED, EXIT_TERMINATED, EXIT_HANGUP) == (130, 143, 129)
+    # Whatever else the run found: a stop outranks a failure, a host error and "not saved".
+    meta = RunMeta("20261128T133501Z-check-abcd", "check", "inv.yaml", STARTED)
+    document = run_document(meta, [], interrupted=True, finished_at=STARTED)
+    document["summary"].update(failed=1, error=1)
+    assert exit_code(document, stop_signal=stop, saved=False) == code
 
 
 def _collect(inbox: Inbox, done: int = 1) -> tuple[list[Landed], list[object]]:

@@ -6,6 +6,7 @@ are real tmpfs mounts (skipped where mounting is not permitted).
 
 from __future__ import annotations
 
+import threading
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -73,6 +74,47 @@ def test_a_disk_that_fills_mid_run_keeps_the_first_failure_and_saves_what_it_can
     assert hosts == ["first.json"]  # no temporary file left behind
 
 
+def _stores_opened_at_once(state: Path, racers: int) -> list[RunStore]:
+    """`racers` runs, each in its own thread, open their store on `state` at the same moment."""
+    start = threading.Barrier(racers)
+    stores: list[RunStore] = []
+
+    def open_store(index: int) -> None:
+        start.wait()
+        stores.append(RunStore(state, f"{RUN_ID}-{index}"))
+
+    threads = [threading.Thread(target=open_store, args=(i,)) for i in range(racers)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return stores
+
+
+def test_runs_that_start_together_on_a_fresh_state_dir_all_save(tmp_path: Path) -> None:
+    """Two cron jobs on a new machine both create `runs/` at the same moment: the one that
+    finds it made by the other is not a run that could not be saved (exit 4). Raced many
+    times, since one race may not overlap."""
+    racers = 8
+    for round_ in range(25):
+        state = tmp_path / f"state-{round_}"
+        stores = _stores_opened_at_once(state, racers)
+        assert [str(s.error) for s in stores if s.error is not None] == []
+        assert len(list((state / "runs").iterdir())) == racers
+        for directory in (state, state / "runs"):
+            assert directory.stat().st_mode & 0o777 == 0o700
+
+
+def test_a_state_dir_that_exists_keeps_its_mode(tmp_path: Path) -> None:
+    state = tmp_path / "state"
+    state.mkdir()
+    state.chmod(0o750)
+    store = RunStore(state, RUN_ID)
+    assert store.write_run({}) is not None
+    assert state.stat().st_mode & 0o777 == 0o750
+    assert store.run_dir.stat().st_mode & 0o777 == 0o700
+
+
 class _LandEveryHost:
     """A fleet whose hosts all answer at once with an empty payload."""
 
@@ -107,9 +149,10 @@ def _document(status: str, **counts: int) -> dict[str, Any]:
     return document
 
 
-def test_not_saved_is_its_own_exit_code_below_a_failure_and_a_stop() -> None:
+def test_not_saved_is_its_own_exit_code_below_a_stop_a_failure_and_a_host_error() -> None:
     assert exit_code(_document("passed"), saved=False) == EXIT_NOT_SAVED == 4
-    assert exit_code(_document("error", error=1), saved=False) == EXIT_NOT_SAVED
+    # A cron job on a read-only state dir must still learn that a host was unreachable.
+    assert exit_code(_document("error", error=1), saved=False) == EXIT_HOST_ERROR
     assert exit_code(_document("error", error=1)) == EXIT_HOST_ERROR
     assert exit_code(_document("failed", failed=1), saved=False) == EXIT_FAILED
     assert exit_code(_document("interrupted"), stop_signal=15, saved=False) == EXIT_TERMINATED

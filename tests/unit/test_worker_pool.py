@@ -10,11 +10,11 @@ import time
 from pathlib import Path
 from typing import Any
 
-from processes import wait_for
+from processes import process_state, wait_for
 
 from dcctl.fleet.frames import Landed, StepDone, StepRequest, WorkerExited
 from dcctl.fleet.outcome import FleetOptions
-from dcctl.fleet.pool import Inbox, WorkerPool
+from dcctl.fleet.pool import READER_DRAIN_S, WORKER_EXIT_S, Inbox, WorkerPool
 from dcctl.inventory.model import Host
 
 
@@ -120,3 +120,21 @@ def test_a_worker_started_with_ctrl_c_ignored_still_stops_when_told(
         pool.close()
     assert other == []
     assert [m.outcome.error.kind for m in landed if m.outcome.error] == ["interrupted"]
+
+
+def test_stuck_workers_share_one_deadline_then_are_killed(tmp_path: Path) -> None:
+    """Workers that do not exit when told (here: stopped with SIGSTOP) are waited for together,
+    not one after another: 16 of them must not hold a stopped run past systemd's 90 s."""
+    inbox: Inbox = queue.SimpleQueue()
+    pool = WorkerPool(4, FleetOptions(trusted_keys_file=tmp_path / "known_hosts"), inbox)
+    pids = [pool.worker(index).pid for index in range(pool.size)]
+    try:
+        for pid in pids:
+            os.kill(pid, signal.SIGSTOP)
+        assert wait_for(lambda: all(process_state(pid) == "T" for pid in pids), 30)
+    finally:
+        began = time.monotonic()
+        pool.close()
+        took_s = time.monotonic() - began
+    assert pool.exit_codes() == [-signal.SIGKILL] * len(pids)
+    assert took_s < WORKER_EXIT_S + READER_DRAIN_S + 2.0, took_s
