@@ -29,6 +29,7 @@ from yaml.resolver import Resolver
 
 from dcctl.errors import InputError
 from dcctl.inventory.limits import MAX_NESTING_DEPTH, MAX_YAML_VALUES
+from dcctl.inventory.messages import shorten
 
 # libyaml's parser is ~25 times faster than PyYAML's pure-Python one; use it when built in.
 FAST_LOADER: type[yaml.SafeLoader] | None = getattr(yaml, "CSafeLoader", None)
@@ -111,8 +112,11 @@ class Composer:
     def _open(self, event: CollectionStartEvent) -> None:
         self._count(event, 1, 1)
         mark = self._mark(event)
-        kind: type[CollectionNode] = _Mapping if isinstance(event, MappingStartEvent) else _Sequence
-        node = kind(self._tag(event, kind, None), [], mark, mark, flow_style=event.flow_style)
+        is_mapping = isinstance(event, MappingStartEvent)
+        kind: type[CollectionNode] = _Mapping if is_mapping else _Sequence
+        # The resolver knows the kinds by identity: PyYAML's classes, not these subclasses.
+        tag = self._tag(event, MappingNode if is_mapping else SequenceNode, None)
+        node = kind(tag, [], mark, mark, flow_style=event.flow_style)
         opened = _Open(node, event.anchor)
         if event.anchor is not None:
             self._anchor(event.anchor, event, opened)
@@ -130,11 +134,13 @@ class Composer:
         name = str(event.anchor)
         target = self._anchors.get(name)
         if target is None:
-            problem = f"alias '*{name}' comes before any anchor '&{name}'"
+            shown = shorten(name)
+            problem = f"alias '*{shown}' comes before any anchor '&{shown}'"
             raise self._error(event, f"invalid YAML: {problem}")
         if isinstance(target, _Open):
             # Walking it would never end: the anchored value contains itself.
-            problem = f"alias '*{name}' is inside the value '&{name}' names"
+            shown = shorten(name)
+            problem = f"alias '*{shown}' is inside the value '&{shown}' names"
             raise self._error(event, f"{problem}; recursive aliases are not supported")
         self._count(event, target.size, target.height)
         self._attach(target.node, target.size, target.height)
@@ -147,20 +153,20 @@ class Composer:
         if len(self._stack) + height > MAX_NESTING_DEPTH:
             problem = f"nested more than {MAX_NESTING_DEPTH} levels deep"
             if isinstance(event, AliasEvent):
-                problem = f"alias '*{event.anchor}' makes the document {problem}"
+                problem = f"alias '*{shorten(str(event.anchor))}' makes the document {problem}"
             raise self._error(event, f"{problem} (dcctl's limit for an inventory)")
 
     def _too_many(self, event: NodeEvent) -> InputError:
         problem = f"more than {MAX_YAML_VALUES:,} values"
         if isinstance(event, AliasEvent):
-            problem = f"alias '*{event.anchor}' expands the document to {problem}"
+            problem = f"alias '*{shorten(str(event.anchor))}' expands the document to {problem}"
         return self._error(event, f"{problem} (dcctl's limit for an inventory)")
 
     def _anchor(self, name: str, event: NodeEvent, entry: _Anchored | _Open) -> None:
         first = self._anchors.get(name)
         if first is not None:
             first_line = first.line if isinstance(first, _Anchored) else _node_line(first.node)
-            problem = f"duplicate anchor '&{name}' (first at line {first_line})"
+            problem = f"duplicate anchor '&{shorten(name)}' (first at line {first_line})"
             raise self._error(event, f"invalid YAML: {problem}")
         self._anchors[name] = entry
 

@@ -7,22 +7,26 @@ for the keys dcctl reads (an `ansible_*` value dcctl ignores may hold a `!vault`
 
 from __future__ import annotations
 
+from collections.abc import Hashable
 from dataclasses import dataclass
 from typing import Any
 
 import yaml
-from yaml.constructor import SafeConstructor
+from yaml.constructor import BaseConstructor, ConstructorError, SafeConstructor
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
 from dcctl.errors import InputError
 from dcctl.inventory.composer import FAST_LOADER, Composer
 from dcctl.inventory.limits import MAX_INVENTORY_BYTES, MAX_KEY_CHARS
+from dcctl.inventory.messages import shorten
 
 _NULL_TAG = "tag:yaml.org,2002:null"
 _STR_TAG = "tag:yaml.org,2002:str"
 _MERGE_TAG = "tag:yaml.org,2002:merge"
-# Longer values are cut in messages: an error is one readable line.
-_SHOWN_CHARS = 60
+_VALUE_TAG = "tag:yaml.org,2002:value"  # the `=` key, which PyYAML reads as a string
+_Pairs = list[tuple[Node, Node]]
+# PyYAML's own wording of a problem is cut past this: it can quote a tag or value whole.
+_PROBLEM_CHARS = 200
 # Up to here a syntax error is re-read with PyYAML for its clearer message: ~1 s at most.
 REPARSE_MAX_CHARS = 256 * 1024
 
@@ -43,11 +47,24 @@ class Context:
             return self.constructor.construct_object(node, deep=True)
         except yaml.YAMLError as exc:
             raise self.error(node, key, _yaml_problem(exc)) from None
-        except ValueError:
+        except (ValueError, LookupError, AttributeError):
             # Python's own limits on what the YAML type implies: an integer of more than
-            # 4300 digits, a timestamp such as 2024-13-45.
-            kind = node.tag.rsplit(":", 1)[-1]
+            # 4300 digits, a timestamp such as 2024-13-45. And PyYAML's constructors trust a
+            # scalar to look like its type, which holds when the type was read from the text
+            # but not for an explicit tag: `!!bool maybe` is a KeyError, `!!int -` an
+            # IndexError, `!!timestamp x` an AttributeError.
+            kind = shorten(node.tag.rsplit(":", 1)[-1])
             raise self.error(node, key, f"cannot be read as a YAML {kind}") from None
+
+
+class ValueConstructor(SafeConstructor):
+    """PyYAML's safe constructor, with `<<` merges resolved by `flattened`: in one pass, and
+    without rewriting the nodes, which aliases elsewhere in the document may reach."""
+
+    def construct_mapping(self, node: MappingNode, deep: bool = False) -> dict[Hashable, Any]:
+        if isinstance(node, MappingNode):
+            node = MappingNode(node.tag, flattened(node), node.start_mark, node.end_mark)
+        return BaseConstructor.construct_mapping(self, node, deep=deep)
 
 
 def read_text(path: str) -> str:
@@ -135,7 +152,8 @@ def _yaml_problem(exc: yaml.YAMLError) -> str:
             text = f"{exc.context} {text}"
     else:
         text = str(exc)
-    return " ".join(text.split())
+    # Some quote the input whole: a tag of any length in "could not determine a constructor".
+    return shorten(" ".join(text.split()), _PROBLEM_CHARS)
 
 
 def line(node: Node) -> int:
@@ -152,9 +170,7 @@ def describe(node: Node) -> str:
         return "a mapping"
     if isinstance(node, SequenceNode):
         return "a list"
-    text = str(node.value)
-    if len(text) > _SHOWN_CHARS:
-        text = f"{text[:_SHOWN_CHARS]}... ({len(text):,} characters)"
+    text = shorten(str(node.value))
     return f"'{text}'" if node.tag == _STR_TAG else text
 
 
@@ -170,33 +186,61 @@ def mapping_items(node: Node, key: str, ctx: Context) -> list[tuple[str, Node, N
     if not isinstance(node, MappingNode):
         raise ctx.error(node, key, f"expected a mapping, got {describe(node)}")
     _reject_duplicate_keys(node, ctx)
-    flattened = _unshared(node)
     try:
-        ctx.constructor.flatten_mapping(flattened)
+        pairs = flattened(node)
     except yaml.YAMLError as exc:
         raise ctx.error(node, key, _yaml_problem(exc)) from None
     items: dict[str, tuple[Node, Node]] = {}
-    for key_node, value_node in flattened.value:
+    for key_node, value_node in pairs:
         items[_key_text(key_node, ctx)] = (key_node, value_node)
     return [(name, key_node, value_node) for name, (key_node, value_node) in items.items()]
 
 
-def _unshared(node: MappingNode) -> MappingNode:
-    """A copy PyYAML's flatten_mapping may rewrite. It rewrites in place each mapping a `<<`
-    merges, and those are anchored nodes: another alias reaching one later would find the
-    merged keys beside its own and read them as duplicates."""
-    value = [(key, _unshared_merge(item) if key.tag == _MERGE_TAG else item)
-             for key, item in node.value]  # fmt: skip
-    return MappingNode(node.tag, value, node.start_mark, node.end_mark)
+def flattened(node: MappingNode) -> _Pairs:
+    """The pairs of `node` with its `<<` merge keys resolved, in the order PyYAML's
+    `flatten_mapping` gives them: every merged pair first, then the node's own, so that where
+    a key repeats the later pair wins. Merges are taken in the order of their `<<` keys (a
+    file may hold several, as PyYAML and so Ansible accept), and `<<: [*a, *b]` puts b's
+    pairs before a's, so the first mapping listed wins.
+
+    One pass, and `node` is left as it is: PyYAML deletes each `<<` from the list it walks,
+    quadratic in their number (900,000 `<<:` lines took minutes), and rewrites the merged
+    mappings in place, though they are anchored nodes that other aliases reach."""
+    merged: _Pairs = []
+    own: _Pairs = []
+    for key_node, value_node in node.value:
+        if key_node.tag == _MERGE_TAG:
+            merged += _merged_pairs(node, value_node)
+        elif key_node.tag == _VALUE_TAG:
+            as_str = ScalarNode(_STR_TAG, key_node.value, key_node.start_mark, key_node.end_mark)
+            own.append((as_str, value_node))
+        else:
+            own.append((key_node, value_node))
+    return merged + own if merged else own
 
 
-def _unshared_merge(node: Node) -> Node:
-    if isinstance(node, MappingNode):
-        return _unshared(node)
-    if isinstance(node, SequenceNode):  # `<<: [*a, *b]`
-        items = [_unshared_merge(item) for item in node.value]
-        return SequenceNode(node.tag, items, node.start_mark, node.end_mark)
-    return node  # not a mapping: flatten_mapping says so
+def _merged_pairs(node: MappingNode, value: Node) -> _Pairs:
+    """The pairs one `<<` key brings. Recursion follows merges of merges, as deep as the
+    document nests, which the composer bounds."""
+    if isinstance(value, MappingNode):
+        return flattened(value)
+    if not isinstance(value, SequenceNode):
+        raise _merge_error(node, value, "a mapping or list of mappings")
+    for item in value.value:
+        if not isinstance(item, MappingNode):
+            raise _merge_error(node, item, "a mapping")
+    pairs: _Pairs = []
+    for item in reversed(value.value):
+        pairs += flattened(item)
+    return pairs
+
+
+def _merge_error(node: MappingNode, found: Node, expected: str) -> ConstructorError:
+    """PyYAML's own error for a `<<` of something that is not a mapping."""
+    kind: str = getattr(found, "id", "node")  # 'scalar', 'sequence', 'mapping'
+    problem = f"expected {expected} for merging, but found {kind}"
+    return ConstructorError("while constructing a mapping", node.start_mark, problem,
+                            found.start_mark)  # fmt: skip
 
 
 def _reject_duplicate_keys(node: MappingNode, ctx: Context) -> None:

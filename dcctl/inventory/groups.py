@@ -10,7 +10,7 @@ from typing import Any
 from yaml.nodes import MappingNode, Node
 
 from dcctl.inventory.document import Context, describe, mapping_items
-from dcctl.inventory.limits import MAX_GROUPS, MAX_HOSTS, MAX_MEMBERSHIPS
+from dcctl.inventory.limits import MAX_GROUPS, MAX_HOSTS, MAX_MEMBERSHIPS, MAX_MERGED_ENTRIES
 from dcctl.inventory.ranges import HostRangeError, expand_host_range
 from dcctl.inventory.variables import hint, merge_vars, parse_vars
 
@@ -31,28 +31,76 @@ class GroupDef:
     parents: dict[str, Node] = field(default_factory=dict)
 
 
+# id(a host's vars before a listing) -> (those vars, the listing's merged over them)
+_Merges = dict[int, tuple[dict[str, Any], dict[str, Any]]]
+
+
 @dataclass
 class InventoryBuilder:
     """What the walk over the document collects, before precedence is applied."""
 
     groups: dict[str, GroupDef] = field(default_factory=dict)
-    # host -> merged host-level vars; insertion order is first-seen file order
+    # host -> merged host-level vars; insertion order is first-seen file order. Hosts of one
+    # range share one dict: it is never changed, only replaced.
     host_vars: dict[str, dict[str, Any]] = field(default_factory=dict)
     # host -> groups that list it directly
     host_groups: dict[str, list[str]] = field(default_factory=dict)
+    # host -> the key that first lists it, for messages about the host as a whole
+    host_keys: dict[str, Node] = field(default_factory=dict)
     # hosts listed so far, once per group that lists them (ranges and aliases expanded)
     listed: int = 0
+    # `env` and `expect` entries copied by merges so far (MAX_MERGED_ENTRIES)
+    merged_entries: int = 0
 
     def group(self, name: str) -> GroupDef:
         if name not in self.groups:
             self.groups[name] = GroupDef(order=len(self.groups))
         return self.groups[name]
 
-    def add_host(self, name: str, group: str, host_vars: dict[str, Any]) -> None:
-        self.host_vars[name] = merge_vars(self.host_vars.get(name, {}), host_vars)
+    def add_host(self, name: str, group: str, listing: _Listing, merges: _Merges) -> None:
+        """`merges` is shared by the names of one host key: those listed before under the
+        same vars (the same range, listed again) get one merge between them, not one each."""
+        earlier = self.host_vars.get(name)
+        if earlier is None:
+            self.host_vars[name] = listing.vars
+            self.host_keys[name] = listing.key
+        else:
+            if id(earlier) not in merges:
+                merged = self.merge(earlier, listing.vars, listing.key, listing.pattern,
+                                    listing.ctx)  # fmt: skip
+                merges[id(earlier)] = (earlier, merged)
+            self.host_vars[name] = merges[id(earlier)][1]
         memberships = self.host_groups.setdefault(name, [])
         if group not in memberships:
             memberships.append(group)
+
+    def merge(
+        self, base: dict[str, Any], overlay: dict[str, Any], at: Node, where: str, ctx: Context
+    ) -> dict[str, Any]:
+        """`merge_vars`, counting what it copies against MAX_MERGED_ENTRIES; `at` and
+        `where` name the place a refusal points at."""
+
+        def spend(entries: int) -> None:
+            self.merged_entries += entries
+            if self.merged_entries > MAX_MERGED_ENTRIES:
+                problem = (
+                    f"env and expect merged across groups and hosts copy more than "
+                    f"{MAX_MERGED_ENTRIES:,} entries in all (dcctl's limit); "
+                    "set what hosts share once, on a group"
+                )
+                raise ctx.error(at, where, problem)
+
+        return merge_vars(base, overlay, spend)
+
+
+@dataclass(frozen=True)
+class _Listing:
+    """One host key of a `hosts:` mapping: its vars, parsed once for every name it stands for."""
+
+    key: Node
+    pattern: str
+    vars: dict[str, Any]
+    ctx: Context
 
 
 def _check_name(node: Node, name: str, kind: str, ctx: Context) -> None:
@@ -88,7 +136,9 @@ def _walk_group(name: str, node: Node, ctx: Context, builder: InventoryBuilder) 
         if key == "hosts":
             _walk_hosts(name, value_node, ctx, builder)
         elif key == "vars":
-            group.vars = merge_vars(group.vars, parse_vars(value_node, f"{name}.vars", ctx))
+            where = f"{name}.vars"
+            group.vars = builder.merge(group.vars, parse_vars(value_node, where, ctx),
+                                       value_node, where, ctx)  # fmt: skip
         elif key == "children":
             _walk_children(name, value_node, ctx, builder)
         else:
@@ -106,14 +156,15 @@ def _walk_children(parent: str, node: Node, ctx: Context, builder: InventoryBuil
 
 def _walk_hosts(group: str, node: Node, ctx: Context, builder: InventoryBuilder) -> None:
     for pattern, key_node, value_node in mapping_items(node, f"{group}.hosts", ctx):
-        host_vars = parse_vars(value_node, pattern, ctx)
+        listing = _Listing(key_node, pattern, parse_vars(value_node, pattern, ctx), ctx)
         names = _expand_host_key(key_node, pattern, ctx)
         _count_listed(key_node, pattern, len(names), ctx, builder)
+        merges: _Merges = {}
         for name in names:
             _check_name(key_node, name, "host", ctx)
             if name not in builder.host_vars and len(builder.host_vars) >= MAX_HOSTS:
                 raise ctx.error(key_node, pattern, f"more than {MAX_HOSTS:,} hosts (dcctl's limit)")
-            builder.add_host(name, group, host_vars)
+            builder.add_host(name, group, listing, merges)
 
 
 def _expand_host_key(node: Node, pattern: str, ctx: Context) -> list[str]:

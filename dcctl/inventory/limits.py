@@ -38,3 +38,21 @@ MAX_MEMBERSHIPS = 2_000_000
 # Group-in-ancestor pairs over all groups: the group tree resolved. A chain of groups nested
 # thousands deep, or a dense lattice of them, grows this as the square of the group count.
 MAX_GROUP_LINKS = 1_000_000
+
+# Entries in one `env` or `expect` mapping as written (one group's or host's, `<<` merges
+# resolved), and items in one list under `expect` (`mounts`, `ignore_xids`). A real `env`
+# holds a handful of NCCL_* and CUDA_* variables. The host's env also ends up on the node's
+# command line (`env NAME=value ...` before every task, dcctl/fleet/runtime.py), and over SSH
+# that whole command is one argument of the login shell, which Linux caps at 128 KiB
+# (MAX_ARG_STRLEN; ARG_MAX, ~2 MiB, for all arguments together): a command past it fails on
+# the node with "Argument list too long". 1,000 variables of everyday length are ~30 KB, well
+# inside; the lengths of values are not capped here, so a few huge ones can still pass it.
+MAX_VAR_ENTRIES = 1_000
+
+# `env` and `expect` entries copied while merging levels (a host's own over its groups', a
+# child group's over its parent's), all hosts together. Hosts that set nothing of their own
+# share their groups' mappings and cost nothing here, as do hosts of one range; 100,000
+# hosts written one by one, each setting three env variables and an expectation of its own
+# over two dozen and four of their groups', copy 3.3 million. Bounds the merged copies kept to
+# ~200 MB, where hosts x entries would otherwise be unbounded.
+MAX_MERGED_ENTRIES = 5_000_000

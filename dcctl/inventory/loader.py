@@ -8,9 +8,7 @@ import os
 import sys
 from collections.abc import Iterator, Mapping
 
-from yaml.constructor import SafeConstructor
-
-from dcctl.inventory.document import Context, compose, read_text
+from dcctl.inventory.document import Context, ValueConstructor, compose, read_text
 from dcctl.inventory.groups import ALL_GROUP, InventoryBuilder, walk_top_level
 from dcctl.inventory.model import DEFAULT_PYTHON, Host, Inventory
 from dcctl.inventory.precedence import resolve
@@ -45,7 +43,7 @@ def _load_file(path: str) -> Inventory:
     ctx = Context(
         path=path,
         base_dir=os.path.dirname(os.path.abspath(path)),
-        constructor=SafeConstructor(),
+        constructor=ValueConstructor(),
     )
     with _collector_paused():
         root = compose(read_text(path), path)

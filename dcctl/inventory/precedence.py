@@ -5,6 +5,8 @@
 Every pass here is a loop over the group graph in dependency order, never a recursion, so a
 chain of groups thousands deep costs no stack; and hosts listed under the same groups share
 one resolution of those groups, so 100,000 hosts in a few racks resolve a few racks' worth.
+Hosts that also share their own vars (one range) share the host-level merge as well, and
+with it the very `env` and `expect` dicts: nothing downstream changes a resolved host.
 """
 
 from __future__ import annotations
@@ -18,7 +20,10 @@ from dcctl.inventory.document import Context, line
 from dcctl.inventory.groups import ALL_GROUP, GroupDef, InventoryBuilder
 from dcctl.inventory.limits import MAX_GROUP_LINKS, MAX_MEMBERSHIPS
 from dcctl.inventory.model import DEFAULT_PYTHON, DEFAULT_SCRATCH_DIR, Host, Inventory
-from dcctl.inventory.variables import merge_vars
+
+# Groups of a cycle a message names before it cuts the middle out.
+_SHOWN_CYCLE = 9
+_SHOWN_CYCLE_END = 4
 
 
 @dataclass(frozen=True)
@@ -30,12 +35,24 @@ class _GroupTree:
 
 
 @dataclass(frozen=True)
+class _Settings:
+    """Variables merged over every level, and the `env` and `expect` a host gets from them
+    (keys a `null` unset dropped). Hosts whose levels hold the same dicts share one."""
+
+    vars: dict[str, Any]
+    env: dict[str, str]
+    expect: dict[str, Any]
+
+
+@dataclass(frozen=True)
 class _Resolved:
     """What hosts listed under the same groups share: their groups, lowest precedence
-    first, and those groups' vars merged in that order."""
+    first; those groups' vars merged in that order; and the settings of hosts with their
+    own vars, by the identity of those vars (which the hosts of one range share)."""
 
     groups: tuple[str, ...]
-    vars: dict[str, Any]
+    settings: _Settings
+    with_own: dict[int, tuple[dict[str, Any], _Settings]]
 
 
 def resolve(builder: InventoryBuilder, ctx: Context) -> Inventory:
@@ -43,7 +60,7 @@ def resolve(builder: InventoryBuilder, ctx: Context) -> Inventory:
     if not builder.host_vars:
         raise InputError(f"{ctx.path}: the inventory defines no hosts")
     shared: dict[tuple[str, ...], _Resolved] = {}
-    hosts = tuple(_build_host(name, _resolved(builder, tree, name, shared), builder)
+    hosts = tuple(_build_host(name, _resolved(builder, tree, name, shared, ctx), builder, ctx)
                   for name in builder.host_vars)  # fmt: skip
     _check_memberships(hosts, ctx)
     members: dict[str, list[str]] = {group: [] for group in builder.groups}
@@ -111,10 +128,18 @@ def _cycle_error(
         for step in range(len(chain) - 1)
     ]
     declared_at, child = max(links, key=lambda link: line(link[0]))
-    cycle = " -> ".join(reversed(chain))
+    cycle = " -> ".join(_shown_cycle(tuple(reversed(chain))))
     return ctx.error(
         declared_at, child, f"group cycle: {cycle} (each is a child of the one before)"
     )
+
+
+def _shown_cycle(groups: tuple[str, ...]) -> tuple[str, ...]:
+    """A long cycle, as a message shows it: its ends, and how many groups lie between."""
+    if len(groups) <= _SHOWN_CYCLE:
+        return groups
+    between = f"... ({len(groups) - 2 * _SHOWN_CYCLE_END:,} more groups)"
+    return (*groups[:_SHOWN_CYCLE_END], between, *groups[-_SHOWN_CYCLE_END:])
 
 
 def _resolved(
@@ -122,14 +147,16 @@ def _resolved(
     tree: _GroupTree,
     host: str,
     shared: dict[tuple[str, ...], _Resolved],
+    ctx: Context,
 ) -> _Resolved:
     direct = tuple(builder.host_groups[host])
     if direct not in shared:
         order = _precedence_order(builder, direct, tree)
         merged: dict[str, Any] = {}
         for group in order:
-            merged = merge_vars(merged, builder.groups[group].vars)
-        shared[direct] = _Resolved(order, merged)
+            merged = builder.merge(merged, builder.groups[group].vars, builder.host_keys[host],
+                                   host, ctx)  # fmt: skip
+        shared[direct] = _Resolved(order, _settings(merged), {})
     return shared[direct]
 
 
@@ -151,8 +178,9 @@ def _check_memberships(hosts: tuple[Host, ...], ctx: Context) -> None:
         raise InputError(f"{ctx.path}: {problem}, counting parent groups (dcctl's limit)")
 
 
-def _build_host(name: str, resolved: _Resolved, builder: InventoryBuilder) -> Host:
-    merged = merge_vars(resolved.vars, builder.host_vars[name])
+def _build_host(name: str, resolved: _Resolved, builder: InventoryBuilder, ctx: Context) -> Host:
+    settings = _host_settings(name, resolved, builder, ctx)
+    merged = settings.vars
     return Host(
         name=name,
         address=merged.get("host") or name,
@@ -162,13 +190,40 @@ def _build_host(name: str, resolved: _Resolved, builder: InventoryBuilder) -> Ho
         key_file=merged.get("key_file"),
         python=merged.get("python") or DEFAULT_PYTHON,
         jump=merged.get("jump"),
-        env=_drop_unset(merged.get("env")),
+        env=settings.env,
         fabric_address=merged.get("fabric_address"),
         scratch_dir=merged.get("scratch_dir") or DEFAULT_SCRATCH_DIR,
-        expect=_drop_unset(merged.get("expect")),
+        expect=settings.expect,
         groups=resolved.groups,
     )
 
 
-def _drop_unset(values: Mapping[str, Any] | None) -> dict[str, Any]:
-    return {key: value for key, value in (values or {}).items() if value is not None}
+def _host_settings(
+    name: str, resolved: _Resolved, builder: InventoryBuilder, ctx: Context
+) -> _Settings:
+    """The host's own vars over its groups'. An `env` or `expect` of its own is merged once
+    for every host that shares both (one range); other vars are a dozen keys at most."""
+    own = builder.host_vars[name]
+    if not own:
+        return resolved.settings
+    at = builder.host_keys[name]
+    if "env" not in own and "expect" not in own:
+        merged = builder.merge(resolved.settings.vars, own, at, name, ctx)  # copies no entries
+        return _Settings(merged, resolved.settings.env, resolved.settings.expect)
+    if id(own) not in resolved.with_own:
+        merged = builder.merge(resolved.settings.vars, own, at, name, ctx)
+        resolved.with_own[id(own)] = (own, _settings(merged))
+    return resolved.with_own[id(own)][1]
+
+
+def _settings(merged: dict[str, Any]) -> _Settings:
+    return _Settings(merged, _drop_unset(merged.get("env")), _drop_unset(merged.get("expect")))
+
+
+def _drop_unset(values: dict[str, Any] | None) -> dict[str, Any]:
+    """`values` without the keys a `null` unset; `values` itself when none was."""
+    if values is None:
+        return {}
+    if None not in values.values():
+        return values
+    return {key: value for key, value in values.items() if value is not None}

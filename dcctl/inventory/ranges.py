@@ -15,6 +15,7 @@ from typing import overload
 
 from dcctl.errors import InputError
 from dcctl.inventory.limits import MAX_HOSTS
+from dcctl.inventory.messages import shorten
 
 # A typo such as `node[1:1000000000]` must fail fast instead of filling memory: the names a
 # pattern stands for are counted before any is made.
@@ -32,7 +33,7 @@ class HostRangeError(InputError):
     that add their own location (an inventory line, the --limit option)."""
 
     def __init__(self, pattern: str, reason: str) -> None:
-        super().__init__(f"{pattern}: bad host range: {reason}")
+        super().__init__(f"{shorten(pattern)}: bad host range: {reason}")
         self.pattern = pattern
         self.reason = reason
 
@@ -107,27 +108,28 @@ def _matching_bracket(pattern: str, opening: int) -> int:
 def _expand_bounds(pattern: str, inside: str) -> Sequence[str]:
     fields = inside.split(":")
     if len(fields) not in (2, 3):
-        raise HostRangeError(pattern, f"'[{inside}]' is not [start:end] or [start:end:step]")
+        problem = f"'[{shorten(inside)}]' is not [start:end] or [start:end:step]"
+        raise HostRangeError(pattern, problem)
     start, end = fields[0], fields[1]
     step = _parse_step(pattern, fields[2]) if len(fields) == 3 else 1
     if _DIGITS.match(start) and _DIGITS.match(end):
         return _number_range(pattern, start, end, step)
     if _is_letter(start) and _is_letter(end):
         return _letter_range(pattern, start, end, step)
-    raise HostRangeError(
-        pattern, f"bounds '{start}' and '{end}' must both be numbers or both single letters"
-    )
+    bounds = f"bounds '{shorten(start)}' and '{shorten(end)}'"
+    raise HostRangeError(pattern, f"{bounds} must both be numbers or both single letters")
 
 
 def _parse_step(pattern: str, text: str) -> int:
     if not _DIGITS.match(text) or int(_bounded(pattern, text)) == 0:
-        raise HostRangeError(pattern, f"step '{text}' is not a positive integer")
+        raise HostRangeError(pattern, f"step '{shorten(text)}' is not a positive integer")
     return int(text)
 
 
 def _bounded(pattern: str, digits: str) -> str:
-    # Python refuses to read integers of more than 4300 digits; far fewer are ever meant.
-    if len(digits.lstrip("0")) > _MAX_DIGITS:
+    # Python refuses to read integers of more than 4300 digits, leading zeros included; far
+    # fewer are ever meant. So the digits are counted as written, zeros and all.
+    if len(digits) > _MAX_DIGITS:
         shown = digits if len(digits) <= 20 else f"{digits[:20]}..."
         raise HostRangeError(pattern, f"'{shown}' has more than {_MAX_DIGITS} digits")
     return digits

@@ -18,6 +18,8 @@ from yaml.nodes import Node, ScalarNode, SequenceNode
 
 from dcctl.inventory.document import Context, describe, is_null, mapping_items
 from dcctl.inventory.expect_keys import EXPECT_KEYS
+from dcctl.inventory.limits import MAX_VAR_ENTRIES
+from dcctl.inventory.messages import shorten
 
 # Ansible spelling -> dcctl spelling; both are accepted.
 VAR_ALIASES: dict[str, str] = {
@@ -36,6 +38,8 @@ _STANDARD_TAG_PREFIX = "tag:yaml.org,2002:"
 _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
 
 _ValueParser = Callable[[Node, str, Context], Any]
+# Told how many `env` and `expect` entries a merge copied; raises past the inventory's budget.
+Spend = Callable[[int], None]
 
 
 def hint(word: str, candidates: Iterable[str]) -> str:
@@ -43,13 +47,26 @@ def hint(word: str, candidates: Iterable[str]) -> str:
     return f"; did you mean '{close[0]}'?" if close else ""
 
 
-def merge_vars(base: Mapping[str, Any], overlay: Mapping[str, Any]) -> dict[str, Any]:
-    """`overlay` wins; `env` and `expect` are merged key by key instead of replaced."""
-    merged = dict(base)
+def merge_vars(base: dict[str, Any], overlay: dict[str, Any], spend: Spend) -> dict[str, Any]:
+    """`overlay` wins; `env` and `expect` are merged key by key instead of replaced.
+
+    Nothing is copied that need not be: over nothing, `overlay` itself is the result, and
+    with nothing to add, `base`; an `env` or `expect` that only one of them sets (or that the
+    other sets empty) is shared, not copied. So the result may be another level's dict, and
+    so may each host's env and expect: nothing that reads them changes them. Only where both
+    set entries is a new mapping made, and `spend` told its size.
+    """
+    if not overlay:
+        return base
+    if not base:
+        return overlay
+    merged = dict(base)  # a dozen variables at most: only the known ones are kept
     for name, value in overlay.items():
-        if name in MERGED_VARS and value is not None:
-            merged[name] = {**(merged.get(name) or {}), **value}
-        else:
+        below = merged.get(name) if name in MERGED_VARS and value is not None else None
+        if below and value:
+            spend(len(below) + len(value))
+            merged[name] = {**below, **value}
+        elif not below:
             merged[name] = value
     return merged
 
@@ -100,7 +117,7 @@ def _parse_port(node: Node, key: str, ctx: Context) -> int:
 def _parse_connection(node: Node, key: str, ctx: Context) -> str:
     value = _parse_text(node, key, ctx)
     if value not in ("ssh", "local"):
-        raise ctx.error(node, key, f"expected 'ssh' or 'local', got '{value}'")
+        raise ctx.error(node, key, f"expected 'ssh' or 'local', got {describe(node)}")
     return value
 
 
@@ -114,13 +131,13 @@ def _parse_absolute_path(node: Node, key: str, ctx: Context) -> str:
     value = _parse_text(node, key, ctx)
     # The path lives on the node, which is Linux, whatever this machine runs.
     if not posixpath.isabs(value):
-        raise ctx.error(node, key, f"expected an absolute path, got '{value}'")
+        raise ctx.error(node, key, f"expected an absolute path, got {describe(node)}")
     return value
 
 
 def _parse_env(node: Node, key: str, ctx: Context) -> dict[str, str | None]:
     env: dict[str, str | None] = {}
-    for name, name_node, value_node in mapping_items(node, key, ctx):
+    for name, name_node, value_node in _bounded_items(node, key, ctx):
         where = f"{key}.{name}"
         if not _ENV_NAME.match(name):
             raise ctx.error(name_node, where, "not a valid environment variable name")
@@ -134,13 +151,30 @@ def _scalar_as_written(node: Node, key: str, ctx: Context) -> str:
     if not isinstance(node, ScalarNode):
         raise ctx.error(node, key, f"expected a string or number, got {describe(node)}")
     if not node.tag.startswith(_STANDARD_TAG_PREFIX):
-        raise ctx.error(node, key, f"YAML tag '{node.tag}' is not supported here")
+        raise ctx.error(node, key, f"YAML tag '{shorten(node.tag)}' is not supported here")
     return str(node.value)
+
+
+def _bounded_items(node: Node, key: str, ctx: Context) -> list[tuple[str, Node, Node]]:
+    """The entries of an `env` or `expect` mapping, refused past MAX_VAR_ENTRIES at the
+    first entry over it."""
+    items = mapping_items(node, key, ctx)
+    if len(items) > MAX_VAR_ENTRIES:
+        _, name_node, _ = items[MAX_VAR_ENTRIES]
+        raise ctx.error(name_node, key, f"more than {MAX_VAR_ENTRIES:,} entries (dcctl's limit)")
+    return items
+
+
+def _bounded_list(node: SequenceNode, key: str, ctx: Context) -> list[Node]:
+    if len(node.value) > MAX_VAR_ENTRIES:
+        raise ctx.error(node.value[MAX_VAR_ENTRIES], key,
+                        f"more than {MAX_VAR_ENTRIES:,} items (dcctl's limit)")  # fmt: skip
+    return list(node.value)
 
 
 def _parse_expect(node: Node, key: str, ctx: Context) -> dict[str, Any]:
     expect: dict[str, Any] = {}
-    for name, name_node, value_node in mapping_items(node, key, ctx):
+    for name, name_node, value_node in _bounded_items(node, key, ctx):
         where = f"{key}.{name}"
         if name not in EXPECT_KEYS:
             raise ctx.error(name_node, where, f"unknown key{hint(name, EXPECT_KEYS)}")
@@ -215,13 +249,13 @@ def _parse_bool(node: Node, key: str, ctx: Context) -> bool:
 def _parse_counts(node: Node, key: str, ctx: Context) -> list[int]:
     if not isinstance(node, SequenceNode):
         raise ctx.error(node, key, f"expected a list of whole numbers, got {describe(node)}")
-    return [_parse_count(item, key, ctx) for item in node.value]
+    return [_parse_count(item, key, ctx) for item in _bounded_list(node, key, ctx)]
 
 
 def _parse_mounts(node: Node, key: str, ctx: Context) -> list[str]:
     if not isinstance(node, SequenceNode):
         raise ctx.error(node, key, f"expected a list of mount points, got {describe(node)}")
-    return [_parse_absolute_path(item, key, ctx) for item in node.value]
+    return [_parse_absolute_path(item, key, ctx) for item in _bounded_list(node, key, ctx)]
 
 
 _VAR_PARSERS: Mapping[str, _ValueParser] = {

@@ -1,8 +1,8 @@
 """Inventory load benchmark: wall time, CPU time and peak memory of loading large inventories.
 
-Generates inventories of 10,000 and 100,000 hosts in four shapes, and a few hostile files
-that must be refused, then loads each in a fresh interpreter (so one case's memory cannot
-hide in another's) and reports:
+Generates inventories of 10,000 and 100,000 hosts in five shapes, and a few hostile files
+that must be refused (or, for `<<` keys, loaded in linear time), then loads each in a fresh
+interpreter (so one case's memory cannot hide in another's) and reports:
 
 - `load s`: `load_inventory` + `select_hosts`, timed inside the child;
 - `wall s`, `cpu s`: the whole child process (interpreter start and imports included);
@@ -113,6 +113,26 @@ def many_groups(n: int) -> Iterator[str]:
             yield f"        gpu{host:06d}:"
 
 
+def env_lines(count: int) -> Iterator[str]:
+    yield "  vars:"
+    yield "    env:"
+    for var in range(count):
+        yield f"      VAR_{var:05d}: value{var}"
+
+
+def shared_env(n: int) -> Iterator[str]:
+    """A 1,000-variable env (dcctl's limit) on `all`, racks of ranges each setting one more:
+    hosts share their rack's merged env instead of holding a copy each."""
+    yield "all:"
+    yield from env_lines(1000)
+    yield "  children:"
+    for rack in range(n // RACK):
+        yield f"    rack{rack:05d}:"
+        yield f"      vars: {{env: {{RACK: '{rack}'}}}}"
+        yield "      hosts:"
+        yield f"        r{rack:05d}-gpu[01:{RACK}]:"
+
+
 def alias_bomb(_: int) -> Iterator[str]:
     """A billion laughs of groups: 40 levels, each listing the one below twice."""
     yield "all:"
@@ -129,6 +149,26 @@ def billion_range(_: int) -> Iterator[str]:
     yield "    node[1:1000000000]:"
 
 
+def env_too_large(_: int) -> Iterator[str]:
+    """200 KB: 20,000 env variables over 1,000 hosts (3.3 s and 425 MB before the limit)."""
+    yield "all:"
+    yield from env_lines(20_000)
+    yield "  hosts:"
+    yield "    n[1:1000]:"
+
+
+def merge_keys(_: int) -> Iterator[str]:
+    """900,000 `<<:` keys in one mapping, inside every cap: minutes of PyYAML's
+    flatten_mapping (quadratic in the keys), now a linear pass."""
+    yield "all:"
+    yield "  vars:"
+    yield "    ansible_empty: &e {}"
+    yield "  hosts:"
+    yield "    h1:"
+    for _key in range(900_000):
+        yield "      <<: *e"
+
+
 def oversize(_: int) -> Iterator[str]:
     yield "all: {hosts: {h1: }}"
     for _line in range(17 * 1024):
@@ -140,11 +180,14 @@ SHAPES: dict[str, Callable[[int], Iterator[str]]] = {
     "vars": with_vars,
     "ranges": ranges,
     "groups": many_groups,
+    "env": shared_env,
 }
 HOSTILE: dict[str, Callable[[int], Iterator[str]]] = {
     "refuse: alias bomb (2^40)": alias_bomb,
     "refuse: node[1:1e9]": billion_range,
     "refuse: 17 MiB file": oversize,
+    "refuse: env of 20,000": env_too_large,
+    "load: 900,000 << keys": merge_keys,
 }
 
 

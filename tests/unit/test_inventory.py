@@ -8,6 +8,7 @@ import textwrap
 from pathlib import Path
 
 import pytest
+import yaml
 
 from dcctl.errors import InputError
 from dcctl.inventory import BUILTIN_SOURCE, load_inventory
@@ -231,6 +232,50 @@ def test_merged_anchor_reached_again_by_an_alias(in_tmp: Path) -> None:
     )
     resolved = {host.name: (host.user, host.port) for host in inventory.hosts}
     assert resolved == {"h1": ("admin", 22), "g1": ("admin", 2222), "k1": ("admin", 22)}
+
+
+MERGE_ANCHORS = """
+all:
+  vars:
+    ansible_a: &a {user: from-a, port: 1}
+    ansible_b: &b {user: from-b, port: 2, jump: from-b}
+    ansible_c: &c {jump: from-c}
+    ansible_ab: &ab {<<: *a, jump: from-ab}
+  hosts:
+    h1: %s
+"""
+
+
+@pytest.mark.parametrize(
+    "host",
+    [
+        "{<<: *a, <<: *b}",
+        "{<<: *b, <<: *a}",
+        "{<<: [*a, *b]}",
+        "{<<: [*b, *a]}",
+        "{<<: *a, port: 3}",
+        "{port: 3, <<: *a}",
+        "{<<: *a, <<: [*c, *b], user: own}",
+        "{<<: [*ab, *b]}",
+        "{<<: *ab, <<: *c}",
+    ],
+)
+def test_merge_keys_resolve_as_pyyaml_resolves_them(in_tmp: Path, host: str) -> None:
+    # Several `<<` keys in one mapping are valid YAML to PyYAML, and so to Ansible: the later
+    # merge wins over the earlier, of a list the first mapping wins, and own keys win.
+    text = MERGE_ANCHORS % host
+    expected = yaml.safe_load(text)["all"]["hosts"]["h1"]
+    resolved = load(in_tmp, text).host("h1")
+    assert (resolved.user, resolved.port, resolved.jump) == (
+        expected.get("user"),
+        expected.get("port"),
+        expected.get("jump"),
+    )
+
+
+def test_merge_of_something_not_a_mapping_is_pyyamls_error(in_tmp: Path) -> None:
+    message = load_error(in_tmp, "all:\n  hosts:\n    h1: {<<: [{user: a}, 3]}\n")
+    assert message == "rack.yaml:3: h1: expected a mapping for merging, but found scalar"
 
 
 # --- precedence ------------------------------------------------------------------------
@@ -798,6 +843,14 @@ def test_name_and_alias_together(in_tmp: Path) -> None:
         ("expect: {mounts: [scratch]}", "expect.mounts: expected an absolute path, got 'scratch'"),
         ("expect: [gpu_count]", "expect: expected a mapping, got a list"),
         ("user: !vault abc", "user: could not determine a constructor for the tag '!vault'"),
+        # Mappings and lists once carried the tag 'None' and read as "no constructor".
+        ("port: {a: 1}", "port: expected a port number 1..65535, got a mapping"),
+        ("port: [22]", "port: expected a port number 1..65535, got a list"),
+        # An explicit tag on text that does not fit it was a traceback inside PyYAML.
+        ("port: !!bool maybe", "port: cannot be read as a YAML bool"),
+        ("port: !!int +", "port: cannot be read as a YAML int"),
+        ("port: !!float ''", "port: cannot be read as a YAML float"),
+        ("port: !!timestamp soon", "port: cannot be read as a YAML timestamp"),
     ],
 )
 def test_bad_value_names_file_line_and_key(in_tmp: Path, line: str, message: str) -> None:

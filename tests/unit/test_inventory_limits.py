@@ -8,23 +8,31 @@ would break, and it is far above what the refusals take.
 
 from __future__ import annotations
 
+import resource
+import subprocess
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
-from cli_runner import run_dcctl
+from cli_runner import dcctl_env, run_dcctl
 
 from dcctl.errors import InputError
+from dcctl.inventory import load_inventory
 from dcctl.inventory.composer import Composer
 from dcctl.inventory.limits import (
     MAX_GROUPS,
     MAX_HOSTS,
     MAX_INVENTORY_BYTES,
+    MAX_MERGED_ENTRIES,
     MAX_NESTING_DEPTH,
+    MAX_VAR_ENTRIES,
     MAX_YAML_VALUES,
 )
+from dcctl.inventory.model import Host
 
 # A hang or a runaway would blow through this; a refusal takes well under a second of work.
 GENEROUS_TIMEOUT_S = 120
@@ -74,6 +82,30 @@ def deep_value(levels: int) -> str:
 
 def long_digits(digits: int) -> str:
     return f"all:\n  hosts:\n    h1: {{port: {'9' * digits}}}\n"
+
+
+def env_lines(count: int, indent: int = 6) -> str:
+    return "".join(f"{' ' * indent}VAR_{n}: v{n}\n" for n in range(count))
+
+
+def group_env_over(hosts: str, count: int = MAX_VAR_ENTRIES) -> str:
+    """`count` variables in `all`'s env, then `hosts` (lines under `all.hosts`)."""
+    return f"all:\n  vars:\n    env:\n{env_lines(count)}  hosts:\n{hosts}"
+
+
+def own_env_each(hosts: int) -> str:
+    """Hosts written one by one, each setting a variable of its own over `all`'s env."""
+    return group_env_over("".join(f"    n{n}: {{env: {{OWN: '{n}'}}}}\n" for n in range(hosts)))
+
+
+def group_cycle(length: int) -> str:
+    lines = ["all:", "  hosts: {h1: }"]
+    lines += [f"g{n}:\n  children: {{g{(n + 1) % length}: }}" for n in range(length)]
+    return "\n".join(lines) + "\n"
+
+
+# Hosts whose own env merges over a full group env before the budget runs out.
+HOSTS_IN_MERGE_BUDGET = MAX_MERGED_ENTRIES // (MAX_VAR_ENTRIES + 1)
 
 
 CASES = {
@@ -166,6 +198,57 @@ CASES = {
     "integer of 5,000 digits": Case(
         lambda: long_digits(5000), 3, "port: cannot be read as a YAML int"
     ),
+    "env of 20,000 variables over 1,000 hosts": Case(
+        # 200 KB that took 3.3 s and 425 MB, each host copying the env: 40 GB at 100,000.
+        lambda: group_env_over("    n[1:1000]:\n", 20_000),
+        4 + MAX_VAR_ENTRIES,  # the first variable past the limit
+        f"env: more than {MAX_VAR_ENTRIES:,} entries (dcctl's limit)",
+    ),
+    "expect.mounts of 1,001 paths": Case(
+        lambda: (
+            "all:\n  hosts: {h1: }\n  vars:\n    expect:\n      mounts:\n"
+            + "".join(f"        - /m{n}\n" for n in range(MAX_VAR_ENTRIES + 1))
+        ),
+        6 + MAX_VAR_ENTRIES,
+        f"expect.mounts: more than {MAX_VAR_ENTRIES:,} items (dcctl's limit)",
+    ),
+    "hosts each merging an env of their own over a full group env": Case(
+        lambda: own_env_each(HOSTS_IN_MERGE_BUDGET + 10),
+        5 + MAX_VAR_ENTRIES + HOSTS_IN_MERGE_BUDGET,  # the first host past the budget
+        f"env and expect merged across groups and hosts copy more than "
+        f"{MAX_MERGED_ENTRIES:,} entries in all (dcctl's limit)",
+    ),
+    "connection of 300,000 characters, shown cut": Case(
+        lambda: f"all:\n  hosts:\n    h1: {{connection: '{'x' * 300_000}'}}\n",
+        3,
+        "connection: expected 'ssh' or 'local', got '" + "x" * 60 + "... (300,000 characters)'",
+    ),
+    "relative scratch_dir of 300,000 characters, shown cut": Case(
+        lambda: f"all:\n  hosts:\n    h1: {{scratch_dir: '{'d' * 300_000}'}}\n",
+        3,
+        "scratch_dir: expected an absolute path, got '" + "d" * 60 + "... (300,000 characters)'",
+    ),
+    "tag of 200,000 characters, shown cut": Case(
+        lambda: f"all:\n  hosts:\n    h1: {{port: !{'t' * 200_000} 22}}\n",
+        3,
+        "port: could not determine a constructor for the tag '!" + "t" * 50,
+    ),
+    "tag of an env value of 200,000 characters, shown cut": Case(
+        lambda: f"all:\n  hosts:\n    h1: {{env: {{A: !{'t' * 200_000} x}}}}\n",
+        3,
+        "env.A: YAML tag '!" + "t" * 59 + "... (200,001 characters)' is not supported here",
+    ),
+    "alias name of 200,000 characters, shown cut": Case(
+        lambda: f"all:\n  hosts:\n    h1: *{'a' * 200_000}\n",
+        3,
+        "invalid YAML: alias '*" + "a" * 60 + "... (200,000 characters)' comes before any",
+    ),
+    "group cycle through 5,000 groups, shown cut": Case(
+        lambda: group_cycle(5000),
+        None,
+        "group cycle: g0 -> g1 -> g2 -> g3 -> ... (4,993 more groups) -> g4997 -> g4998 -> g4999"
+        " -> g0 (each is a child of the one before)",
+    ),
     "impossible timestamp": Case(
         lambda: "all:\n  hosts: {h1: {port: 2024-13-45}}\n",
         2,
@@ -185,8 +268,10 @@ def test_exhausting_inventory_is_refused_with_one_line(tmp_path: Path, name: str
     assert "Traceback" not in result.stderr
     [line] = result.stderr.strip().splitlines()
     where = f"{inventory}:{case.line}: " if case.line else f"{inventory}:"
-    assert line.startswith(f"dcctl: error: {where}"), line
-    assert case.says in line
+    assert line.startswith(f"dcctl: error: {where}"), line[:1000]
+    assert case.says in line, line[:1000]
+    # One readable line, whatever the input it quotes.
+    assert len(line) < len(str(inventory)) + 400, line[:1000]
 
 
 def test_alias_tree_work_is_bounded_by_the_limit(tmp_path: Path) -> None:
@@ -230,3 +315,112 @@ def test_syntax_error_deep_in_a_large_file_still_names_its_line(tmp_path: Path) 
     assert result.code == 2
     [line] = result.stderr.strip().splitlines()
     assert line.startswith(f"dcctl: error: {inventory}:40004: invalid YAML: ")
+
+
+# --- work that grows with hosts x entries ------------------------------------------------
+
+
+def load_text(tmp_path: Path, text: str) -> tuple[Host, ...]:
+    inventory = tmp_path / "rack.yaml"
+    inventory.write_text(text, encoding="utf-8")
+    return load_inventory(str(inventory), env={}).hosts
+
+
+def distinct(values: list[dict[str, Any]]) -> int:
+    return len({id(value) for value in values})
+
+
+def test_hosts_share_their_groups_env_instead_of_each_a_copy(tmp_path: Path) -> None:
+    # Counted: each host once made its own copy of every env entry (hosts x entries).
+    hosts = load_text(tmp_path, group_env_over("    n[1:20000]:\n"))
+    assert len(hosts) == 20_000
+    assert distinct([host.env for host in hosts]) == 1
+    assert distinct([host.expect for host in hosts]) == 1
+    assert hosts[-1].env["VAR_999"] == "v999"
+
+
+def test_a_range_with_an_env_of_its_own_merges_it_once(tmp_path: Path) -> None:
+    hosts = load_text(tmp_path, group_env_over("    n[1:20000]: {env: {OWN: x, VAR_0: y}}\n"))
+    assert distinct([host.env for host in hosts]) == 1
+    env = hosts[0].env
+    assert (len(env), env["OWN"], env["VAR_0"], env["VAR_1"]) == (1001, "x", "y", "v1")
+
+
+def test_a_range_listed_again_merges_once_not_once_per_name(tmp_path: Path) -> None:
+    text = group_env_over(
+        "    n[1:20000]: {env: {FIRST: '1'}}\n"
+        "  children:\n    again:\n      hosts:\n        n[1:20000]: {env: {SECOND: '2'}}\n"
+    )
+    hosts = load_text(tmp_path, text)
+    assert distinct([host.env for host in hosts]) == 1
+    env = hosts[0].env
+    assert (len(env), env["FIRST"], env["SECOND"]) == (1002, "1", "2")
+
+
+def test_unset_env_keys_are_dropped_once_for_hosts_that_share_them(tmp_path: Path) -> None:
+    hosts = load_text(tmp_path, group_env_over("    n[1:20000]: {env: {VAR_0: ~}}\n"))
+    assert distinct([host.env for host in hosts]) == 1
+    assert "VAR_0" not in hosts[0].env and len(hosts[0].env) == 999
+
+
+def test_hosts_each_with_their_own_env_within_the_budget_load(tmp_path: Path) -> None:
+    hosts = load_text(tmp_path, own_env_each(HOSTS_IN_MERGE_BUDGET))
+    assert [host.env["OWN"] for host in hosts[:2]] == ["0", "1"]
+    assert len(hosts[0].env) == MAX_VAR_ENTRIES + 1
+
+
+# Address space a load may take here: far above what these need (~100 MB resident), far below
+# the gigabytes a copy of the env per host took.
+MEMORY_CAP_BYTES = 2 * 1024**3
+
+
+def run_with_memory_cap(args: list[str], home: Path) -> subprocess.CompletedProcess[str]:
+    def cap() -> None:
+        resource.setrlimit(resource.RLIMIT_AS, (MEMORY_CAP_BYTES, MEMORY_CAP_BYTES))
+
+    return subprocess.run(
+        [sys.executable, "-m", "dcctl", *args],
+        capture_output=True,
+        text=True,
+        timeout=GENEROUS_TIMEOUT_S,
+        env=dcctl_env(home),
+        stdin=subprocess.DEVNULL,
+        preexec_fn=cap,
+    )
+
+
+def test_full_env_on_the_most_hosts_loads_in_bounded_memory(tmp_path: Path) -> None:
+    # 100,000 hosts under a 1,000-variable env: a copy per host was ~4 GB.
+    inventory = tmp_path / "rack.yaml"
+    inventory.write_text(group_env_over(f"    n[1:{MAX_HOSTS}]:\n"), encoding="utf-8")
+    result = run_with_memory_cap(["-i", str(inventory), "inventory", "validate"], tmp_path)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert f"valid, {MAX_HOSTS} host(s)" in result.stdout
+
+
+# --- `<<` merge keys -------------------------------------------------------------------
+
+# Far above the few seconds composing 900,000 lines takes, far below the minutes PyYAML's
+# flatten_mapping took on them (each `<<` deleted from the front of a 900,000-item list).
+MERGE_TIMEOUT_S = 60
+
+
+def merge_keys(count: int, indent: int) -> str:
+    return f"{' ' * indent}<<: *e\n" * count
+
+
+@pytest.mark.parametrize("where", ["host vars", "a value read whole"])
+def test_many_merge_keys_in_one_mapping_take_linear_time(tmp_path: Path, where: str) -> None:
+    head = "all:\n  vars:\n    ansible_empty: &e {}\n  hosts:\n    h1:\n"
+    if where == "host vars":
+        text = f"{head}      user: ops\n{merge_keys(900_000, 6)}"
+        says = "valid, 1 host(s)"
+    else:  # built by PyYAML's constructor, then found not to be a port
+        text = f"{head}      port:\n{merge_keys(900_000, 8)}"
+        says = "port: expected a port number 1..65535, got a mapping"
+    inventory = tmp_path / "rack.yaml"
+    inventory.write_text(text, encoding="utf-8")
+    result = run_dcctl(["-i", str(inventory), "inventory", "validate"], home=tmp_path,
+                       timeout=MERGE_TIMEOUT_S)  # fmt: skip
+    assert "Traceback" not in result.stderr
+    assert says in result.stdout + result.stderr, result.stderr[-2000:]

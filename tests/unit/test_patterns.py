@@ -10,6 +10,7 @@ import pytest
 from dcctl.errors import InputError
 from dcctl.inventory import load_inventory, select_hosts
 from dcctl.inventory.model import Inventory
+from dcctl.inventory.patterns import MAX_LIMIT_GLOBS
 
 RACK = """
 all:
@@ -162,7 +163,7 @@ def test_range_of_many_names_is_looked_up_not_scanned(inventory: Inventory) -> N
 
 
 def test_range_of_globs_too_costly_to_try_is_refused(inventory: Inventory) -> None:
-    with pytest.raises(InputError, match=r"'g\[1:99999\]\*': 99,999 globs over .* too many"):
+    with pytest.raises(InputError, match=r"'g\[1:99999\]\*': 99,999 globs in all over .* too many"):
         select_hosts(inventory, "g[1:99999]*")
 
 
@@ -209,3 +210,34 @@ def test_builtin_inventory_error_names_its_source() -> None:
     with pytest.raises(InputError) as caught:
         select_hosts(builtin, "gpu01")
     assert str(caught.value) == "--limit: 'gpu01' matches no host or group in <built-in: localhost>"
+
+
+def test_globs_are_counted_across_all_terms_of_a_limit(inventory: Inventory) -> None:
+    # One glob per term passed a check made term by term: 100,000 hosts took ~80 s.
+    limit = ",".join(f"n{n}*" for n in range(MAX_LIMIT_GLOBS + 1))
+    with pytest.raises(InputError) as caught:
+        select_hosts(inventory, limit)
+    assert str(caught.value).endswith(
+        "': 1,001 globs in all over 18 host and group names is too many to try"
+    )
+    assert str(caught.value).startswith(f"--limit '{limit[:60]}... (")
+
+
+def test_a_repeated_term_counts_once(inventory: Inventory) -> None:
+    limit = ",".join(["gpu0*"] * (MAX_LIMIT_GLOBS + 1) + ["!gpu01"] * 3)
+    assert names(inventory, limit) == ["gpu02", "gpu03", "gpu04", "gpu05", "gpu06"]
+
+
+def test_limit_of_many_ranges_is_refused_past_a_million_names(inventory: Inventory) -> None:
+    limit = ",".join(f"x{n}[1:100000]" for n in range(11))
+    with pytest.raises(InputError, match=r"stands for more than 1,000,000 names, ranges expanded"):
+        select_hosts(inventory, limit)
+
+
+def test_term_matching_nothing_is_shown_cut(inventory: Inventory) -> None:
+    with pytest.raises(InputError) as caught:
+        select_hosts(inventory, "x" * 100_000)
+    assert str(caught.value) == (
+        f"--limit: '{'x' * 60}... (100,000 characters)' matches no host or group in "
+        f"{inventory.source}"
+    )

@@ -105,6 +105,10 @@ def test_largest_expansion_allowed_is_the_host_limit() -> None:
         ("n[1:" + "9" * 19 + "]", "'9999999999999999999' has more than 18 digits"),
         ("n[1:" + "9" * 5000 + "]", "'99999999999999999999...' has more than 18 digits"),
         ("n[1:9:" + "1" * 5000 + "]", "'11111111111111111111...' has more than 18 digits"),
+        # Leading zeros count: int() refuses 4,300 digits, zeros or not.
+        ("n[" + "0" * 5000 + "1:2]", "'00000000000000000000...' has more than 18 digits"),
+        ("n[1:2:" + "0" * 5000 + "1]", "'00000000000000000000...' has more than 18 digits"),
+        ("n[0" + "0" * 18 + ":1]", "'0000000000000000000' has more than 18 digits"),
         ("n[1:²]", "bounds '1' and '²' must both be numbers or both single letters"),
         # Arabic-Indic one and nine: digits to str.isdigit, but host names stay ASCII.
         (
@@ -132,3 +136,21 @@ def test_numbers_python_cannot_read_are_range_errors(pattern: str, reason: str) 
 )
 def test_has_host_range_tells_ranges_from_glob_classes(text: str, expected: bool) -> None:
     assert has_host_range(text) is expected
+
+
+def test_long_pattern_is_shown_cut_in_the_message() -> None:
+    pattern = "n" * 100_000 + "[1:2:x]"
+    with pytest.raises(HostRangeError) as caught:
+        expand_host_range(pattern)
+    assert str(caught.value) == (
+        f"{'n' * 60}... (100,007 characters): bad host range: step 'x' is not a positive integer"
+    )
+
+
+def test_long_bounds_are_shown_cut_in_the_message() -> None:
+    with pytest.raises(HostRangeError) as caught:
+        expand_host_range("n[" + "x" * 100_000 + ":y]")
+    assert caught.value.reason == (
+        f"bounds '{'x' * 60}... (100,000 characters)' and 'y' must both be numbers or both "
+        "single letters"
+    )
