@@ -17,6 +17,23 @@ from dcctl.evaluate.gpus import gpu_label, gpu_ref
 from dcctl.evaluate.result import Result, Status
 
 _FINDINGS: dict[str, Status] = {"Fail": "fail", "Warn": "warn"}
+# dcgmErrorSeverity_t, dcgmlib/dcgm_errors.h (NVIDIA/DCGM): 0 NONE; 1 MONITOR "can perform
+# workload, but needs to be monitored"; 2 ISOLATE "cannot perform workload, GPU should be
+# isolated"; 3 UNKNOWN "not recognized"; 4 TRIAGE "should be triaged"; 5 CONFIG "can be
+# configured" (DCGM_FR_PERSISTENCE_MODE is CONFIG in dcgm_errors.c); 6 RESET "drain and reset".
+SEVERITY_NAMES = {
+    0: "NONE",
+    1: "MONITOR",
+    2: "ISOLATE",
+    3: "UNKNOWN",
+    4: "TRIAGE",
+    5: "CONFIG",
+    6: "RESET",
+}
+# A "Fail" row whose every error has one of these severities leaves the GPU usable: DCGM's
+# JSON spells a WARN result "Fail", so it is judged warn. Any other severity (ISOLATE, RESET,
+# TRIAGE, UNKNOWN, one DCGM adds later) or none at all keeps the row a failure.
+USABLE_SEVERITIES = frozenset({0, 1, 5})
 _FOLDED: dict[str, Status] = {"Pass": "pass", "Skip": "skip"}
 # DCGM runs about two dozen tests; a diag naming more is listed up to this, the rest counted.
 MAX_DCGM_TESTS = 64
@@ -31,6 +48,14 @@ def _gpus_by_index(facts: dict[str, Any]) -> dict[Any, dict[str, Any]]:
     return {gpu.get("index"): gpu for gpu in facts.get("gpus") or []}
 
 
+def _severities(row: dict[str, Any]) -> list[int]:
+    """The row's DCGM severities; anything not an int (a malformed payload) is left out."""
+    values = row.get("severities")
+    if not isinstance(values, list):
+        return []
+    return sorted({v for v in values if isinstance(v, int) and not isinstance(v, bool)})
+
+
 def _row_result(row: dict[str, Any], gpus: dict[Any, dict[str, Any]]) -> Result:
     name, raw = shown(row.get("name")), shown(row.get("result"))
     index = row.get("gpu")
@@ -39,8 +64,14 @@ def _row_result(row: dict[str, Any], gpus: dict[Any, dict[str, Any]]) -> Result:
         gpu_label(gpu) if gpu is not None else (f"GPU {shown(index)}" if index is not None else "")
     )
     info = shown(row["info"]) if row.get("info") else None
+    severities = _severities(row)
     if raw in _FINDINGS:
         status, detail = _FINDINGS[raw], info or raw
+        if raw == "Fail" and severities and set(severities) <= USABLE_SEVERITIES:
+            status = "warn"
+        if severities:
+            named = ", ".join(SEVERITY_NAMES.get(v, f"severity {v}") for v in severities)
+            detail += f" (DCGM {named})"
     else:
         status = "error"
         detail = f"unrecognised DCGM status {raw!r}" + (f" ({info})" if info else "")

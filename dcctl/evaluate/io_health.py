@@ -1,7 +1,9 @@
 """InfiniBand link health, NVMe count, scratch space and read-only mounts.
 
 These complement check.py's ib.ports / ib.rate / mounts.present / swap.state: a port that is
-down fails ib.state here and ib.ports there; both name it. `expect` arrives with
+down fails ib.state here and ib.ports there; both name it. A port file the kernel refused to
+read (the probe's per-port `errors`) is an error where it hides something: ib.state when the
+state itself is unknown, ib.read when an ACTIVE port's rate or link layer is. `expect` arrives with
 HEALTH_DEFAULTS merged, so max_ib_link_downed is always set.
 """
 
@@ -34,29 +36,62 @@ def _paths(value: Any) -> list[str]:
     return paths
 
 
+def _port_errors(port: dict[str, Any]) -> dict[str, Any]:
+    errors = port.get("errors")
+    return errors if isinstance(errors, dict) else {}
+
+
+def _unreadable(port: dict[str, Any], names: tuple[str, ...]) -> str | None:
+    """ "state unreadable (EINVAL: Invalid argument)" for the named reads that failed."""
+    errors = _port_errors(port)
+    found = [f"{name} unreadable ({shown(errors[name])})" for name in names if errors.get(name)]
+    return ", ".join(found) or None
+
+
 def _ib_state(facts: dict[str, Any]) -> list[Result]:
-    """FAIL per port not ACTIVE/LinkUp; one PASS when all are; nothing without IB."""
+    """FAIL per port not ACTIVE/LinkUp; ERROR per port whose state could not be read; one
+    PASS when all are up; nothing without IB."""
     expected = "/".join(IB_STATE_OK)
     if "ib" in facts and facts["ib"] is None:
         error = probe_error(facts, "ib") or "InfiniBand ports unknown"
         return [Result("ib.state", "error", error, None, expected)]
     ports = ib_ports(facts)
-    bad = [p for p in ports if (p.get("state"), p.get("phys_state")) != IB_STATE_OK]
-    if ports and not bad:
+    results: list[Result] = []
+    for p in ports:
+        observed = {k: p.get(k) for k in ("device", "port", "state", "phys_state")}
+        unknown = _unreadable(p, ("ports", "state", "phys_state"))
+        if unknown is not None:
+            where = port_name(p) if p.get("port") is not None else shown(p.get("device"))
+            message = f"InfiniBand port {where}: {unknown}, so its link state is unknown"
+            results.append(Result("ib.state", "error", message, observed, expected))
+        elif (p.get("state"), p.get("phys_state")) != IB_STATE_OK:
+            message = (
+                f"InfiniBand port {port_name(p)} is {shown(p.get('state'))} "
+                f"({shown(p.get('phys_state'))}), expected ACTIVE (LinkUp)"
+            )
+            results.append(Result("ib.state", "fail", message, observed, expected))
+    if ports and not results:
         message = f"{len(ports)} InfiniBand ports ACTIVE and LinkUp"
-        return [Result("ib.state", "pass", message, len(ports), expected)]
-    return [
-        Result(
-            "ib.state",
-            "fail",
-            f"InfiniBand port {port_name(p)} is {shown(p.get('state'))} "
-            f"({shown(p.get('phys_state'))}), "
-            "expected ACTIVE (LinkUp)",
-            {k: p.get(k) for k in ("device", "port", "state", "phys_state")},
-            expected,
-        )
-        for p in bad
-    ]
+        results = [Result("ib.state", "pass", message, len(ports), expected)]
+    return results + _ib_reads(ports)
+
+
+# Reads that matter on a working port. An unreadable rate on a port that is down says nothing
+# more than ib.state's failure (mlx5 answers EINVAL for the rate of a port with no cable);
+# unreadable counters are unknown, as ib.link_downed treats them.
+_ACTIVE_PORT_READS = ("rate", "link_layer")
+
+
+def _ib_reads(ports: list[dict[str, Any]]) -> list[Result]:
+    """ERROR per ACTIVE port whose rate or link layer could not be read."""
+    results = []
+    for p in ports:
+        unknown = _unreadable(p, _ACTIVE_PORT_READS)
+        if unknown is not None and p.get("state") == "ACTIVE":
+            message = f"InfiniBand port {port_name(p)} is ACTIVE but its {unknown}"
+            observed = {"device": p.get("device"), "port": p.get("port"), **_port_errors(p)}
+            results.append(Result("ib.read", "error", message, observed, "readable"))
+    return results
 
 
 def _ib_link_downed(facts: dict[str, Any], expected: Any) -> list[Result]:

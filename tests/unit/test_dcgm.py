@@ -39,8 +39,14 @@ def node_facts(tests: list[dict[str, Any]], **dcgm_fields: Any) -> dict[str, Any
     return {"gpus": gpus, "dcgm": record}
 
 
-def row(name: str, result: str, gpu: int | None, info: str | None = None) -> dict[str, Any]:
-    return {"name": name, "result": result, "gpu": gpu, "info": info}
+def row(
+    name: str,
+    result: str,
+    gpu: int | None,
+    info: str | None = None,
+    severities: tuple[int, ...] = (),
+) -> dict[str, Any]:
+    return {"name": name, "result": result, "gpu": gpu, "info": info, "severities": [*severities]}
 
 
 def summary(results: list[Result]) -> list[tuple[str, str, int | None]]:
@@ -68,7 +74,7 @@ def test_parse_dcgm4_failure_names_the_gpu_once() -> None:
     parsed = dcgm.parse_diag(load(V4_FAIL))
     failed = [t for t in parsed["tests"] if t["result"] != "Pass"]
     # The Fail test_summary repeats GPU 3's row; it is not recorded a second time.
-    assert failed == [row("software", "Fail", 3, INFOROM)]
+    assert failed == [row("software", "Fail", 3, INFOROM, (2,))]
     assert len(parsed["tests"]) == 8
 
 
@@ -272,7 +278,8 @@ def test_dcgm3_document_end_to_end_through_the_evaluator() -> None:
         ("dcgm.cuda_main_library", "pass", None),
         ("dcgm.permissions_and_os_blocks", "pass", None),
         ("dcgm.persistence_mode", "pass", None),
-        ("dcgm.environment_variables", "fail", 0),
+        # CUDA_LAUNCH_BLOCKING set: DCGM rates it MONITOR (the GPU can work), so a warning.
+        ("dcgm.environment_variables", "warn", 0),
         ("dcgm.page_retirement_row_remap", "pass", None),
         ("dcgm.graphics_processes", "pass", None),
         ("dcgm.inforom", "pass", None),
@@ -317,7 +324,7 @@ def test_dcgm_fail_fault_names_gpu3(monkeypatch: pytest.MonkeyPatch, tmp_path: P
     assert summary(fail) == [("dcgm.software", "fail", 3)]
     # The GPU as the recorded NVML reports it: PCI address and board serial.
     assert fail[0].gpu == {"index": 3, "pci_bus_id": "00000000:5D:00.0", "serial": "1654223026903"}
-    assert fail[0].message.endswith(INFOROM)
+    assert fail[0].message.endswith(f"{INFOROM} (DCGM ISOLATE)")
 
 
 def test_no_dcgm_key_unless_a_level_is_requested(
@@ -334,3 +341,110 @@ def test_recorded_node_without_dcgm_skips(monkeypatch: pytest.MonkeyPatch, tmp_p
     facts = sysroot_facts(monkeypatch, root, dcgm_level=2)
     assert facts["dcgm"]["available"] is False
     assert summary(evaluate_dcgm(facts)) == [("dcgm.diag", "skip", None)]
+
+
+# --- DCGM 4.x severities and test summaries ----------------------------------------------------
+
+
+def v4_test(name: str, results: list[dict[str, Any]], summary: dict[str, Any]) -> dict[str, Any]:
+    """A one-test DCGM 4.x document, laid out as dcgmi/Diag.cpp's JSON writer lays it out."""
+    test = {"name": name, "results": results, "test_summary": summary}
+    return {"DCGM Diagnostic": {"test_categories": [{"category": "Deployment", "tests": [test]}]}}
+
+
+def v4_row(gpu: int, status: str, *warnings: tuple[int, int, str]) -> dict[str, Any]:
+    result: dict[str, Any] = {
+        "entity_group": "GPU",
+        "entity_group_id": 1,
+        "entity_id": gpu,
+        "status": status,
+    }
+    if warnings:
+        result["warnings"] = [
+            {"error_category": 8, "error_id": code, "error_severity": severity, "warning": text}
+            for code, severity, text in warnings
+        ]
+    return result
+
+
+PERSISTENCE = (29, 5, "Persistence mode for GPU 1 is disabled.")
+
+
+def test_dcgm4_config_severity_is_a_warning_not_a_failure() -> None:
+    # DCGM 4.x's JSON writes a WARN result as "Fail"; DCGM_FR_PERSISTENCE_MODE is CONFIG (5).
+    code, severity, text = PERSISTENCE
+    summary_doc = {
+        "status": "Fail",
+        "warnings": [
+            {"error_category": 8, "error_id": code, "error_severity": severity, "warning": text}
+        ],
+    }
+    document = v4_test("software", [v4_row(0, "Pass"), v4_row(1, "Fail", PERSISTENCE)], summary_doc)
+    rows = dcgm.parse_diag(document)["tests"]
+    # The summary repeats GPU 1's error and adds nothing: it is not a row of its own.
+    assert rows == [
+        row("software", "Pass", 0),
+        row("software", "Fail", 1, PERSISTENCE[2], (5,)),
+    ]
+    warn, passed = evaluate_dcgm(node_facts(rows))
+    assert summary([warn]) == [("dcgm.software", "warn", 1)]
+    assert warn.message.endswith("Persistence mode for GPU 1 is disabled. (DCGM CONFIG)")
+    assert passed.status == "pass"
+
+
+@pytest.mark.parametrize(
+    ("severities", "status"),
+    [
+        ((0,), "warn"),
+        ((1,), "warn"),
+        ((5,), "warn"),
+        ((1, 5), "warn"),
+        ((2,), "fail"),
+        ((6,), "fail"),
+        ((4,), "fail"),
+        ((3,), "fail"),
+        ((1, 2), "fail"),  # one ISOLATE among MONITOR findings isolates the GPU
+        ((9,), "fail"),  # a severity this version of dcctl does not know
+        ((), "fail"),  # 3.x "Fail" rows without severities stay failures
+    ],
+)
+def test_fail_rows_are_judged_by_dcgm_severity(severities: tuple[int, ...], status: str) -> None:
+    (result,) = evaluate_dcgm(node_facts([row("memory", "Fail", 2, "x", severities)]))
+    assert (result.status, (result.gpu or {}).get("index")) == (status, 2)
+
+
+def test_malformed_severities_are_ignored_not_trusted() -> None:
+    tests = [{**row("memory", "Fail", 2, "x"), "severities": ["5", True, None]}]
+    (result,) = evaluate_dcgm(node_facts(tests))
+    assert result.status == "fail"
+    tests = [{**row("memory", "Fail", 2, "x"), "severities": "5"}]
+    assert [r.status for r in evaluate_dcgm(node_facts(tests))] == ["fail"]
+
+
+def test_dcgm4_summary_only_error_is_kept_beside_gpu_rows() -> None:
+    # An error of no entity (DCGM_FE_NONE) is only in test_summary, whose verdict matches a
+    # GPU row's: it must still be reported, with its own severity, and not repeat GPU 1's.
+    gpu_error = (9, 2, "A corrupt InfoROM has been detected in GPU 1.")
+    node_error = (97, 6, "Pause/Resume of the host engine failed.")
+    summary_doc = {
+        "status": "Fail",
+        "warnings": [
+            {"error_category": 15, "error_id": c, "error_severity": s, "warning": t}
+            for c, s, t in (gpu_error, node_error)
+        ],
+        "info": ["Ran on 2 GPUs"],
+    }
+    document = v4_test("software", [v4_row(0, "Pass"), v4_row(1, "Fail", gpu_error)], summary_doc)
+    rows = dcgm.parse_diag(document)["tests"]
+    assert rows == [
+        row("software", "Pass", 0),
+        row("software", "Fail", 1, gpu_error[2], (2,)),
+        row("software", "Fail", None, f"{node_error[2]}; Ran on 2 GPUs", (6,)),
+    ]
+    results = evaluate_dcgm(node_facts(rows))
+    assert summary(results) == [
+        ("dcgm.software", "fail", 1),
+        ("dcgm.software", "fail", None),
+        ("dcgm.software", "pass", None),
+    ]
+    assert "(DCGM RESET)" in results[1].message

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
+from collections.abc import Collection
 from typing import Any
 
 from dcctl.node.sysroot import active_sysroot, recorded_output
@@ -53,9 +54,8 @@ def _gpu_index(result: dict[str, Any]) -> int | None:
     return None
 
 
-def _info(result: dict[str, Any]) -> str | None:
-    """Warnings first (why it failed), then info lines, as one sentence-per-item string."""
-    lines: list[str] = []
+def _warning_texts(result: dict[str, Any]) -> list[str]:
+    texts: list[str] = []
     for warning in result.get("warnings") or []:
         if isinstance(warning, dict):
             # 3.x deployment tests put the text under "warnings" inside each entry.
@@ -63,42 +63,91 @@ def _info(result: dict[str, Any]) -> str | None:
         else:
             text = warning
         if text:
-            lines.append(str(text).strip())
+            texts.append(str(text).strip())
+    return texts
+
+
+def _info(result: dict[str, Any], skip: Collection[str] = ()) -> str | None:
+    """Warnings first (why it failed), then info lines, as one sentence-per-item string.
+
+    Lines in `skip` (already told by an entity row) are left out.
+    """
+    lines = [text for text in _warning_texts(result) if text not in skip]
     info = result.get("info")
     for text in info if isinstance(info, list) else [info]:
-        if text:
+        if text and str(text).strip() not in skip:
             lines.append(str(text).strip())
     return "; ".join(lines) or None
 
 
-def _record(name: str, result: dict[str, Any]) -> dict[str, Any]:
+def _severities(result: dict[str, Any]) -> list[int]:
+    """The DCGM error severities (dcgmErrorSeverity_t) of a row's warnings, sorted, no repeats.
+
+    DCGM 4.x writes a WARN result as "Fail" in JSON (dcgmi/Diag.cpp HelperDisplayDiagResult
+    shows "Warn" only in the text table), so the severity is what tells a configuration
+    finding (CONFIG) or one to watch (MONITOR) from a GPU to isolate or reset.
+    """
+    found: set[int] = set()
+    for warning in result.get("warnings") or []:
+        value = warning.get("error_severity") if isinstance(warning, dict) else None
+        if isinstance(value, int) and not isinstance(value, bool):
+            found.add(value)
+    return sorted(found)
+
+
+def _record(name: str, result: dict[str, Any], skip: Collection[str] = ()) -> dict[str, Any]:
     return {
         "name": name,
         "result": _status(result.get("status")),
         "gpu": _gpu_index(result),
-        "info": _info(result),
+        "info": _info(result, skip),
+        "severities": _severities(result),
     }
 
 
 def _test_records(test: dict[str, Any]) -> list[dict[str, Any]]:
     name = str(test.get("name") or "unnamed test")
-    rows = [_record(name, r) for r in test.get("results") or [] if isinstance(r, dict)]
+    results = [r for r in test.get("results") or [] if isinstance(r, dict)]
+    rows = [_record(name, r) for r in results]
     summary = test.get("test_summary")
     if isinstance(summary, dict):
-        # 4.x: the summary carries errors that belong to no entity (FE_NONE); keep it when
-        # no entity row already tells the same story.
-        overall = _record(name, summary)
+        # 4.x: the summary repeats every error of the test (includeAllErrors) and adds those
+        # that belong to no entity (DCGM_FE_NONE). Keep it whenever it tells something the
+        # entity rows do not: an error none of them carries, or a verdict none of them has.
+        told = {text for r in results for text in _warning_texts(r)}
+        told |= {str(t).strip() for r in results for t in _listed(r.get("info"))}
+        news = [w for w in summary.get("warnings") or [] if _text_of(w) not in told]
+        overall = _record(name, summary, told)
         overall["gpu"] = None
-        if not rows or (
-            overall["result"] not in ("Pass", "Skip")
-            and all(row["result"] != overall["result"] for row in rows)
+        # Its severities are those of the errors only it tells, when there are any.
+        overall["severities"] = _severities({"warnings": news}) if news else overall["severities"]
+        if (
+            not rows
+            or news
+            or overall["info"] is not None
+            or (
+                overall["result"] not in ("Pass", "Skip")
+                and all(row["result"] != overall["result"] for row in rows)
+            )
         ):
             rows.append(overall)
     return rows
 
 
+def _listed(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else [value] if value else []
+
+
+def _text_of(warning: Any) -> str | None:
+    texts = _warning_texts({"warnings": [warning]})
+    return texts[0] if texts else None
+
+
 def parse_diag(document: dict[str, Any]) -> dict[str, Any]:
-    """A `dcgmi diag --json` document (3.x or 4.x) -> {tests: [{name, result, gpu, info}], error}.
+    """A `dcgmi diag --json` document (3.x or 4.x) -> {tests: [row], error}.
+
+    A row is {name, result, gpu, info, severities}: result as DCGM spells it (Pass, Fail,
+    Warn, Skip), severities the dcgmErrorSeverity_t values of its warnings.
 
     A test yields one record per GPU row (gpu None for node-wide rows such as 3.x deployment
     checks).

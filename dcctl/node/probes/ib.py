@@ -1,7 +1,15 @@
-"""InfiniBand (and RoCE) ports from /sys/class/infiniband/<dev>/ports/<n>/."""
+"""InfiniBand (and RoCE) ports from /sys/class/infiniband/<dev>/ports/<n>/.
+
+A file that cannot be read costs only its own value: the kernel refuses some reads (mlx5
+answers `rate` with EINVAL on a port with no cable, PMA counters with EINVAL on RoCE ports,
+EIO while a port resets), and every other port, attribute and device is still reported. The
+refusal is kept in the port's `errors` ({attribute: "EINVAL: Invalid argument"}, present
+only when a read failed) so the evaluator can tell "unreadable" from "missing".
+"""
 
 from __future__ import annotations
 
+import errno
 import os
 import re
 from typing import Any
@@ -42,8 +50,10 @@ def parse_port(
     port: str,
     files: dict[str, str | None],
     counters: dict[str, str | None] | None = None,
+    errors: dict[str, str] | None = None,
 ) -> dict[str, Any]:
-    """The port's sysfs files and counter files (None where missing) -> one ib fact."""
+    """The port's sysfs files and counter files (None where missing or unreadable) -> one ib
+    fact; `errors` names the reads that failed ("rate", "counters/symbol_error")."""
     counter_texts = counters or {}
 
     def field(name: str) -> str | None:
@@ -59,12 +69,21 @@ def parse_port(
         "rate_gbps": parse_rate_gbps(rate) if rate is not None else None,
         "link_layer": field("link_layer"),
         "counters": {name: parse_counter(counter_texts.get(name)) for name in COUNTER_FILES},
+        **({"errors": dict(errors)} if errors else {}),
     }
 
 
 def natural_key(name: str) -> list[Any]:
     """Sort key putting mlx5_2 before mlx5_10."""
     return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", name)]
+
+
+def describe_os_error(exc: OSError) -> str:
+    """ "EINVAL: Invalid argument": the errno's name, which says more than its number."""
+    if not exc.errno:
+        return f"{type(exc).__name__}: {exc}"
+    name = errno.errorcode.get(exc.errno, f"errno {exc.errno}")
+    return f"{name}: {exc.strerror or exc}"
 
 
 def list_sorted(path: str) -> list[str]:
@@ -75,24 +94,40 @@ def list_sorted(path: str) -> list[str]:
         return []
 
 
-def _read_counter(path: str) -> str | None:
+def read_attribute(path: str, errors: dict[str, str], name: str) -> str | None:
+    """The file's text; None when it is missing, or when reading it fails (then errors[name]
+    says why)."""
     try:
         return read_text(path)
-    except OSError:
-        # Some drivers refuse to read PMA counters (EINVAL on RoCE ports, EIO on a port
-        # that is resetting): the counter is unknown, the port is still reported.
+    except OSError as exc:
+        errors[name] = describe_os_error(exc)
         return None
 
 
+def collect_port(device: str, port: str) -> dict[str, Any]:
+    """One port's fact; a file it cannot read is recorded in its errors, never raised."""
+    port_dir = f"{IB_CLASS_DIR}/{device}/ports/{port}"
+    errors: dict[str, str] = {}
+    files = {name: read_attribute(f"{port_dir}/{name}", errors, name) for name in PORT_FILES}
+    counters = {
+        name: read_attribute(f"{port_dir}/counters/{name}", errors, f"counters/{name}")
+        for name in COUNTER_FILES
+    }
+    return parse_port(device, port, files, counters, errors)
+
+
 def collect_ib() -> list[dict[str, Any]]:
-    """Every port of every RDMA device; [] on a host without any."""
-    ports = []
+    """Every port of every RDMA device; [] on a host without any.
+
+    A device whose ports cannot be listed is one entry with port None and errors["ports"].
+    """
+    ports: list[dict[str, Any]] = []
     for device in list_sorted(IB_CLASS_DIR):
-        ports_dir = f"{IB_CLASS_DIR}/{device}/ports"
-        for port in list_sorted(ports_dir):
-            files = {name: read_text(f"{ports_dir}/{port}/{name}") for name in PORT_FILES}
-            counters = {
-                name: _read_counter(f"{ports_dir}/{port}/counters/{name}") for name in COUNTER_FILES
-            }
-            ports.append(parse_port(device, port, files, counters))
+        try:
+            names = list_sorted(f"{IB_CLASS_DIR}/{device}/ports")
+        except OSError as exc:
+            error = {"ports": describe_os_error(exc)}
+            ports.append({"device": device, "port": None, "errors": error})
+            continue
+        ports.extend(collect_port(device, port) for port in names)
     return ports
