@@ -24,7 +24,7 @@ from dcctl.evaluate.bounds import (
 from dcctl.evaluate.common import BadExpectation, ib_ports, probe_error
 from dcctl.evaluate.gpus import BusIndex, bus_index, gpu_at, gpu_label, gpu_ref
 from dcctl.evaluate.result import Result, Status
-from dcctl.evaluate.xids import ROW_REMAP_XIDS, XIDS
+from dcctl.evaluate.xids import XID_154_FAILS, XIDS
 
 MODES = ("auto", "required", "off")
 NO_MODULE_LIST = "loaded modules unknown: no /proc/modules"
@@ -57,6 +57,27 @@ def _ignored_xids(value: Any) -> set[int]:
             f"invalid expectation ignore_xids: expected a list of XID numbers, got {value!r}"
         )
     return set(value)
+
+
+XID_STATUSES = ("fail", "warn", "count", "ignore")
+
+
+def _xid_overrides(value: Any) -> dict[int, str]:
+    """expect.xid_status: {XID: fail|warn|count|ignore}; keys may arrive as strings (JSON)."""
+    if not isinstance(value, dict):
+        raise BadExpectation(
+            f"invalid expectation xid_status: expected a mapping of XID to status, got {value!r}"
+        )
+    overrides = {}
+    for key, status in value.items():
+        number = key if type(key) is int else int(key) if str(key).isdigit() else None
+        if number is None or not isinstance(status, str) or status.lower() not in XID_STATUSES:
+            raise BadExpectation(
+                f"invalid expectation xid_status: {key!r}: {status!r}: expected an XID number "
+                f"and one of {', '.join(XID_STATUSES)}"
+            )
+        overrides[number] = status.lower()
+    return overrides
 
 
 def _unknown(result_id: str, facts: dict[str, Any], probe: str, why: str) -> Result:
@@ -107,8 +128,11 @@ def _code(value: Any) -> int:
 
 
 def _logs_xids(log: dict[str, Any]) -> bool:
-    """The log names an XID: listed, or only counted by the node."""
-    return bool(log.get("xids") or _omitted(log, "xids") or _left_out(log, "xids"))
+    """The log names an XID, or an NVRM fault that lost a GPU: listed, or only counted."""
+    return any(
+        log.get(kind) or _omitted(log, kind) or _left_out(log, kind)
+        for kind in ("xids", "nvrm_faults")
+    )
 
 
 def _latest(log: dict[str, Any], kind: str, fields: tuple[str, ...]) -> dict[Any, dict[str, Any]]:
@@ -141,22 +165,27 @@ class _XidLog:
     window: str
     gpus: BusIndex
     latest: dict[Any, dict[str, Any]]
+    overrides: dict[int, str]
 
     def gpu(self, pci: str) -> dict[str, Any] | None:
         # XID lines name the GPU by bus:device ("0000:18:00"); GPUs are function 0.
         return gpu_at(self.gpus, pci if "." in pci else f"{pci}.0")
 
 
-def _xid_status(xid: Any, gpu: dict[str, Any] | None) -> Status | None:
-    """fail for a hardware XID, warn for an unknown one or a settled row remap, None for an
-    application XID (not judged)."""
+def _xid_status(xid: Any, text: Any, overrides: dict[int, str]) -> Status | None:
+    """The XID's status: the inventory's override, else the catalog's (xids.ACTION_STATUS),
+    warn for an XID not in the table; None for one only counted (not judged)."""
+    override = overrides.get(xid) if type(xid) is int else None
+    if override is not None:
+        return None if override in ("count", "ignore") else override  # type: ignore[return-value]
     info = XIDS.get(xid)
     if info is None:
         return "warn"
-    if info.severity == "application":
-        return None
-    # The remap the XID recorded took effect at a reset: the GPU shows none left to do.
-    return "warn" if xid in ROW_REMAP_XIDS and _row_remap_settled(gpu) else "fail"
+    # "changed from 0x0 (None) to 0x1 (GPU Reset Required)": the action after " to " counts.
+    needed = str(text or "").rpartition(" to ")[2]
+    if info.action == "XID_154" and any(word in needed for word in XID_154_FAILS):
+        return "fail"
+    return None if info.status == "count" else info.status
 
 
 def _xid_result(
@@ -169,21 +198,17 @@ def _xid_result(
     observed = {"xid": xid, "pci": pci, "count": count, "last": last}
     ref = gpu_ref(gpu) if gpu is not None else None
     info = XIDS.get(xid)
-    if info is None:
+    if type(xid) is int and xid in xids.overrides:
+        message = f"{head}: {xids.overrides[xid]} (expect.xid_status)"
+        if info is not None:
+            message = f"{head}: {info.meaning}; {xids.overrides[xid]} (expect.xid_status)"
+    elif info is None:
         message = f"{head}: not in dcctl's XID table, see NVIDIA's Xid catalog"
-    elif status == "warn":
-        message = (
-            f"{head}: {info.meaning}; remap applied; reset done (no row remap pending or failed)"
-        )
+    elif info.action:
+        message = f"{head}: {info.meaning}; NVIDIA's Xid catalog: {info.action}"
     else:
         message = f"{head}: {info.meaning}"
     return Result("kernel.xid", status, message, observed, "no hardware XIDs", gpu=ref)
-
-
-def _row_remap_settled(gpu: dict[str, Any] | None) -> bool:
-    """The GPU reports row remapping, with nothing pending and nothing failed."""
-    rows = (gpu or {}).get("row_remap")
-    return isinstance(rows, dict) and rows.get("pending") is False and rows.get("failed") is False
 
 
 def _gpu_order(gpu: dict[str, Any] | None, key: tuple[Any, ...]) -> tuple[bool, int, str, int]:
@@ -195,7 +220,9 @@ def _gpu_order(gpu: dict[str, Any] | None, key: tuple[Any, ...]) -> tuple[bool, 
     return (True, 0, str(pci), _code(xid))
 
 
-def _left_out_xids(log: dict[str, Any], ignored: set[int]) -> tuple[Counter[Status], list[Any]]:
+def _left_out_xids(
+    log: dict[str, Any], ignored: set[int], overrides: dict[int, str]
+) -> tuple[Counter[Status], list[Any]]:
     """Statuses of the XID keys the node only counted (by key), and the application XIDs."""
     tally: Counter[Status] = Counter()
     application = []
@@ -205,7 +232,7 @@ def _left_out_xids(log: dict[str, Any], ignored: set[int]) -> tuple[Counter[Stat
             continue
         # No number: the node had too many to list; any of them may be a hardware XID. The GPU
         # of a left-out key is unknown, so a row remap counts as not settled.
-        status = "fail" if xid is None else _xid_status(xid, None)
+        status = "fail" if xid is None else _xid_status(xid, None, overrides)
         if status is None:
             application.append(xid)
         else:
@@ -213,27 +240,78 @@ def _left_out_xids(log: dict[str, Any], ignored: set[int]) -> tuple[Counter[Stat
     return tally, application
 
 
+# NVRM messages that lose a GPU without an XID line (the node's `nvrm_faults`): as grave as
+# XID 79 (fallen off the bus) or XID 143 (GPU initialization failure), so they fail. Drivers
+# that print XID 79 follow it with "NVRM: GPU <pci>: GPU has fallen off the bus.": a GPU with
+# an XID 79 in the window is reported by that XID alone, and ignoring XID 79 ignores both.
+FALLEN_OFF_BUS_XID = 79
+NVRM_FAULTS = {
+    "fallen_off_bus": "GPU has fallen off the bus (NVRM message, no XID)",
+    "init_failed": "the driver could not initialize the GPU (RmInitAdapter failed)",
+}
+
+
+def _bus_device(pci: Any) -> str:
+    """ "0000:5d:00.0" and "0000:5d:00" (an XID line's form) -> "0000:5d:00"."""
+    return str(pci).lower().rpartition(".")[0] if "." in str(pci) else str(pci).lower()
+
+
+def _nvrm_fault_results(
+    facts: dict[str, Any], log: dict[str, Any], xid_keys: set[tuple[Any, ...]], ignored: set[int]
+) -> list[Result]:
+    """One `fail` per (fault, GPU) the log names, known GPUs by index first."""
+    window = _window(facts, log)
+    gpus = bus_index(facts)
+    latest = _latest(log, "nvrm_faults", ("fault", "pci"))
+    fell = {_bus_device(pci) for xid, pci in xid_keys if xid == FALLEN_OFF_BUS_XID}
+    found = []
+    for key, count in _counted(log, "nvrm_faults", ("fault", "pci")).items():
+        fault, pci = key
+        if fault == "fallen_off_bus" and (
+            FALLEN_OFF_BUS_XID in ignored or _bus_device(pci) in fell
+        ):
+            continue
+        gpu = gpu_at(gpus, str(pci)) if isinstance(pci, str) else None
+        where = gpu_label(gpu) if gpu is not None else f"PCI {shown(pci)}"
+        what = NVRM_FAULTS.get(str(fault), f"NVRM fault {shown(fault)}")
+        last = shown(latest.get(key, {}).get("text"), MAX_MESSAGE_CHARS)
+        observed = {"fault": fault, "pci": pci, "count": count, "last": last}
+        message = f"{where}: {what}{_times(count)} {window}"
+        ref = gpu_ref(gpu) if gpu is not None else None
+        result = Result("kernel.xid", "fail", message, observed, "no hardware XIDs", gpu=ref)
+        found.append((_gpu_order(gpu, (str(fault), pci)), result))
+    found.sort(key=lambda item: item[0])
+    return [result for _, result in found]
+
+
 def _check_xids(facts: dict[str, Any], log: dict[str, Any], expect: dict[str, Any]) -> list[Result]:
+    overrides = _xid_overrides(expect.get("xid_status", {}))
     ignored = _ignored_xids(expect.get("ignore_xids", []))
-    xids = _XidLog(_window(facts, log), bus_index(facts), _latest(log, "xids", ("xid", "pci")))
+    ignored |= {xid for xid, status in overrides.items() if status == "ignore"}
+    latest = _latest(log, "xids", ("xid", "pci"))
+    xids = _XidLog(_window(facts, log), bus_index(facts), latest, overrides)
     counts = _counted(log, "xids", ("xid", "pci"))
+    faults = _nvrm_fault_results(facts, log, set(counts), ignored)
     judged = []
     application = []
     for key, count in counts.items():
         if key[0] in ignored:
             continue
         gpu = xids.gpu(str(key[1]))
-        status = _xid_status(key[0], gpu)
+        status = _xid_status(key[0], latest.get(key, {}).get("text"), overrides)
         if status is None:
             application.append(key[0])
         else:
             judged.append((_gpu_order(gpu, key), key, count, status, gpu))
     judged.sort(key=lambda item: item[0])
     # Messages only for the keys shown: the others are only counted, by status.
-    shown_keys = judged[:MAX_RESULTS_PER_CHECK]
-    results = [_xid_result(xids, *item[1:]) for item in shown_keys]
-    rest, left_application = _left_out_xids(log, ignored)
-    rest.update(item[3] for item in judged[MAX_RESULTS_PER_CHECK:])
+    shown_keys = judged[: max(0, MAX_RESULTS_PER_CHECK - len(faults))]
+    results = faults + [_xid_result(xids, *item[1:]) for item in shown_keys]
+    rest, left_application = _left_out_xids(log, ignored, overrides)
+    rest.update(item[3] for item in judged[len(shown_keys) :])
+    lost = sum(node_count(e.get("keys")) for e in _left_out(log, "nvrm_faults"))
+    if lost:
+        rest["fail"] += lost
     if results or rest:
         return fold("kernel.xid", results, rest, "no hardware XIDs")
     codes = sorted({*application, *left_application}, key=str)

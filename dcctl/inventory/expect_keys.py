@@ -39,6 +39,8 @@ EXPECT_KEYS: dict[str, str] = {
     # Node health
     "xid_window_h": "number: hours of kernel log searched for XID errors",
     "ignore_xids": "list of XID numbers never reported",
+    "xid_status": "mapping of XID number to 'fail', 'warn', 'count' or 'ignore': overrides the "
+    "status NVIDIA's Xid catalog gives it, e.g. {63: fail, 13: ignore}",
     "nvidia_peermem": "'auto' (required with GPUs and InfiniBand), 'required' or 'off'",
     "max_ib_link_downed": "integer: InfiniBand link_downed counter per port before a warning",
     "nvme_count": "integer number of NVMe controllers",
@@ -60,6 +62,7 @@ HEALTH_DEFAULTS: dict[str, Any] = {
     "fabric_manager": "auto",
     "xid_window_h": 24,
     "ignore_xids": [],
+    "xid_status": {},
     "nvidia_peermem": "auto",
     "max_ib_link_downed": 0,
 }

@@ -174,7 +174,7 @@ def test_storm_count_includes_omitted_events() -> None:
     assert status == "fail"
     assert message == (
         "GPU 0 (00000000:18:00.0, SN 1654223027418): XID 79 x60 in the last 24 h: "
-        "GPU has fallen off the bus"
+        "GPU has fallen off the bus; NVIDIA's Xid catalog: RESTART_BM"
     )
 
 
@@ -215,7 +215,7 @@ def test_window_wording_on_a_node_booted_within_the_window() -> None:
     (xid,) = [r for r in results if r.id == "kernel.xid"]
     assert xid.message == (
         "GPU 0 (00000000:18:00.0, SN 1654223027418): XID 79 since boot, at most 24 h: "
-        "GPU has fallen off the bus"
+        "GPU has fallen off the bus; NVIDIA's Xid catalog: RESTART_BM"
     )
 
 
@@ -288,6 +288,31 @@ def test_reader_falls_back_to_dmesg(live: pytest.MonkeyPatch, tmp_path: Path) ->
     facts = kernel_log.collect_kernel_log(24)
     assert facts["source"] == "dmesg"
     assert [e["xid"] for e in facts["xids"]] == [48]
+
+
+def test_reader_falls_back_to_plain_dmesg(live: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    # busybox dmesg knows no --time-format: its lines carry seconds since boot, placed with
+    # the uptime (the live /proc/uptime: a line at 1 s is older than a 1-hour window on any
+    # host up for more than an hour, so the test checks the event, not the window).
+    out = tmp_path / "ring.txt"
+    out.write_text(
+        "[    1.000000] NVRM: GPU 0000:98:00.0: RmInitAdapter failed! (0x62:0x65:1792)\n"
+    )
+    path = fake_tools(
+        tmp_path / "bin",
+        journalctl="exit 1",
+        dmesg=f'[ "$1" = --time-format ] && {{ echo "dmesg: unrecognized option" >&2; exit 1; }}; '
+        f"cat {out}",
+    )
+    live.setenv("PATH", path)
+    facts = kernel_log.collect_kernel_log(10**6)
+    assert facts["source"] == "dmesg"
+    (event,) = facts["nvrm_faults"]
+    assert (event["fault"], event["pci"], event["since_boot_s"]) == (
+        "init_failed",
+        "0000:98:00.0",
+        1.0,
+    )
 
 
 def test_reader_says_why_when_nothing_is_readable(live: pytest.MonkeyPatch, tmp_path: Path) -> None:

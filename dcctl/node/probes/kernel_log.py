@@ -1,8 +1,21 @@
-"""Kernel log: NVIDIA XIDs, NVSwitch SXids and mlx5 "PCIe bandwidth limited" lines in a window.
+"""Kernel log: NVIDIA XIDs, NVSwitch SXids, NVRM GPU faults without an XID ("fallen off the
+bus", "RmInitAdapter failed") and mlx5 "PCIe bandwidth limited" lines in a window.
 
-Reader: the journal (`journalctl -k`), else the ring buffer (`dmesg`), each under a short
-timeout; under DCCTL_SYSROOT the recorded `dcctl-recorded/kmsg.txt`, whose newest line is
-taken as "now". Parser: pure, ISO-timestamped lines (journal short-iso or dmesg iso) -> events.
+Reader: the journal (`journalctl -k`), else the ring buffer (`dmesg --time-format iso`, else
+plain `dmesg`), each under a short timeout; under DCCTL_SYSROOT the recorded
+`dcctl-recorded/kmsg.txt`, whose newest dated line is taken as "now". Parser: pure, lines ->
+events. Framings read: journal short-iso and dmesg iso (the reader's own), and, for logs
+captured elsewhere or when only they are available: `dmesg -T` ("[Mon Jun  3 10:00:00 2024]",
+the node's local time), plain dmesg ("[12345.678901]", seconds since boot) and syslog /
+journal short ("Jun  3 10:00:00 host kernel: [12345.67] ..."; the year is not printed, so it
+is the reference's year, or the one before for a date after the reference). A line that
+starts with blanks continues the one before it (dmesg prints a multi-line message so) and
+takes its time.
+
+Seconds since boot are placed with the uptime (`/proc/uptime`, read through the sysroot):
+such a line is in the window when it was logged less than window_h before the uptime, and
+its `time` is boot + seconds when "now" is known. With no uptime it is counted as inside the
+window (the log covers this boot only) and carries `since_boot_s` but no `time`.
 
 Both live sources cover the current boot only: `journalctl -k` implies `--boot`, and the ring
 buffer starts at boot (and drops its oldest lines when it wraps). So the window searched is
@@ -20,11 +33,14 @@ from collections import deque
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
-from dcctl.node.sysroot import RECORDED_DIR, active_sysroot, recorded_output
+from dcctl.node.sysroot import RECORDED_DIR, active_sysroot, read_text, recorded_output
 
 COMMAND_TIMEOUT_S = 3.0
 RECORDED_NAME = "kmsg.txt"
-EVENT_KINDS = ("xids", "sxids", "pcie_bandwidth_limited")
+EVENT_KINDS = ("xids", "sxids", "nvrm_faults", "pcie_bandwidth_limited")
+# NVRM messages that lose a GPU without an XID line of their own: the key's `fault`.
+FALLEN_OFF_BUS = "fallen_off_bus"
+INIT_FAILED = "init_failed"
 # An application faulting in a loop can log one XID thousands of times a day; past this many
 # events per (kind, device, number) only a count of the older ones travels back, so the
 # payload stays small and the newest events (what an operator looks at first) are kept.
@@ -48,34 +64,58 @@ MAX_TEXT_CHARS = 400
 _LINE_RE = re.compile(
     r"^(\d{4})-(\d{2})-(\d{2})T(\d{2}):(\d{2}):(\d{2})(?:[.,](\d+))?(Z|[+-]\d{2}:?\d{2})?\s+(.*)$"
 )
+_MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
+_MONTH = "(" + "|".join(_MONTHS) + ")"
+_CLOCK = r"(\d{2}):(\d{2}):(\d{2})"
+# dmesg -T / --ctime: "[Fri Aug 30 11:43:09 2024] msg", in the node's local time.
+_CTIME_RE = re.compile(
+    rf"^\[[A-Z][a-z]{{2}} {_MONTH} {{1,2}}(\d{{1,2}}) {_CLOCK} (\d{{4}})\] ?(.*)$"
+)
+# Plain dmesg: "[ 1843.308145] msg", seconds since boot.
+_MONOTONIC_RE = re.compile(r"^\[ *(\d{1,10})\.(\d{1,9})\] ?(.*)$")
+# syslog / journalctl -o short: "Dec  2 11:49:53 worker4 kernel: [  885.242168] msg".
+_SYSLOG_RE = re.compile(rf"^{_MONTH} {{1,2}}(\d{{1,2}}) {_CLOCK} \S+ kernel: (.*)$")
+_INNER_SECONDS_RE = re.compile(r"^\[ *\d{1,10}\.\d{1,9}\] ?")
 _JOURNAL_PREFIX_RE = re.compile(r"^\S+ kernel: ")
 _PCI = r"[0-9A-Fa-f]{4,8}:[0-9A-Fa-f]{2}:[0-9A-Fa-f]{2}(?:\.[0-7])?"
 # Patterns searched for anywhere in a line match a bounded width (numbers of at most 10
 # digits, no `.*`): a search then costs at most that width per character of the line, linear
 # however the line is built. What follows a match is read from the match's end.
 _NUMBER = r"\d{1,10}"
-# Older drivers print "Xid (0000:01:00)", current ones "Xid (PCI:0000:18:00)".
-_XID_RE = re.compile(rf"NVRM: Xid \((?:PCI:)?({_PCI})\): ({_NUMBER}),")
-_PID_NAME_RE = re.compile(r"\s*pid=([^,]*), name=([^,]*),")
+# Older drivers print "Xid (0000:01:00)", current ones "Xid (PCI:0000:18:00)"; on a MIG GPU the
+# driver adds the GPU instance and compute instance it attributes the error to:
+# "Xid (PCI:%04x:%02x:%02x GPU-I:%02u GPU-CI:%02u): %d, pid=%s, name=%s, %s" (open-gpu-kernel-
+# modules), or " GPU-I:05" alone.
+_XID_RE = re.compile(
+    rf"NVRM: Xid \((?:PCI:)?({_PCI})(?: GPU-I:(\d{{1,4}}))?(?: GPU-CI:(\d{{1,4}}))?\): ({_NUMBER}),"
+)
+# "pid=1234, name=python, ", "pid='<unknown>', name=<unknown>, " or "pid=7194, " alone.
+_PID_NAME_RE = re.compile(r"\s*pid=([^,]*),(?: name=([^,]*),)?")
 # Only the first line of an SXid event names its severity; the "Severity N ..." and
 # "Data {...}" lines that follow repeat the number and must not count as more events.
 _SXID_RE = re.compile(
     rf"(nvidia-nvswitch{_NUMBER}): SXid \(PCI:({_PCI})\): ({_NUMBER}), (Non-fatal|Fatal),"
 )
+# NVRM lines that name a GPU by its full address: "NVRM: GPU 0000:3b:00.0: GPU has fallen off
+# the bus.", "NVRM: GPU 0000:09:00.0: RmInitAdapter failed! (0x22:0x56:894)" and "NVRM: The
+# NVIDIA GPU 0000:b3:00.0 (PCI ID: 10de:20b0) installed in this system has fallen off the bus
+# and is not responding to commands." (open kernel modules print that one on three lines).
+_NVRM_GPU_RE = re.compile(rf"NVRM: (The NVIDIA )?GPU ({_PCI})")
+_FALLEN = "fallen off the bus"
+_INIT_FAILED = "RmInitAdapter failed"
 # The PCI core prints "mlx5_core <pci>: ... available PCIe bandwidth, limited by ..." when the
 # NIC is probed (boot, driver reload): a link degraded since a boot older than the window is not
 # seen here. Found as the phrase, then the device before it: one regex with `.*` between the
 # two retried the whole rest of the line at every "mlx5_core" (quadratic on a long line).
 _MLX5_DEVICE_RE = re.compile(rf"mlx5_core ({_PCI}): ")
 _MLX5_LIMITED = "available PCIe bandwidth, limited by"
-LINE_SEARCHES = (_XID_RE, _SXID_RE, _MLX5_DEVICE_RE)
+LINE_SEARCHES = (_XID_RE, _SXID_RE, _NVRM_GPU_RE, _MLX5_DEVICE_RE)
 # The key field that names the event's number, per kind; left-out events are counted by it.
 _CODE_FIELDS = {"xids": "xid", "sxids": "sxid"}
 _UNKNOWN = "<unknown>"
 
 
-def _parse_line(line: str) -> tuple[datetime, str] | None:
-    """(time, message) of one timestamped line; None for lines without an ISO timestamp."""
+def _iso(line: str) -> tuple[datetime, str] | None:
     match = _LINE_RE.match(line)
     if match is None:
         return None
@@ -92,9 +132,59 @@ def _parse_line(line: str) -> tuple[datetime, str] | None:
     return moment, _JOURNAL_PREFIX_RE.sub("", rest, count=1)
 
 
+def _local(year: int, month: str, day: str, clock: tuple[str, ...]) -> datetime | None:
+    """A wall-clock time the log printed without a zone, read in the node's local zone."""
+    try:
+        hour, minute, second = (int(part) for part in clock)
+        naive = datetime(year, _MONTHS.index(month) + 1, int(day), hour, minute, second)
+    except ValueError:  # "Feb 29" in a year that has none, a garbled day
+        return None
+    return naive.astimezone()
+
+
+def _syslog(line: str, reference: datetime) -> tuple[datetime, str] | None:
+    match = _SYSLOG_RE.match(line)
+    if match is None:
+        return None
+    month, day, hour, minute, second, rest = match.groups()
+    clock = (hour, minute, second)
+    moment = _local(reference.year, month, day, clock)
+    if moment is None:
+        return None
+    if moment > reference + timedelta(days=1):  # December's lines read in January
+        moment = _local(reference.year - 1, month, day, clock) or moment
+    return moment, _INNER_SECONDS_RE.sub("", rest, count=1)
+
+
+def _parse_line(
+    line: str, reference: datetime | None = None
+) -> tuple[datetime | float, str] | None:
+    """(when, message) of one framed line; None for a line with no framing dcctl reads.
+
+    `reference`: "now", whose year a syslog line takes (syslog does not print it); None: the
+    clock's."""
+    parsed: tuple[datetime | float, str] | None = _iso(line)
+    if parsed is not None:
+        return parsed
+    match = _CTIME_RE.match(line)
+    if match is not None:
+        month, day, hour, minute, second, year_text, rest = match.groups()
+        moment = _local(int(year_text), month, day, (hour, minute, second))
+        return (moment, rest) if moment is not None else None
+    match = _MONOTONIC_RE.match(line)
+    if match is not None:
+        seconds, fraction, rest = match.groups()
+        return float(f"{seconds}.{fraction}"), rest
+    return _syslog(line, reference or datetime.now(timezone.utc))
+
+
 def newest_time(text: str) -> datetime | None:
-    """The latest timestamp in the log: "now" for a recorded log."""
-    times = [parsed[0] for parsed in map(_parse_line, text.splitlines()) if parsed is not None]
+    """The latest wall-clock timestamp in the log: "now" for a recorded log."""
+    times = [
+        parsed[0]
+        for parsed in map(_parse_line, text.splitlines())
+        if parsed is not None and isinstance(parsed[0], datetime)
+    ]
     return max(times, default=None)
 
 
@@ -103,12 +193,16 @@ def _clip(text: str) -> str:
 
 
 def _xid_event(match: re.Match[str]) -> tuple[dict[str, Any], dict[str, Any]]:
-    key: dict[str, Any] = {"xid": int(match.group(2)), "pci": match.group(1).lower()}
+    key: dict[str, Any] = {"xid": int(match.group(4)), "pci": match.group(1).lower()}
     extra: dict[str, Any] = {}
+    for field, group in (("gpu_instance", 2), ("compute_instance", 3)):
+        if match.group(group) is not None:
+            extra[field] = int(match.group(group))
     # Anchored at the match's end: linear, unlike a search with `[^,]*` over the line.
     process = _PID_NAME_RE.match(match.string, match.end())
     if process is not None:
-        pid, name = (part.strip().strip("'") for part in process.groups())
+        pid = process.group(1).strip().strip("'")
+        name = (process.group(2) or "").strip().strip("'")
         if pid.isdigit():
             extra["pid"] = int(pid)
         if name and name != _UNKNOWN:
@@ -116,20 +210,43 @@ def _xid_event(match: re.Match[str]) -> tuple[dict[str, Any], dict[str, Any]]:
     return key, extra
 
 
-def _match_event(message: str) -> tuple[str, dict[str, Any], dict[str, Any]] | None:
-    """(kind, key fields, other fields) for a line that reports an event, else None."""
+def _nvrm_fault(message: str, pending: str | None) -> tuple[str | None, str | None]:
+    """(fault, pci) for an NVRM line that loses a GPU without an XID, else (None, the GPU a
+    multi-line "The NVIDIA GPU <pci>" message named, for its continuation lines)."""
+    device = _NVRM_GPU_RE.search(message)
+    rest = message[device.end() :] if device is not None else message
+    pci = device.group(2).lower() if device is not None else pending
+    if _FALLEN in rest and pci is not None:
+        return FALLEN_OFF_BUS, pci
+    if device is not None and rest.lstrip(": ").startswith(_INIT_FAILED):
+        return INIT_FAILED, pci
+    if device is not None and device.group(1):  # "The NVIDIA GPU <pci>": the rest follows
+        return None, pci
+    return None, pending
+
+
+def _match_event(
+    message: str, pending: str | None = None
+) -> tuple[tuple[str, dict[str, Any], dict[str, Any]] | None, str | None]:
+    """((kind, key fields, other fields) for a line that reports an event, else None; the GPU
+    a multi-line NVRM message has named so far)."""
     xid = _XID_RE.search(message)
     if xid is not None:
-        return ("xids", *_xid_event(xid))
+        return ("xids", *_xid_event(xid)), None
     sxid = _SXID_RE.search(message)
     if sxid is not None:
         key = {"sxid": int(sxid.group(3)), "device": sxid.group(2).lower()}
-        return "sxids", key, {"switch": sxid.group(1), "fatal": sxid.group(4) == "Fatal"}
+        return ("sxids", key, {"switch": sxid.group(1), "fatal": sxid.group(4) == "Fatal"}), None
+    if "NVRM" in message:
+        fault, pci = _nvrm_fault(message, pending)
+        if fault is not None:
+            return ("nvrm_faults", {"fault": fault, "pci": pci}, {}), None
+        return None, pci
     limited_at = message.rfind(_MLX5_LIMITED)
     device = _MLX5_DEVICE_RE.search(message, 0, limited_at) if limited_at >= 0 else None
     if device is not None:
-        return "pcie_bandwidth_limited", {"device": device.group(1).lower()}, {}
-    return None
+        return ("pcie_bandwidth_limited", {"device": device.group(1).lower()}, {}), None
+    return None, None
 
 
 class _Events:
@@ -237,12 +354,18 @@ class _LeftOut:
 
 
 def parse_kernel_log(
-    text: str, now: datetime | None, window_h: float, source: str = "recorded"
+    text: str,
+    now: datetime | None,
+    window_h: float,
+    source: str = "recorded",
+    uptime_s: float | None = None,
 ) -> dict[str, Any]:
-    """Kernel log lines -> {source, window_h, xids, sxids, pcie_bandwidth_limited}.
+    """Kernel log lines -> {source, window_h, xids, sxids, nvrm_faults, pcie_bandwidth_limited}.
 
-    Only lines from the `window_h` hours up to `now` count (None: the log's newest line).
-    Each event carries its `time` (ISO 8601, as logged) and `text` (the message, cut at
+    Only lines from the `window_h` hours up to `now` count (None: the log's newest dated line);
+    a line dated in seconds since boot counts when logged less than window_h before `uptime_s`
+    (always, when the uptime is unknown). Each event carries its `time` (ISO 8601) where it can
+    be placed, `since_boot_s` where the log printed that, and `text` (the message, cut at
     MAX_TEXT_CHARS). Past MAX_EVENTS_PER_KEY events for one key only the newest are listed;
     the older ones are counted in `omitted` as {kind, key fields, count} (SXids also with
     `fatal`). Past MAX_KEYS_PER_KIND keys of one kind, the events of further keys are counted
@@ -250,24 +373,56 @@ def parse_kernel_log(
     """
     reference = now if now is not None else newest_time(text)
     start = reference - timedelta(hours=window_h) if reference is not None else None
+    boot = reference - timedelta(seconds=uptime_s) if reference and uptime_s is not None else None
     events = _Events()
+    last: tuple[datetime | float, str] | None = None
+    pending: str | None = None
     for line in text.splitlines():
         # Cheap test first: a live log has thousands of lines and almost none of them match.
-        if "Xid" not in line and "PCIe bandwidth" not in line:
+        if "Xid" not in line and "NVRM" not in line and "PCIe bandwidth" not in line:
+            last, pending = None, None  # a continuation follows the line right before it
             continue
-        parsed = _parse_line(line)
-        if parsed is None or (start is not None and parsed[0] < start):
+        parsed = _parse_line(line, reference)
+        if parsed is None and last is not None and line[:1].isspace():
+            parsed = (last[0], line.strip())  # dmesg's continuation of a multi-line message
+        last = parsed
+        if parsed is None:
             continue
-        found = _match_event(parsed[1])
-        if found is not None:
-            kind, key, extra = found
-            message = _clip(parsed[1])
-            events.add(kind, key, {**extra, "text": message, "time": parsed[0].isoformat()})
+        when, message = parsed
+        found, pending = _match_event(message, pending)
+        if found is None or not _in_window(when, start, window_h, uptime_s):
+            continue
+        kind, key, extra = found
+        event = {**extra, "text": _clip(message)}
+        if isinstance(when, datetime):
+            event["time"] = when.isoformat()
+        else:
+            event["since_boot_s"] = when
+            if boot is not None:
+                event["time"] = (boot + timedelta(seconds=when)).isoformat()
+        events.add(kind, key, event)
     facts: dict[str, Any] = {"source": source, "window_h": window_h, **events.lists()}
     for name, counted in (("omitted", events.omitted()), ("left_out", events.left_out())):
         if counted:
             facts[name] = counted
     return facts
+
+
+def _in_window(
+    when: datetime | float, start: datetime | None, window_h: float, uptime_s: float | None
+) -> bool:
+    if isinstance(when, datetime):
+        return start is None or when >= start
+    return uptime_s is None or when >= uptime_s - window_h * 3600
+
+
+def _uptime_s() -> float | None:
+    """Seconds since boot from /proc/uptime (through the sysroot), None when unreadable."""
+    text = read_text("/proc/uptime")
+    try:
+        return float(text.split()[0]) if text else None
+    except ValueError:
+        return None
 
 
 def _run(argv: list[str]) -> tuple[str | None, str]:
@@ -303,19 +458,24 @@ def collect_kernel_log(window_h: float) -> dict[str, Any]:
         text = recorded_output(RECORDED_NAME)
         if text is None:
             return _unreadable(window_h, f"no recorded kernel log ({RECORDED_DIR}/{RECORDED_NAME})")
-        return parse_kernel_log(text, None, window_h)
+        return parse_kernel_log(text, None, window_h, uptime_s=_uptime_s())
     now = datetime.now(timezone.utc)
+    uptime = _uptime_s()
     # Seconds, not hours: journalctl's time spans take no fractions like "1e-05h".
     since = f"--since=-{max(1, round(window_h * 3600))}s"
     journal, journal_error = _run(
         ["journalctl", "-k", since, "-o", "short-iso", "--no-pager", "-q"]
     )
     if journal:
-        return parse_kernel_log(journal, now, window_h, "journal")
+        return parse_kernel_log(journal, now, window_h, "journal", uptime)
     # No journal, or an empty one: -q hides "insufficient permissions", so an empty answer
     # may mean "not allowed to read" rather than "nothing logged". The ring buffer tells.
     ring, dmesg_error = _run(["dmesg", "--time-format", "iso"])
+    if ring is None:
+        # busybox and old util-linux dmesg know no --time-format: seconds since boot then.
+        ring, plain_error = _run(["dmesg"])
+        dmesg_error = dmesg_error if ring is None else plain_error
     if ring is not None:
-        return parse_kernel_log(ring, now, window_h, "dmesg")
+        return parse_kernel_log(ring, now, window_h, "dmesg", uptime)
     why = journal_error or "journalctl: no kernel messages"
     return _unreadable(window_h, f"{why}; {dmesg_error}")
