@@ -59,7 +59,7 @@ def show(ctx: typer.Context) -> None:
 def hosts(ctx: typer.Context) -> None:
     """The selected host names, one per line (for scripts).
 
-    Example: dcctl -i rack1.yaml -l 'gpu[001:004]' inventory hosts
+    Example: dcctl -i rack1.yaml -l 'rack1:&gpu:!gpu007' inventory hosts
     """
     _, selected = _selected(ctx)
     if global_options(ctx).json:

@@ -53,7 +53,8 @@ def main(
         None,
         "-l",
         "--limit",
-        help="Host patterns: names, groups, globs, node[01:08], !exclude, &intersect, a,b.",
+        help="Host patterns, as Ansible's: names, groups, globs, a,b or a:b, !exclude, "
+        "&intersect, group[0] or group[1:3] (subscripts), ~regex.",
     ),
     forks: int = typer.Option(
         64,

@@ -8,7 +8,7 @@ for the keys dcctl reads (an `ansible_*` value dcctl ignores may hold a `!vault`
 from __future__ import annotations
 
 from collections.abc import Hashable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import yaml
@@ -38,9 +38,16 @@ class Context:
     path: str
     base_dir: str
     constructor: SafeConstructor
+    # Problems that do not stop the load, each once, as `file:line: key: problem`.
+    warnings: list[str] = field(default_factory=list)
 
     def error(self, node: Node, key: str, problem: str) -> InputError:
         return InputError(f"{self.path}:{line(node)}: {key}: {problem}")
+
+    def warn(self, node: Node, key: str, problem: str) -> None:
+        message = f"{self.path}:{line(node)}: {key}: {problem}"
+        if message not in self.warnings:
+            self.warnings.append(message)
 
     def construct(self, node: Node, key: str) -> Any:
         try:

@@ -7,14 +7,21 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from yaml.nodes import MappingNode, Node
+from yaml.nodes import MappingNode, Node, ScalarNode
 
+from dcctl.inventory.addresses import split_host_key
 from dcctl.inventory.document import Context, describe, mapping_items
 from dcctl.inventory.limits import MAX_GROUPS, MAX_HOSTS, MAX_MEMBERSHIPS, MAX_MERGED_ENTRIES
 from dcctl.inventory.ranges import HostRangeError, expand_host_range
-from dcctl.inventory.variables import hint, merge_vars, parse_vars
+from dcctl.inventory.variables import GROUP_PRIORITY_VAR, hint, merge_vars, parse_vars
 
 ALL_GROUP = "all"
+# Ansible's implicit group: every host that no group but `all` lists.
+UNGROUPED_GROUP = "ungrouped"
+DEFAULT_GROUP_PRIORITY = 1
+_STR_TAG = "tag:yaml.org,2002:str"
+_MAP_TAG = "tag:yaml.org,2002:map"
+_NULL_TAG = "tag:yaml.org,2002:null"
 GROUP_KEYS = ("hosts", "vars", "children")
 
 # Characters that would make a name unselectable with --limit, or look like a range or glob.
@@ -27,6 +34,11 @@ class GroupDef:
 
     order: int
     vars: dict[str, Any] = field(default_factory=dict)
+    # `ansible_group_priority`: among groups of one depth, the higher is merged later (wins)
+    priority: int = DEFAULT_GROUP_PRIORITY
+    # hosts it lists itself and its child groups, each in the order first listed
+    hosts: list[str] = field(default_factory=list)
+    children: list[str] = field(default_factory=list)
     # parent name -> the key node declaring this group under it, for cycle messages
     parents: dict[str, Node] = field(default_factory=dict)
 
@@ -73,6 +85,12 @@ class InventoryBuilder:
         memberships = self.host_groups.setdefault(name, [])
         if group not in memberships:
             memberships.append(group)
+            self.groups[group].hosts.append(name)
+
+    def add_child(self, parent: str, child: str, at: Node) -> None:
+        if parent not in self.groups[child].parents:
+            self.groups[child].parents[parent] = at
+            self.groups[parent].children.append(child)
 
     def merge(
         self, base: dict[str, Any], overlay: dict[str, Any], at: Node, where: str, ctx: Context
@@ -111,7 +129,8 @@ def _check_name(node: Node, name: str, kind: str, ctx: Context) -> None:
 
 def _declare_group(node: Node, name: str, ctx: Context, builder: InventoryBuilder) -> GroupDef:
     _check_name(node, name, "group", ctx)
-    if name not in builder.groups and len(builder.groups) >= MAX_GROUPS:
+    # `ungrouped`, always there, is not counted: the file declares the groups counted.
+    if name not in builder.groups and len(builder.groups) - 1 >= MAX_GROUPS:
         raise ctx.error(node, name, f"more than {MAX_GROUPS:,} groups (dcctl's limit)")
     return builder.group(name)
 
@@ -122,23 +141,56 @@ def walk_top_level(root: Node, ctx: Context, builder: InventoryBuilder) -> None:
             root, "top level", f"expected a mapping of groups such as 'all:', got {describe(root)}"
         )
     builder.group(ALL_GROUP)
+    builder.group(UNGROUPED_GROUP)
+    builder.add_child(ALL_GROUP, UNGROUPED_GROUP, root)
     for name, key_node, value_node in mapping_items(root, "top level", ctx):
-        group = _declare_group(key_node, name, ctx, builder)
+        _declare_group(key_node, name, ctx, builder)
         if name != ALL_GROUP:
             # Top-level groups other than `all` are its children, as in Ansible.
-            group.parents.setdefault(ALL_GROUP, key_node)
+            builder.add_child(ALL_GROUP, name, key_node)
         _walk_group(name, value_node, ctx, builder)
+    _place_ungrouped(builder)
+
+
+def _place_ungrouped(builder: InventoryBuilder) -> None:
+    """As Ansible: a host in no group but `all` is in `ungrouped`, and a host in another
+    group is not, even when `ungrouped` lists it."""
+    ungrouped: list[str] = []
+    for host, memberships in builder.host_groups.items():
+        grouped = any(group not in (ALL_GROUP, UNGROUPED_GROUP) for group in memberships)
+        if grouped and UNGROUPED_GROUP in memberships:
+            memberships.remove(UNGROUPED_GROUP)
+        elif not grouped:
+            if UNGROUPED_GROUP not in memberships:
+                memberships.append(UNGROUPED_GROUP)
+            ungrouped.append(host)
+    group = builder.groups[UNGROUPED_GROUP]
+    keep, listed = set(ungrouped), set(group.hosts)
+    group.hosts = [host for host in group.hosts if host in keep]
+    group.hosts += [host for host in ungrouped if host not in listed]
+
+
+def _section(node: Node) -> Node:
+    """`hosts`, `children` or `vars` as a mapping: Ansible reads a string there as a mapping
+    of that one name to nothing (`hosts: gpu01` lists gpu01)."""
+    if isinstance(node, ScalarNode) and node.tag == _STR_TAG and node.value:
+        empty = ScalarNode(_NULL_TAG, "", node.start_mark, node.end_mark)
+        return MappingNode(_MAP_TAG, [(node, empty)], node.start_mark, node.end_mark)
+    return node
 
 
 def _walk_group(name: str, node: Node, ctx: Context, builder: InventoryBuilder) -> None:
     group = builder.group(name)
     for key, key_node, value_node in mapping_items(node, name, ctx):
+        value_node = _section(value_node)
         if key == "hosts":
             _walk_hosts(name, value_node, ctx, builder)
         elif key == "vars":
             where = f"{name}.vars"
-            group.vars = builder.merge(group.vars, parse_vars(value_node, where, ctx),
-                                       value_node, where, ctx)  # fmt: skip
+            parsed = parse_vars(value_node, where, ctx)
+            if GROUP_PRIORITY_VAR in parsed:
+                group.priority = parsed.pop(GROUP_PRIORITY_VAR)
+            group.vars = builder.merge(group.vars, parsed, value_node, where, ctx)
         elif key == "children":
             _walk_children(name, value_node, ctx, builder)
         else:
@@ -150,13 +202,22 @@ def _walk_children(parent: str, node: Node, ctx: Context, builder: InventoryBuil
     for child, key_node, value_node in mapping_items(node, f"{parent}.children", ctx):
         if child == ALL_GROUP:
             raise ctx.error(key_node, child, "'all' holds every group; it cannot be a child")
-        _declare_group(key_node, child, ctx, builder).parents.setdefault(parent, key_node)
+        _declare_group(key_node, child, ctx, builder)
+        builder.add_child(parent, child, key_node)
         _walk_group(child, value_node, ctx, builder)
 
 
 def _walk_hosts(group: str, node: Node, ctx: Context, builder: InventoryBuilder) -> None:
-    for pattern, key_node, value_node in mapping_items(node, f"{group}.hosts", ctx):
-        listing = _Listing(key_node, pattern, parse_vars(value_node, pattern, ctx), ctx)
+    for key, key_node, value_node in mapping_items(node, f"{group}.hosts", ctx):
+        # `gpu01:2222` is host gpu01 with ansible_port 2222, which its own vars may override.
+        pattern, port = split_host_key(key)
+        host_vars = parse_vars(value_node, key, ctx)
+        host_vars.pop(GROUP_PRIORITY_VAR, None)  # a group's setting; on a host it means nothing
+        if port is not None:
+            if port > 65535:
+                raise ctx.error(key_node, key, f"port {port} is not a port number 1..65535")
+            host_vars = merge_vars({"ansible_port": port}, host_vars, _copies_nothing)
+        listing = _Listing(key_node, pattern, host_vars, ctx)
         names = _expand_host_key(key_node, pattern, ctx)
         _count_listed(key_node, pattern, len(names), ctx, builder)
         merges: _Merges = {}
@@ -165,6 +226,10 @@ def _walk_hosts(group: str, node: Node, ctx: Context, builder: InventoryBuilder)
             if name not in builder.host_vars and len(builder.host_vars) >= MAX_HOSTS:
                 raise ctx.error(key_node, pattern, f"more than {MAX_HOSTS:,} hosts (dcctl's limit)")
             builder.add_host(name, group, listing, merges)
+
+
+def _copies_nothing(entries: int) -> None:
+    """A port over a host's own vars: there is no `env` or `expect` below it to copy."""
 
 
 def _expand_host_key(node: Node, pattern: str, ctx: Context) -> list[str]:

@@ -17,12 +17,19 @@ BUILTIN_SOURCE = "<built-in: localhost>"
 INVENTORY_ENV_VAR = "DCCTL_INVENTORY"
 
 
-def load_inventory(path: str | None, env: Mapping[str, str] = os.environ) -> Inventory:
-    """The inventory at `path`, else at $DCCTL_INVENTORY, else the built-in localhost one."""
+def load_inventory(
+    path: str | None, env: Mapping[str, str] = os.environ, *, show_warnings: bool = True
+) -> Inventory:
+    """The inventory at `path`, else at $DCCTL_INVENTORY, else the built-in localhost one.
+    Its warnings (`inventory.warnings`) are printed to stderr, each once, unless told not to."""
     chosen = path or env.get(INVENTORY_ENV_VAR) or None
     if chosen is None:
         return builtin_inventory()
-    return _load_file(chosen)
+    inventory = _load_file(chosen)
+    if show_warnings:
+        for warning in inventory.warnings:
+            print(f"dcctl: warning: {warning}", file=sys.stderr)
+    return inventory
 
 
 def builtin_inventory() -> Inventory:

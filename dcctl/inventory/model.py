@@ -40,11 +40,17 @@ class Host:
 
 @dataclass(frozen=True)
 class Inventory:
-    """Resolved inventory: hosts in file order, group name -> member host names."""
+    """Resolved inventory: hosts in file order, group name -> member host names, and the
+    warnings loading it gave (`file:line: key: problem`), which the loader has printed."""
 
     source: str
     hosts: tuple[Host, ...]
     groups: dict[str, tuple[str, ...]]
+    warnings: tuple[str, ...] = ()
+    # What Ansible's host order within a group is made of: the hosts each group lists itself
+    # and its child groups, each in the order first listed (for `--limit 'rack1[0:3]'`).
+    group_hosts: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    group_children: dict[str, tuple[str, ...]] = field(default_factory=dict)
 
     def host(self, name: str) -> Host:
         for host in self.hosts:

@@ -19,7 +19,14 @@ from dcctl.errors import InputError
 from dcctl.inventory.document import Context, line
 from dcctl.inventory.groups import ALL_GROUP, GroupDef, InventoryBuilder
 from dcctl.inventory.limits import MAX_GROUP_LINKS, MAX_MEMBERSHIPS
-from dcctl.inventory.model import DEFAULT_PYTHON, DEFAULT_SCRATCH_DIR, Host, Inventory
+from dcctl.inventory.model import (
+    DEFAULT_PYTHON,
+    DEFAULT_SCRATCH_DIR,
+    Connection,
+    Host,
+    Inventory,
+)
+from dcctl.inventory.variables import Template, effective, used
 
 # Groups of a cycle a message names before it cuts the middle out.
 _SHOWN_CYCLE = 9
@@ -68,7 +75,14 @@ def resolve(builder: InventoryBuilder, ctx: Context) -> Inventory:
         for group in host.groups:
             members[group].append(host.name)
     groups = {group: tuple(names) for group, names in members.items()}
-    return Inventory(source=ctx.path, hosts=hosts, groups=groups)
+    return Inventory(
+        source=ctx.path,
+        hosts=hosts,
+        groups=groups,
+        warnings=tuple(ctx.warnings),
+        group_hosts={name: tuple(group.hosts) for name, group in builder.groups.items()},
+        group_children={name: tuple(group.children) for name, group in builder.groups.items()},
+    )
 
 
 def _group_tree(groups: Mapping[str, GroupDef], ctx: Context) -> _GroupTree:
@@ -163,11 +177,13 @@ def _resolved(
 def _precedence_order(
     builder: InventoryBuilder, direct: tuple[str, ...], tree: _GroupTree
 ) -> tuple[str, ...]:
-    """Every group of a host listed under `direct`, lowest precedence first: shallow before
-    deep, and at equal depth in file order, so the later group wins."""
+    """Every group of a host listed under `direct`, lowest precedence first, as Ansible
+    sorts them: shallow before deep; at equal depth by `ansible_group_priority`, then by
+    name, so the group whose name sorts last wins (not the one written last)."""
     groups = {ALL_GROUP}.union(*(tree.ancestry[group] for group in direct))
+    definitions = builder.groups
     return tuple(
-        sorted(groups, key=lambda group: (tree.depths[group], builder.groups[group].order))
+        sorted(groups, key=lambda group: (tree.depths[group], definitions[group].priority, group))
     )
 
 
@@ -181,18 +197,22 @@ def _check_memberships(hosts: tuple[Host, ...], ctx: Context) -> None:
 def _build_host(name: str, resolved: _Resolved, builder: InventoryBuilder, ctx: Context) -> Host:
     settings = _host_settings(name, resolved, builder, ctx)
     merged = settings.vars
+    connection: Connection = used(effective(merged, "connection")) or "ssh"
+    jump = effective(merged, "jump")
+    # A local host makes no ssh connection: its ssh arguments are never read.
+    jump = used(jump) if connection == "ssh" else None if isinstance(jump, Template) else jump
     return Host(
         name=name,
-        address=merged.get("host") or name,
-        connection=merged.get("connection") or "ssh",
-        port=merged.get("port"),
-        user=merged.get("user"),
-        key_file=merged.get("key_file"),
-        python=merged.get("python") or DEFAULT_PYTHON,
-        jump=merged.get("jump"),
+        address=used(effective(merged, "host")) or name,
+        connection=connection,
+        port=used(effective(merged, "port")),
+        user=used(effective(merged, "user")),
+        key_file=used(effective(merged, "key_file")),
+        python=used(effective(merged, "python")) or DEFAULT_PYTHON,
+        jump=jump,
         env=settings.env,
-        fabric_address=merged.get("fabric_address"),
-        scratch_dir=merged.get("scratch_dir") or DEFAULT_SCRATCH_DIR,
+        fabric_address=used(merged.get("fabric_address")),
+        scratch_dir=used(merged.get("scratch_dir")) or DEFAULT_SCRATCH_DIR,
         expect=settings.expect,
         groups=resolved.groups,
     )

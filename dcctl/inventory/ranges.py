@@ -126,6 +126,11 @@ def _parse_step(pattern: str, text: str) -> int:
     return int(text)
 
 
+def bounded_int(pattern: str, digits: str) -> int:
+    """`digits` as a number, refused (as a bad range of `pattern`) past 18 digits."""
+    return int(_bounded(pattern, digits))
+
+
 def _bounded(pattern: str, digits: str) -> str:
     # Python refuses to read integers of more than 4300 digits, leading zeros included; far
     # fewer are ever meant. So the digits are counted as written, zeros and all.

@@ -11,30 +11,48 @@ import difflib
 import os
 import posixpath
 import re
-from collections.abc import Callable, Iterable, Mapping
+import shlex
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from yaml.nodes import Node, ScalarNode, SequenceNode
 
+from dcctl.errors import InputError
 from dcctl.inventory.document import Context, describe, is_null, mapping_items
 from dcctl.inventory.expect_keys import EXPECT_KEYS
 from dcctl.inventory.limits import MAX_VAR_ENTRIES
 from dcctl.inventory.messages import shorten
 
+# dcctl name -> its Ansible spellings, the one Ansible prefers first (as its PlayContext and
+# ssh connection plugin do: `ansible_ssh_host` over `ansible_host`, whatever level sets each).
+ANSIBLE_SPELLINGS: dict[str, tuple[str, ...]] = {
+    "host": ("ansible_ssh_host", "ansible_host"),
+    "port": ("ansible_ssh_port", "ansible_port"),
+    "user": ("ansible_ssh_user", "ansible_user"),
+    "key_file": ("ansible_ssh_private_key_file", "ansible_private_key_file"),
+    "connection": ("ansible_connection",),
+    "python": ("ansible_python_interpreter",),
+    # `-o ProxyJump=...` (or `-J`) in the ssh arguments Ansible passes to every connection
+    "jump": ("ansible_ssh_common_args",),
+}
+_SSH_COMMON_ARGS = "ansible_ssh_common_args"
+# One ssh_config option as `-o` takes it: `Key=value`, `Key = value` or `Key value`.
+_SSH_OPTION = re.compile(r"([A-Za-z]+)\s*(?:=\s*|\s+)(.*)\Z", re.DOTALL)
+
 # Ansible spelling -> dcctl spelling; both are accepted.
 VAR_ALIASES: dict[str, str] = {
-    "ansible_host": "host",
-    "ansible_port": "port",
-    "ansible_user": "user",
-    "ansible_ssh_private_key_file": "key_file",
-    "ansible_connection": "connection",
-    "ansible_python_interpreter": "python",
+    alias: name for name, aliases in ANSIBLE_SPELLINGS.items() for alias in aliases
 }
+
+# Set on a group, orders it among the groups of its depth (Ansible's default: 1).
+GROUP_PRIORITY_VAR = "ansible_group_priority"
 
 # Vars whose values are mappings merged key by key across levels instead of replaced.
 MERGED_VARS = ("env", "expect")
 
 _STANDARD_TAG_PREFIX = "tag:yaml.org,2002:"
+_STR_TAG = "tag:yaml.org,2002:str"
 _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
 
 _ValueParser = Callable[[Node, str, Context], Any]
@@ -61,6 +79,8 @@ def merge_vars(base: dict[str, Any], overlay: dict[str, Any], spend: Spend) -> d
     if not base:
         return overlay
     merged = dict(base)  # a dozen variables at most: only the known ones are kept
+    for name in overlay:
+        _drop_other_spellings(merged, name)
     for name, value in overlay.items():
         below = merged.get(name) if name in MERGED_VARS and value is not None else None
         if below and value:
@@ -71,54 +91,233 @@ def merge_vars(base: dict[str, Any], overlay: dict[str, Any], spend: Spend) -> d
     return merged
 
 
+def _drop_other_spellings(merged: dict[str, Any], name: str) -> None:
+    """A dcctl name set at a level overrides every Ansible spelling of it below, and an
+    Ansible spelling overrides the dcctl name below; Ansible's spellings stay apart, as they
+    are to Ansible, and `effective` picks among them."""
+    if name in ANSIBLE_SPELLINGS:
+        for alias in ANSIBLE_SPELLINGS[name]:
+            merged.pop(alias, None)
+    else:
+        canonical = VAR_ALIASES.get(name)
+        if canonical is not None:
+            merged.pop(canonical, None)
+
+
+def effective(merged: Mapping[str, Any], name: str) -> Any:
+    """The value of dcctl variable `name` in resolved vars: its dcctl spelling, else the
+    Ansible spelling Ansible prefers."""
+    if name in merged:
+        return merged[name]
+    for alias in ANSIBLE_SPELLINGS.get(name, ()):
+        if alias in merged:
+            return merged[alias]
+    return None
+
+
 def parse_vars(node: Node, where: str, ctx: Context) -> dict[str, Any]:
-    """Validated vars under their dcctl names; `None` means "unset what a parent set"."""
+    """Validated vars, under the name they were written with (a dcctl name or an Ansible
+    spelling of one); `None` means "unset what a parent set". Variables dcctl does not use
+    are left out unread: an inventory written for other tools carries dozens."""
     parsed: dict[str, Any] = {}
-    spelled_as: dict[str, str] = {}
-    for key, key_node, value_node in mapping_items(node, where, ctx):
+    items = mapping_items(node, where, ctx)
+    shadowed = {VAR_ALIASES[key] for key, _, _ in items if key in VAR_ALIASES}
+    shadowed.discard("jump")  # ssh arguments need not mention a jump host at all
+    for key, key_node, value_node in items:
         canonical = VAR_ALIASES.get(key, key)
         if canonical not in _VAR_PARSERS:
-            if key.startswith("ansible_"):
-                continue  # other Ansible settings mean nothing to dcctl
-            raise ctx.error(key_node, key, _unknown_var_problem(key))
-        if canonical in spelled_as:
-            problem = f"set twice in one place, as '{spelled_as[canonical]}' and '{key}'"
-            raise ctx.error(key_node, key, problem)
-        spelled_as[canonical] = key
-        parsed[canonical] = (
-            None if is_null(value_node) else _VAR_PARSERS[canonical](value_node, key, ctx)
-        )
+            if key == GROUP_PRIORITY_VAR:
+                parsed[key] = _parse_priority(value_node, key, ctx)
+            else:
+                _warn_near_miss(key, key_node, ctx)
+            continue
+        if key == _SSH_COMMON_ARGS:
+            # Other ssh options beside `jump` are no conflict: `jump` wins in one place.
+            parsed[key] = None if is_null(value_node) else _parse_ssh_args(value_node, key, ctx)
+            continue
+        if key in shadowed:
+            # `user: billybob` beside `ansible_user: ubuntu` is another tool's `user`: Ansible
+            # connects as ubuntu, and so does dcctl. It is not even read.
+            continue
+        value = None if is_null(value_node) else _VAR_PARSERS[canonical](value_node, key, ctx)
+        if value is None and canonical == "env" and not is_null(value_node):
+            continue  # `env: prod` is another tool's variable: dcctl's env is a mapping
+        parsed[key] = value
     return parsed
 
 
-def _unknown_var_problem(key: str) -> str:
-    if key in EXPECT_KEYS:
-        return f"unknown variable; did you mean 'expect.{key}'?"
-    known = hint(key, _VAR_PARSERS) or f"; known: {', '.join(_VAR_PARSERS)}"
-    return f"unknown variable{known}"
+def _parse_ssh_args(node: Node, key: str, ctx: Context) -> Any:
+    """The jump host in ssh arguments (`-o ProxyJump=admin@bastion`, `-J admin@bastion`), or
+    None for none. ProxyCommand cannot be followed: refused if a host would use it."""
+    is_text = isinstance(node, ScalarNode) and node.tag == _STR_TAG
+    if is_text and any(mark in node.value for mark in _TEMPLATE_MARKS):
+        return Template(str(ctx.error(node, key, _JINJA_PROBLEM)))
+    value = ctx.construct(node, key) if isinstance(node, ScalarNode) else None
+    if not isinstance(value, str):
+        return None  # not ssh arguments Ansible could pass either
+    try:
+        words = shlex.split(value)
+    except ValueError as exc:
+        return Template(str(ctx.error(node, key, f"cannot be read as ssh arguments: {exc}")))
+    for option, setting in _ssh_options(words):
+        if setting.lower() == "none":
+            return None
+        if option == "proxyjump":
+            return setting
+        if option == "proxycommand":
+            problem = (
+                f"ProxyCommand '{shorten(setting)}' is not supported; "
+                "use -o ProxyJump=user@bastion, or dcctl's 'jump'"
+            )
+            return Template(str(ctx.error(node, key, problem)))
+    return None
+
+
+def _ssh_options(words: list[str]) -> Iterator[tuple[str, str]]:
+    """(option in lower case, its value) for ProxyJump and ProxyCommand, in order: `-J x`,
+    `-Jx`, `-o Key=x`, `-oKey=x`, `-o "Key x"`. ssh takes the first value given."""
+    index = 0
+    while index < len(words):
+        word = words[index]
+        index += 1
+        if word in ("-J", "-o") and index < len(words):
+            flag, text = word, words[index]
+            index += 1
+        elif word.startswith(("-J", "-o")) and len(word) > 2:
+            flag, text = word[:2], word[2:]
+        else:
+            continue
+        if flag == "-J":
+            yield "proxyjump", text
+            continue
+        found = _SSH_OPTION.match(text.strip())
+        if found and found.group(1).lower() in ("proxyjump", "proxycommand"):
+            yield found.group(1).lower(), found.group(2).strip()
+
+
+# Ansible discovers the interpreter for these: dcctl's default (python3) stands for them.
+_DISCOVERED_PYTHON = ("auto", "auto_silent", "auto_legacy", "auto_legacy_silent")
+
+
+def _parse_python(node: Node, key: str, ctx: Context) -> str | None:
+    value = _parse_text(node, key, ctx)
+    return None if value in _DISCOVERED_PYTHON else value
+
+
+def _parse_priority(node: Node, key: str, ctx: Context) -> int:
+    """Ansible reads it with int(): 10 and '10' alike."""
+    value = None if is_null(node) else ctx.construct(node, key)
+    if isinstance(value, str) and value.strip().lstrip("+-").isdigit():
+        value = int(value)
+    number = _as_int(value)
+    if number is None:
+        raise ctx.error(node, key, f"expected a whole number, got {describe(node)}")
+    return number
+
+
+def _warn_near_miss(key: str, key_node: Node, ctx: Context) -> None:
+    """A variable dcctl does not use is ignored; one that looks like a slip of the keyboard
+    on one of dcctl's names gets a warning. The test is narrow on purpose: another tool's
+    variable (`http_port`, `hostname`, `users`) must never be taken for a typo of dcctl's."""
+    if key in EXPECT_KEYS and "_" in key:
+        ctx.warn(key_node, key, f"ignored; did you mean 'expect.{key}'?")
+        return
+    candidates = VAR_ALIASES if key.startswith("ansible_") else _VAR_PARSERS
+    for candidate in candidates:
+        if is_near_miss(key, candidate):
+            ctx.warn(key_node, key, f"unknown variable, ignored; did you mean '{candidate}'?")
+            return
+
+
+def is_near_miss(word: str, name: str) -> bool:
+    """`word` is `name` with two neighbouring letters swapped, or (for names of more than
+    four letters) one letter changed, dropped or added inside it, never at either end:
+    `pyhton`, `pythn`, `fabric_adress` are near-misses; `ports`, `http_port`, `post` are not."""
+    if word == name:
+        return False
+    if len(word) == len(name):
+        diffs = [i for i in range(len(word)) if word[i] != name[i]]
+        if len(diffs) == 2 and diffs[1] == diffs[0] + 1:
+            i = diffs[0]
+            return word[i] == name[i + 1] and word[i + 1] == name[i]
+        return len(name) > 4 and len(diffs) == 1 and 0 < diffs[0] < len(name) - 1
+    if len(name) <= 4 or abs(len(word) - len(name)) != 1:
+        return False
+    longer, shorter = (word, name) if len(word) > len(name) else (name, word)
+    return any(longer[:i] + longer[i + 1 :] == shorter for i in range(1, len(longer) - 1))
+
+
+_TEMPLATE_MARKS = ("{{", "{%", "{#")
+_JINJA_PROBLEM = "Jinja templates are not supported; write the value out"
+
+
+@dataclass(frozen=True)
+class Template:
+    """A value dcctl cannot use (a Jinja template where it wants a plain value, a connection
+    plugin it does not have, a ProxyCommand). Kept, not refused, until it turns out to be the
+    value a host uses: a group's templated `ansible_host` that every host overrides, or that
+    an `ansible_ssh_host` outranks, is never read, as in Ansible."""
+
+    error: str  # `file:line: key: problem`, the message if it is used
+
+
+def used(value: Any) -> Any:
+    """`value`, which a host is about to use: an InputError if it is a Jinja template."""
+    if isinstance(value, Template):
+        raise InputError(value.error)
+    return value
+
+
+def _template_or(parser: _ValueParser) -> _ValueParser:
+    def parse(node: Node, key: str, ctx: Context) -> Any:
+        is_text = isinstance(node, ScalarNode) and node.tag == _STR_TAG
+        if is_text and any(mark in node.value for mark in _TEMPLATE_MARKS):
+            return Template(str(ctx.error(node, key, _JINJA_PROBLEM)))
+        return parser(node, key, ctx)
+
+    return parse
 
 
 def _parse_text(node: Node, key: str, ctx: Context) -> str:
     value = ctx.construct(node, key) if isinstance(node, ScalarNode) else None
     if not isinstance(value, str) or not value:
         raise ctx.error(node, key, f"expected a non-empty string, got {describe(node)}")
-    if "{{" in value:
-        raise ctx.error(node, key, "Jinja templates are not supported; write the value out")
+    if any(mark in value for mark in _TEMPLATE_MARKS):
+        raise ctx.error(node, key, _JINJA_PROBLEM)
     return value
 
 
 def _parse_port(node: Node, key: str, ctx: Context) -> int:
-    port = _as_int(ctx.construct(node, key))
+    value = ctx.construct(node, key)
+    if isinstance(value, str) and value.isascii() and value.isdigit():
+        value = int(value)  # Ansible converts a quoted port: ansible_port: "2222"
+    port = _as_int(value)
     if port is None or not 1 <= port <= 65535:
         raise ctx.error(node, key, f"expected a port number 1..65535, got {describe(node)}")
     return port
 
 
-def _parse_connection(node: Node, key: str, ctx: Context) -> str:
+# Ansible connection plugins that are OpenSSH or the local machine, as dcctl connects.
+_CONNECTIONS = {
+    "ssh": "ssh",
+    "smart": "ssh",
+    "paramiko": "ssh",
+    "paramiko_ssh": "ssh",
+    "ansible.builtin.ssh": "ssh",
+    "ansible.builtin.paramiko_ssh": "ssh",
+    "local": "local",
+    "ansible.builtin.local": "local",
+}
+
+
+def _parse_connection(node: Node, key: str, ctx: Context) -> Any:
+    """'ssh' or 'local'. Another Ansible plugin (docker, network_cli, aws_ssm...) is kept,
+    and refused only if a host uses it: a group of such hosts may sit beside the GPU nodes."""
     value = _parse_text(node, key, ctx)
-    if value not in ("ssh", "local"):
-        raise ctx.error(node, key, f"expected 'ssh' or 'local', got {describe(node)}")
-    return value
+    if value not in _CONNECTIONS:
+        problem = f"expected 'ssh' or 'local', got {describe(node)}"
+        return Template(str(ctx.error(node, key, problem)))
+    return _CONNECTIONS[value]
 
 
 def _parse_key_file(node: Node, key: str, ctx: Context) -> str:
@@ -135,7 +334,9 @@ def _parse_absolute_path(node: Node, key: str, ctx: Context) -> str:
     return value
 
 
-def _parse_env(node: Node, key: str, ctx: Context) -> dict[str, str | None]:
+def _parse_env(node: Node, key: str, ctx: Context) -> dict[str, str | None] | None:
+    if isinstance(node, ScalarNode) and not is_null(node):
+        return None  # `env: prod`, another tool's variable: dcctl's env is a mapping
     env: dict[str, str | None] = {}
     for name, name_node, value_node in _bounded_items(node, key, ctx):
         where = f"{key}.{name}"
@@ -259,16 +460,16 @@ def _parse_mounts(node: Node, key: str, ctx: Context) -> list[str]:
 
 
 _VAR_PARSERS: Mapping[str, _ValueParser] = {
-    "host": _parse_text,
-    "port": _parse_port,
-    "user": _parse_text,
-    "key_file": _parse_key_file,
-    "connection": _parse_connection,
-    "python": _parse_text,
-    "jump": _parse_text,
+    "host": _template_or(_parse_text),
+    "port": _template_or(_parse_port),
+    "user": _template_or(_parse_text),
+    "key_file": _template_or(_parse_key_file),
+    "connection": _template_or(_parse_connection),
+    "python": _template_or(_parse_python),
+    "jump": _template_or(_parse_text),
     "env": _parse_env,
-    "fabric_address": _parse_text,
-    "scratch_dir": _parse_absolute_path,
+    "fabric_address": _template_or(_parse_text),
+    "scratch_dir": _template_or(_parse_absolute_path),
     "expect": _parse_expect,
 }
 
