@@ -142,8 +142,13 @@ def ansible_env(scratch: Path) -> dict[str, str]:
 
 def ansible_view(path: Path, scratch: Path) -> dict[str, Any]:
     """What Ansible's own API makes of the inventory at `path` (see the module docstring)."""
+    return json.loads(_run_ansible([sys.executable, "-c", _ORACLE, str(path)], path, scratch))
+
+
+def _run_ansible(argv: list[str], path: Path, scratch: Path) -> str:
+    """stdout of an Ansible command about `path`, run isolated in `scratch`."""
     done = subprocess.run(
-        [sys.executable, "-c", _ORACLE, str(path)],
+        argv,
         capture_output=True,
         text=True,
         env=ansible_env(scratch),
@@ -153,7 +158,7 @@ def ansible_view(path: Path, scratch: Path) -> dict[str, Any]:
     )
     if done.returncode != 0:
         raise RuntimeError(f"Ansible refused {path.name}:\n{done.stderr[-2000:]}")
-    return json.loads(done.stdout)
+    return done.stdout
 
 
 def cli_groups(path: Path, scratch: Path) -> dict[str, list[str]]:
@@ -161,18 +166,7 @@ def cli_groups(path: Path, scratch: Path) -> dict[str, list[str]]:
     exe = shutil.which("ansible-inventory") or str(
         Path(sys.executable).with_name("ansible-inventory")
     )
-    done = subprocess.run(
-        [exe, "-i", str(path), "--list"],
-        capture_output=True,
-        text=True,
-        env=ansible_env(scratch),
-        cwd=scratch,
-        timeout=120,
-        check=False,
-    )
-    if done.returncode != 0:
-        raise RuntimeError(f"ansible-inventory refused {path.name}:\n{done.stderr[-2000:]}")
-    listing = json.loads(done.stdout)
+    listing = json.loads(_run_ansible([exe, "-i", str(path), "--list"], path, scratch))
     listing.pop("_meta", None)
 
     def members(group: str, seen: frozenset[str] = frozenset()) -> set[str]:
