@@ -83,7 +83,7 @@ class RunStore:
         # The first write that failed; None while everything is saved.
         self.error: SaveError | None = None
         self.run_saved = False
-        self._make_dirs()
+        self._dirs_made = self._make_dirs()
 
     def write_host(self, host_name: str, document: dict[str, Any]) -> Path | None:
         return self._write(self.run_dir / "hosts" / host_file_name(host_name), document)
@@ -102,8 +102,10 @@ class RunStore:
         return True
 
     def _write(self, path: Path, document: dict[str, Any]) -> Path | None:
-        """The file written, or None, the failure kept: saving never ends a run."""
-        if not self._make_dirs():
+        """The file written, or None, the failure kept: saving never ends a run. Directories
+        that could not be made are tried again at each write (space may have been freed)."""
+        self._dirs_made = self._dirs_made or self._make_dirs()
+        if not self._dirs_made:
             return None
         try:
             return _write_json_atomic(path, document)
