@@ -8,7 +8,11 @@ from typing import Any
 import typer
 
 from dcctl.cli.options import global_options, reporting_errors
+from dcctl.errors import InputError
 from dcctl.inventory.model import Host, Inventory
+
+# Hosts `validate` names one by one before it only counts the rest.
+_SHOWN_UNUSABLE = 20
 
 app = typer.Typer(
     help="Show what an inventory resolves to: hosts, their variables, and errors.",
@@ -40,8 +44,8 @@ def show(ctx: typer.Context) -> None:
     rows = [
         [
             host.name,
-            host.address,
-            host.connection,
+            host.address if host.unusable is None else "-",
+            host.connection if host.unusable is None else "unusable",
             host.user or "-",
             str(host.port or "-"),
             host.python,
@@ -53,6 +57,9 @@ def show(ctx: typer.Context) -> None:
     ]
     columns = ["Host", "Address", "Via", "User", "Port", "Python", "Jump", "Groups", "Expect"]
     print_table(f"{inventory.source}: {len(hosts)} host(s)", columns, rows)
+    for host in hosts:
+        if host.unusable is not None:
+            typer.echo(f"{host.name}: cannot be reached: {host.unusable}", err=True)
 
 
 @app.command()
@@ -73,19 +80,36 @@ def hosts(ctx: typer.Context) -> None:
 
 @app.command()
 def validate(ctx: typer.Context) -> None:
-    """Load and check the inventory; exit 2 with file:line: key on the first error.
+    """Load and check the inventory; exit 2 with file:line: key on the first error, or on
+    each selected host dcctl cannot reach (a Jinja template in a value it needs, an Ansible
+    connection plugin other than ssh or local): leave those out with -l '!NAME'.
 
-    Example: dcctl -i rack1.yaml inventory validate
+    Example: dcctl -i rack1.yaml -l 'all:!containers' inventory validate
     """
     inventory, selected = _selected(ctx)
     groups = [name for name in inventory.groups if name != "all"]
+    unusable = [host for host in selected if host.unusable is not None]
     if global_options(ctx).json:
         from dcctl.report.console import print_json
 
-        print_json({"inventory": inventory.source, "valid": True, "hosts": len(selected),
-                    "groups": len(groups)})  # fmt: skip
-        return
-    typer.echo(f"{inventory.source}: valid, {len(selected)} host(s) in {len(groups)} group(s)")
+        print_json({"inventory": inventory.source, "valid": not unusable,
+                    "hosts": len(selected), "groups": len(groups),
+                    "unusable": {host.name: host.unusable for host in unusable}})  # fmt: skip
+    elif not unusable:
+        typer.echo(f"{inventory.source}: valid, {len(selected)} host(s) in {len(groups)} group(s)")
+    if unusable:
+        _report_unusable(unusable)
+        raise typer.Exit(InputError.exit_code)
+
+
+def _report_unusable(unusable: list[Host]) -> None:
+    from dcctl.report.console import print_error
+
+    for host in unusable[:_SHOWN_UNUSABLE]:
+        print_error(f"{host.unusable} (host {host.name} cannot be reached)")
+    if len(unusable) > _SHOWN_UNUSABLE:
+        more = len(unusable) - _SHOWN_UNUSABLE
+        print_error(f"... and {more:,} more host(s) that cannot be reached")
 
 
 def _host_json(host: Host) -> dict[str, Any]:

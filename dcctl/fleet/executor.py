@@ -130,6 +130,18 @@ class _Step:
                 )
 
 
+def _land_unusable(step: _Step, hosts: Sequence[Host]) -> list[Host]:
+    """Report every host the inventory left unusable (nothing to contact: a value it needs is a
+    template, or its connection one dcctl lacks); the others are the ones to run."""
+    usable = []
+    for host in hosts:
+        if host.unusable is None:
+            usable.append(host)
+        else:
+            step.land(HostOutcome(host, None, HostError("inventory", host.unusable), 0.0))
+    return usable
+
+
 class Fleet:
     """Holds one connection per host for the whole run, so later steps reuse it.
 
@@ -178,6 +190,7 @@ class Fleet:
         threads = max(1, self._options.forks) * (1 + CONNECTING_PER_FORK)
         executor = ThreadPoolExecutor(max_workers=max(1, min(threads, len(hosts))))
         with stop_signals_set(self._stop) if self._own_signals else contextlib.nullcontext():
+            hosts = _land_unusable(step, hosts)
             pool = self._worker_pool(hosts)
             for host in hosts:
                 if pool is None or host.connection == "local":

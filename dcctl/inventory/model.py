@@ -17,6 +17,11 @@ class Host:
 
     `address` is what the transport connects to (`host`/`ansible_host`, else the name);
     `port`, `user` and `key_file` left as None fall back to ~/.ssh/config, then to SSH defaults.
+
+    `unusable` says why dcctl cannot reach the host at all (`file:line: key: problem`): a value
+    it must use is a Jinja template, or its connection is an Ansible plugin dcctl lacks. Such a
+    host stays in the inventory, as in Ansible, so groups and `--limit` resolve the same; a run
+    reports it as an `inventory` error and contacts it never.
     """
 
     name: str
@@ -32,6 +37,7 @@ class Host:
     scratch_dir: str = DEFAULT_SCRATCH_DIR
     expect: dict[str, Any] = field(default_factory=dict)
     groups: tuple[str, ...] = ()
+    unusable: str | None = None
 
     @property
     def rendezvous_address(self) -> str:

@@ -26,7 +26,7 @@ from dcctl.inventory.model import (
     Host,
     Inventory,
 )
-from dcctl.inventory.variables import Template, effective, used
+from dcctl.inventory.variables import Template, Uses, effective
 
 # Groups of a cycle a message names before it cuts the middle out.
 _SHOWN_CYCLE = 9
@@ -197,6 +197,7 @@ def _check_memberships(hosts: tuple[Host, ...], ctx: Context) -> None:
 def _build_host(name: str, resolved: _Resolved, builder: InventoryBuilder, ctx: Context) -> Host:
     settings = _host_settings(name, resolved, builder, ctx)
     merged = settings.vars
+    used = Uses()
     connection: Connection = used(effective(merged, "connection")) or "ssh"
     jump = effective(merged, "jump")
     # A local host makes no ssh connection: its ssh arguments are never read.
@@ -215,6 +216,7 @@ def _build_host(name: str, resolved: _Resolved, builder: InventoryBuilder, ctx: 
         scratch_dir=used(merged.get("scratch_dir")) or DEFAULT_SCRATCH_DIR,
         expect=settings.expect,
         groups=resolved.groups,
+        unusable=used.problem,
     )
 
 

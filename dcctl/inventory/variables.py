@@ -18,7 +18,6 @@ from typing import Any
 
 from yaml.nodes import Node, ScalarNode, SequenceNode
 
-from dcctl.errors import InputError
 from dcctl.inventory.document import Context, describe, is_null, mapping_items
 from dcctl.inventory.expect_keys import EXPECT_KEYS
 from dcctl.inventory.limits import MAX_VAR_ENTRIES
@@ -254,18 +253,26 @@ _JINJA_PROBLEM = "Jinja templates are not supported; write the value out"
 @dataclass(frozen=True)
 class Template:
     """A value dcctl cannot use (a Jinja template where it wants a plain value, a connection
-    plugin it does not have, a ProxyCommand). Kept, not refused, until it turns out to be the
-    value a host uses: a group's templated `ansible_host` that every host overrides, or that
-    an `ansible_ssh_host` outranks, is never read, as in Ansible."""
+    plugin it does not have, a ProxyCommand). Never refused for the file: a group's templated
+    `ansible_host` that every host overrides, or that an `ansible_ssh_host` outranks, is never
+    read, as in Ansible; a host that does use one is kept but marked unusable (`Uses`)."""
 
     error: str  # `file:line: key: problem`, the message if it is used
 
 
-def used(value: Any) -> Any:
-    """`value`, which a host is about to use: an InputError if it is a Jinja template."""
-    if isinstance(value, Template):
-        raise InputError(value.error)
-    return value
+class Uses:
+    """The values one host uses, taken one by one: a Template among them is not an error for
+    the file, only for the host (the first one is kept as the reason it cannot be reached)."""
+
+    def __init__(self) -> None:
+        self.problem: str | None = None
+
+    def __call__(self, value: Any) -> Any:
+        if isinstance(value, Template):
+            if self.problem is None:
+                self.problem = value.error
+            return None
+        return value
 
 
 def _template_or(parser: _ValueParser) -> _ValueParser:

@@ -10,7 +10,11 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Literal, Protocol
 
-ErrorKind = Literal["unreachable", "auth", "host_key", "timeout", "runtime", "interrupted"]
+# `inventory`: the host was never contacted, because a value it needs cannot be used (see
+# Host.unusable); the others are what contacting it and running the task ran into.
+ErrorKind = Literal[
+    "unreachable", "auth", "host_key", "timeout", "runtime", "interrupted", "inventory"
+]
 
 # The remote side gets this much longer than its own `timeout` before the controller gives up
 # on the channel, so the node-side kill normally wins and reports a clean exit code.

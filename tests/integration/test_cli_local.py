@@ -140,3 +140,41 @@ def test_a_check_that_cannot_be_judged_is_not_a_pass(tmp_path: Path) -> None:
     assert host["status"] == "error"
     assert host["error"]["kind"] == "runtime"
     assert "could not be evaluated" in host["error"]["message"]
+
+
+def test_host_dcctl_cannot_reach_is_an_inventory_error_and_never_contacted(
+    tmp_path: Path,
+) -> None:
+    """A docker host beside a real one: the file loads, the real host is checked, and the other
+    is reported with the inventory line that makes it unusable, without a connection attempt."""
+    import socket
+
+    with socket.create_server(("127.0.0.1", 0)) as listener:
+        listener.setblocking(False)
+        port = listener.getsockname()[1]
+        inventory = tmp_path / "inv.yaml"
+        inventory.write_text(
+            "all:\n  hosts:\n    localhost:\n      connection: local\n"
+            f"      python: {sys.executable}\n"
+            f"    box1:\n      ansible_connection: docker\n"
+            f"      ansible_host: 127.0.0.1\n      ansible_port: {port}\n"
+        )
+        result = run_dcctl(
+            ["-i", str(inventory), "--json", "--state-dir", str(tmp_path / "s"), "check"],
+            home=tmp_path,
+        )
+        with pytest.raises(BlockingIOError):
+            listener.accept()  # nobody connected
+    assert result.code == 3, result.stderr
+    document = result.json()
+    jsonschema.validate(document, load_schema())
+    statuses = {host["name"]: (host["status"], host["error"]) for host in document["hosts"]}
+    assert statuses["localhost"] == ("passed", None)
+    assert statuses["box1"] == (
+        "error",
+        {
+            "kind": "inventory",
+            "message": f"{inventory}:7: ansible_connection: expected 'ssh' or 'local', "
+            "got 'docker'",
+        },
+    )
