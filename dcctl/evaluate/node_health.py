@@ -24,7 +24,7 @@ from dcctl.evaluate.bounds import (
 from dcctl.evaluate.common import BadExpectation, ib_ports, probe_error
 from dcctl.evaluate.gpus import BusIndex, bus_index, gpu_at, gpu_label, gpu_ref
 from dcctl.evaluate.result import Result, Status
-from dcctl.evaluate.xids import XID_154_FAILS, XIDS
+from dcctl.evaluate.xids import XID_154_FAILS, XIDS, sxid_status
 
 MODES = ("auto", "required", "off")
 NO_MODULE_LIST = "loaded modules unknown: no /proc/modules"
@@ -332,7 +332,9 @@ def _sxid_result(
         f"({'fatal' if fatal else 'non-fatal'}) {window}: {detail}"
     )
     observed = {"sxid": sxid, "device": device, "count": count, "fatal": fatal}
-    return Result("kernel.sxid", "fail" if fatal else "warn", message, observed, "no SXids")
+    # Keys whose status is "count" never get here (see _check_sxids).
+    status: Status = "fail" if sxid_status(sxid, fatal) == "fail" else "warn"
+    return Result("kernel.sxid", status, message, observed, "no SXids")
 
 
 def _fatal_sxids(log: dict[str, Any]) -> set[tuple[Any, ...]]:
@@ -347,19 +349,32 @@ def _check_sxids(facts: dict[str, Any], log: dict[str, Any]) -> list[Result]:
     latest = _latest(log, "sxids", ("sxid", "device"))
     window = _window(facts, log)
     keys = sorted(counts, key=lambda k: (str(k[1]), _code(k[0])))
+    # SXids the Fabric Manager guide calls corrected or safe to ignore: counted, not judged.
+    corrected = [k for k in keys if sxid_status(k[0], k in fatal) == "count"]
+    judged = [k for k in keys if sxid_status(k[0], k in fatal) != "count"]
     results = [
         _sxid_result(key, counts[key], key in fatal, latest.get(key, {}), window)
-        for key in keys[:MAX_RESULTS_PER_CHECK]
+        for key in judged[:MAX_RESULTS_PER_CHECK]
     ]
     rest: Counter[Status] = Counter(
-        "fail" if key in fatal else "warn" for key in keys[MAX_RESULTS_PER_CHECK:]
+        "fail" if sxid_status(key[0], key in fatal) == "fail" else "warn"
+        for key in judged[MAX_RESULTS_PER_CHECK:]
     )
     for entry in _left_out(log, "sxids"):
-        rest["fail" if entry.get("fatal") else "warn"] += node_count(entry.get("keys"))
+        status = sxid_status(entry.get("sxid"), bool(entry.get("fatal")))
+        if status != "count":
+            rest["fail" if status == "fail" else "warn"] += node_count(entry.get("keys"))
     if results or rest:
         return fold("kernel.sxid", results, rest, "no SXids")
-    if (facts.get("nvswitch_count") or 0) > 0:
+    if corrected or (facts.get("nvswitch_count") or 0) > 0:
         message = f"no NVSwitch SXids {window}"
+        if corrected:
+            message = f"no NVSwitch SXids needing action {window}"
+            per_code: Counter[str] = Counter()
+            for key in corrected:
+                per_code[shown(key[0])] += counts[key]
+            seen = [f"{code}{_times(n)}" for code, n in sorted(per_code.items())]
+            message += f" (corrected or safe to ignore: {listed(seen, len(seen))})"
         return [Result("kernel.sxid", "pass", message, 0, "no SXids")]
     return []
 

@@ -28,7 +28,9 @@ def read(name: str) -> str:
 
 def events(facts: dict[str, Any], kind: str) -> list[tuple[Any, ...]]:
     """(key fields..., pid, name) of each listed event of `kind`, in log order."""
-    fields = {"xids": ("xid", "pci"), "nvrm_faults": ("fault", "pci")}[kind]
+    fields = {"xids": ("xid", "pci"), "nvrm_faults": ("fault", "pci"), "sxids": ("sxid", "device")}[
+        kind
+    ]
     return [(*(e[f] for f in fields), e.get("pid"), e.get("name")) for e in facts[kind]]
 
 
@@ -85,6 +87,8 @@ FRAMED: dict[str, tuple[str, list[tuple[Any, ...]]]] = {
         "nvrm_faults",
         [("init_failed", "0000:09:00.0", None, None)],
     ),
+    # Three 22013 events; their "Data" and "Severity" detail lines are not events.
+    "dmesg-plain-nvtrust-124.txt": ("sxids", [(22013, "0000:04:00.0", None, None)] * 3),
 }
 
 
@@ -103,7 +107,7 @@ def test_real_framed_log_parses_every_event(name: str) -> None:
     others = {"xids", "nvrm_faults", "sxids", "pcie_bandwidth_limited"} - {kind}
     assert all(facts[other] == [] for other in others), facts
     for event in facts[kind]:
-        assert event["text"].startswith("NVRM: ")
+        assert event["text"].startswith("nvidia-nvswitch3: " if kind == "sxids" else "NVRM: ")
 
 
 def test_dmesg_ctime_is_read_in_local_time() -> None:
@@ -193,7 +197,25 @@ JUDGED = {
     "dmesg-plain-gpu-operator-649.txt": ["fail", "fail"],
     "syslog-gpu-operator-1146.txt": ["fail"],
     "syslog-open-gpu-kernel-modules-1151.txt": ["fail"],
+    "dmesg-plain-nvtrust-124.txt": ["pass"],  # SXids only
 }
+
+
+def test_real_non_fatal_sxids_the_guide_calls_ignorable_pass(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # 22013 "Minion Link DLREQ interrupt": "This SXid can be safely ignored." (Fabric Manager
+    # User Guide, Non-Fatal NVSwitch SXid Errors)
+    root = build_sysroot(tmp_path)
+    text = read("dmesg-plain-nvtrust-124.txt")
+    (root / "dcctl-recorded" / "kmsg.txt").write_text(text)
+    (root / "proc" / "uptime").write_text(f"{last_seconds(text) + 60:.2f} 0.00\n")
+    monkeypatch.setenv("DCCTL_SYSROOT", str(root))
+    results = [
+        r for r in evaluate_node(collect_facts(PARAMS), H100_EXPECT) if r.id == "kernel.sxid"
+    ]
+    assert [r.status for r in results] == ["pass"], [r.message for r in results]
+    assert "22013" in results[0].message
 
 
 def last_seconds(text: str) -> float:
