@@ -36,7 +36,7 @@ PROBES: tuple[Probe, ...] = (
     Probe("uptime", ("uptime_s",), lambda p: {"uptime_s": system.collect_uptime()}),
     Probe("python", ("python",), lambda p: {"python": system.collect_python()}),
     Probe("gpu", ("driver", "cuda", "gpus", "gpu_source"), lambda p: gpu.collect_gpu()),
-    Probe("torch", ("torch",), lambda p: {"torch": software.collect_torch(gpu.driver_loaded())}),
+    Probe("torch", ("torch",), lambda p: {"torch": software.collect_torch()}),
     Probe("fio", ("fio",), lambda p: {"fio": software.collect_fio()}),
     Probe("mounts", ("mounts",), lambda p: {"mounts": system.collect_mounts()}),
     Probe("scratch", ("scratch",), lambda p: {"scratch": system.collect_scratch(p["scratch_dir"])}),
@@ -87,7 +87,7 @@ def collect_facts(params: dict[str, Any], probes: Sequence[Probe] = PROBES) -> d
     facts: dict[str, Any] = {}
     errors: dict[str, str] = {}
     # All at once: most probes read a file in microseconds, but a few wait on a child
-    # process or the driver (torch's CUDA check takes seconds on a GPU node, DCGM minutes),
+    # process or the driver (DCGM takes minutes),
     # and the task should take as long as the slowest probe, not the sum of them.
     # What a probe whose thread died without returning (SystemExit in a library) reports.
     outcomes: list[tuple[dict[str, Any], str | None]] = [

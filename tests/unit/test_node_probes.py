@@ -329,41 +329,13 @@ def test_collect_fio_matches_installed_binary() -> None:
     assert software.collect_fio() == out.strip().removeprefix("fio-")
 
 
-def test_parse_cuda_available() -> None:
-    assert software.parse_cuda_available("True\n") is True
-    assert software.parse_cuda_available("some warning\nFalse\n") is False
-    with pytest.raises(ValueError, match="unexpected output"):
-        software.parse_cuda_available("")
-
-
-def test_collect_torch_without_driver_does_not_import_torch() -> None:
+def test_collect_torch_reads_the_version_without_importing_torch() -> None:
     import sys
 
     version = software.torch_version()
-    facts = software.collect_torch(driver_loaded=False)
-    if version is None:
-        assert facts is None
-    else:
-        assert facts == {"version": version, "cuda_available": False}
+    facts = software.collect_torch()
+    assert facts == (None if version is None else {"version": version})
     assert "torch" not in sys.modules
-
-
-def test_collect_torch_under_sysroot_with_driver_is_unknown(use_sysroot: Any) -> None:
-    use_sysroot(HEALTHY)
-    facts = software.collect_torch(driver_loaded=True)
-    if software.torch_version() is None:
-        assert facts is None
-    else:
-        assert facts is not None
-        assert facts["cuda_available"] is None
-
-
-def test_read_torch_cuda_available_in_child() -> None:
-    if software.torch_version() is None:
-        pytest.skip("torch is not installed")
-    import torch
-
-    assert software.read_torch_cuda_available() is torch.cuda.is_available()
 
 
 # --- ib ------------------------------------------------------------------------------------

@@ -12,18 +12,10 @@ import subprocess
 import sys
 from typing import Any, cast
 
-from dcctl.node.sysroot import active_sysroot
-
-TORCH_CUDA_TIMEOUT_S = 60.0
 FIO_TIMEOUT_S = 10.0
 # Set by the controller's run script to the node's dcctl cache (where the runtime lives).
 NODE_CACHE_ENV = "DCCTL_NODE_CACHE"
 FIO_CACHE_FILE = "fio-version.json"
-
-# Run in a child interpreter: importing torch costs seconds, and CUDA init on a GPU in a bad
-# state can hang or crash; a child can be timed out without taking the facts task with it.
-_TORCH_CUDA_SNIPPET = "import torch; print(bool(torch.cuda.is_available()))"
-
 
 _TORCH_VERSION_RE = re.compile(r"^__version__\s*=\s*['\"]([^'\"]+)['\"]", re.MULTILINE)
 
@@ -94,47 +86,12 @@ def _venv_prefix() -> tuple[str, bool] | None:
     return None
 
 
-def parse_cuda_available(stdout: str) -> bool:
-    """The child's answer: the last line is "True" or "False"."""
-    lines = stdout.strip().splitlines()
-    if not lines or lines[-1].strip() not in ("True", "False"):
-        raise ValueError(f"unexpected output from torch.cuda.is_available(): {stdout!r}")
-    return lines[-1].strip() == "True"
-
-
-def read_torch_cuda_available(timeout_s: float = TORCH_CUDA_TIMEOUT_S) -> bool:
-    try:
-        proc = subprocess.run(
-            [sys.executable, "-c", _TORCH_CUDA_SNIPPET],
-            stdin=subprocess.DEVNULL,
-            capture_output=True,
-            text=True,
-            timeout=timeout_s,
-        )
-    except subprocess.TimeoutExpired:
-        raise RuntimeError(
-            f"torch.cuda.is_available() did not return within {timeout_s:g} s"
-        ) from None
-    if proc.returncode != 0:
-        tail = proc.stderr.strip().splitlines()[-1:] or [f"exit status {proc.returncode}"]
-        raise RuntimeError(f"torch.cuda.is_available() failed: {tail[0]}")
-    return parse_cuda_available(proc.stdout)
-
-
-def collect_torch(driver_loaded: bool) -> dict[str, Any] | None:
-    """{version, cuda_available} or None when torch is not installed.
-
-    cuda_available is False without a driver (no need to pay for importing torch) and None
-    under DCCTL_SYSROOT, where the recorded driver is not this host's.
-    """
+def collect_torch() -> dict[str, Any] | None:
+    """{version} or None when torch is not installed, read from its files: `check` never
+    imports torch (seconds per node, and CUDA init on a GPU in a bad state can hang). Whether
+    torch can use the GPUs is the bench preflight's question (dcctl.node.bench.preflight)."""
     version = torch_version()
-    if version is None:
-        return None
-    if not driver_loaded:
-        return {"version": version, "cuda_available": False}
-    if active_sysroot() is not None:
-        return {"version": version, "cuda_available": None}
-    return {"version": version, "cuda_available": read_torch_cuda_available()}
+    return None if version is None else {"version": version}
 
 
 def parse_fio_version(text: str) -> str | None:
