@@ -116,8 +116,9 @@ def ansible_available() -> bool:
         return False
 
 
-def ansible_env(scratch: Path) -> dict[str, str]:
-    """An environment where Ansible reads no user config and writes only under `scratch`."""
+def ansible_env(scratch: Path, plugins: str = "yaml") -> dict[str, str]:
+    """An environment where Ansible reads no user config and writes only under `scratch`, and
+    reads inventories only with the inventory `plugins` named (comma-separated)."""
     home = scratch / "home"
     tmp = scratch / "tmp"
     home.mkdir(parents=True, exist_ok=True)
@@ -130,7 +131,7 @@ def ansible_env(scratch: Path) -> dict[str, str]:
         ANSIBLE_CONFIG=str(config),
         ANSIBLE_LOCAL_TEMP=str(tmp),
         ANSIBLE_REMOTE_TEMP=str(tmp),
-        ANSIBLE_INVENTORY_ENABLED="yaml",
+        ANSIBLE_INVENTORY_ENABLED=plugins,
         ANSIBLE_INVENTORY_UNPARSED_FAILED="true",
         ANSIBLE_NOCOLOR="1",
         ANSIBLE_DEPRECATION_WARNINGS="false",
@@ -140,18 +141,19 @@ def ansible_env(scratch: Path) -> dict[str, str]:
     return env
 
 
-def ansible_view(path: Path, scratch: Path) -> dict[str, Any]:
+def ansible_view(path: Path, scratch: Path, plugins: str = "yaml") -> dict[str, Any]:
     """What Ansible's own API makes of the inventory at `path` (see the module docstring)."""
-    return json.loads(_run_ansible([sys.executable, "-c", _ORACLE, str(path)], path, scratch))
+    argv = [sys.executable, "-c", _ORACLE, str(path)]
+    return json.loads(_run_ansible(argv, path, scratch, plugins))
 
 
-def _run_ansible(argv: list[str], path: Path, scratch: Path) -> str:
+def _run_ansible(argv: list[str], path: Path, scratch: Path, plugins: str = "yaml") -> str:
     """stdout of an Ansible command about `path`, run isolated in `scratch`."""
     done = subprocess.run(
         argv,
         capture_output=True,
         text=True,
-        env=ansible_env(scratch),
+        env=ansible_env(scratch, plugins),
         cwd=scratch,
         timeout=120,
         check=False,
@@ -161,11 +163,22 @@ def _run_ansible(argv: list[str], path: Path, scratch: Path) -> str:
     return done.stdout
 
 
-def cli_groups(path: Path, scratch: Path) -> dict[str, list[str]]:
-    """Group -> sorted host names (descendants included) from `ansible-inventory -i path --list`."""
-    exe = shutil.which("ansible-inventory") or str(
+def _ansible_inventory() -> str:
+    return shutil.which("ansible-inventory") or str(
         Path(sys.executable).with_name("ansible-inventory")
     )
+
+
+def flattened_yaml(path: Path, scratch: Path) -> str:
+    """`ansible-inventory -i path --list --yaml`: any inventory Ansible reads (INI, with its
+    group_vars/ and host_vars/), written out as one YAML inventory."""
+    argv = [_ansible_inventory(), "-i", str(path), "--list", "--yaml"]
+    return _run_ansible(argv, path, scratch, plugins="ini,yaml")
+
+
+def cli_groups(path: Path, scratch: Path) -> dict[str, list[str]]:
+    """Group -> sorted host names (descendants included) from `ansible-inventory -i path --list`."""
+    exe = _ansible_inventory()
     listing = json.loads(_run_ansible([exe, "-i", str(path), "--list"], path, scratch))
     listing.pop("_meta", None)
 

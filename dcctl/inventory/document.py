@@ -36,7 +36,6 @@ class Context:
     """Where the document came from, for messages, and the constructor for scalar values."""
 
     path: str
-    base_dir: str
     constructor: SafeConstructor
     # Problems that do not stop the load, each once, as `file:line: key: problem`.
     warnings: list[str] = field(default_factory=list)
@@ -184,15 +183,15 @@ def describe(node: Node) -> str:
 def mapping_items(node: Node, key: str, ctx: Context) -> list[tuple[str, Node, Node]]:
     """(key, key node, value node) in document order; `null` counts as an empty mapping.
 
-    PyYAML keeps the last of two equal keys silently; here that is an error, because a
-    second `hosts:` under one group would otherwise drop every host of the first.
+    Of two equal keys the later one's value is used, as in Ansible (and PyYAML), with a
+    warning: a second `hosts:` under one group drops every host of the first.
     `<<: *anchor` merge keys are honoured, explicit keys overriding merged ones.
     """
     if is_null(node):
         return []
     if not isinstance(node, MappingNode):
         raise ctx.error(node, key, f"expected a mapping, got {describe(node)}")
-    _reject_duplicate_keys(node, ctx)
+    _warn_duplicate_keys(node, ctx)
     try:
         pairs = flattened(node)
     except yaml.YAMLError as exc:
@@ -250,7 +249,7 @@ def _merge_error(node: MappingNode, found: Node, expected: str) -> ConstructorEr
                             found.start_mark)  # fmt: skip
 
 
-def _reject_duplicate_keys(node: MappingNode, ctx: Context) -> None:
+def _warn_duplicate_keys(node: MappingNode, ctx: Context) -> None:
     first_seen: dict[str, Node] = {}
     for key_node, _ in node.value:
         if key_node.tag == _MERGE_TAG:
@@ -258,8 +257,12 @@ def _reject_duplicate_keys(node: MappingNode, ctx: Context) -> None:
         name = _key_text(key_node, ctx)
         if name in first_seen:
             first_line = line(first_seen[name])
-            raise ctx.error(key_node, name, f"duplicate key (first at line {first_line})")
-        first_seen[name] = key_node
+            problem = (
+                f"duplicate key (first at line {first_line}); the later one is used, as in Ansible"
+            )
+            ctx.warn(key_node, name, problem)
+        else:
+            first_seen[name] = key_node
 
 
 def _key_text(node: Node, ctx: Context) -> str:

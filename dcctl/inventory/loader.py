@@ -49,7 +49,6 @@ def builtin_inventory() -> Inventory:
 def _load_file(path: str) -> Inventory:
     ctx = Context(
         path=path,
-        base_dir=os.path.dirname(os.path.abspath(path)),
         constructor=ValueConstructor(),
     )
     with _collector_paused():

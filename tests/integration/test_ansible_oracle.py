@@ -16,7 +16,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from ansible_oracle import JINJA_MARK, ansible_available, ansible_view, cli_groups
+from ansible_oracle import (
+    JINJA_MARK,
+    ansible_available,
+    ansible_view,
+    cli_groups,
+    flattened_yaml,
+)
 
 if not ansible_available():
     pytest.skip(
@@ -43,6 +49,15 @@ UNREACHABLE_HOSTS = {
     "cp-ansible--ssm_hostname_aliasing.yaml": "got 'amazon.aws.aws_ssm'",
     "k3s-ansible--tests-ha.yaml": "got 'docker'",
     "molecule--podman-hosts.yaml": "got 'containers.podman.podman'",
+    "ansible-datacenter--hosts.yaml": "got 'winrm'",
+    "nft-ansible--production-hosts.yaml": "got 'network_cli'",
+    "nas-incus--production.yaml": "got 'community.general.incus'",
+    "catherinevee-ansible--development-hosts.yaml": "got 'network_cli'",
+    "Homelab--inventory.yaml": "ansible_host: Jinja templates",
+    "homelab--home.yaml": "ansible_ssh_private_key_file: Jinja templates",
+    "ipu-automation--hosts.yaml": "Jinja templates",
+    "IAC-AD--inventory.yaml": "ProxyCommand",
+    "AnixOps-ansible--production-hosts-example.yaml": "ansible_host: Jinja templates",
 }
 
 
@@ -149,7 +164,8 @@ def test_dcctl_resolves_like_ansible(path: Path, oracle: Callable[[Path], dict[s
                 templated.append(f"{name}.{field}")
                 continue
             if field == "key_file" and isinstance(value, str):
-                value = os.path.expanduser(value)  # as Ansible's ssh connection does before use
+                # As ssh reads what Ansible hands it: ~ expanded, relative to where it runs.
+                value = os.path.abspath(os.path.expanduser(value))
             if mine[field] != value:
                 problems.append(
                     f"host {name!r} {field}: dcctl {mine[field]!r} != Ansible {value!r}"
@@ -167,3 +183,35 @@ def test_ansible_inventory_cli_agrees_with_api(
     listed = {group: hosts for group, hosts in cli_groups(path, tmp_path).items() if hosts}
     api = {group: hosts for group, hosts in oracle(path)["groups"].items() if hosts}
     assert listed == api
+
+
+def test_ini_with_group_vars_flattened_by_ansible_inventory_resolves_the_same(
+    tmp_path: Path,
+) -> None:
+    """What README tells owners of INI inventories, group_vars/ and host_vars/: dcctl reads
+    only one YAML file, and `ansible-inventory --list --yaml` writes any of them as one."""
+    from dcctl.inventory import load_inventory
+
+    source = tmp_path / "site"
+    (source / "group_vars").mkdir(parents=True)
+    (source / "host_vars").mkdir()
+    ini = source / "hosts.ini"
+    ini.write_text(
+        "[gpus]\ngpu[01:03].rack ansible_host=10.0.0.1\nlogin ansible_port=2222\n"
+        "[gpus:vars]\nansible_python_interpreter=/usr/bin/python3\n"
+        "[rack:children]\ngpus\n"
+    )
+    (source / "group_vars" / "rack.yml").write_text("ansible_user: admin\n")
+    (source / "host_vars" / "gpu02.rack.yml").write_text("ansible_host: 10.0.0.2\n")
+    flat = tmp_path / "flat.yaml"
+    flat.write_text(flattened_yaml(ini, tmp_path / "scratch"))
+
+    expected = ansible_view(ini, tmp_path / "scratch", plugins="ini")
+    inventory = load_inventory(str(flat), env={})
+    assert {h.name: h.groups for h in inventory.hosts}.keys() == set(expected["all"])
+    for host in inventory.hosts:
+        want = expected["hosts"][host.name]
+        assert (host.address, host.port, host.user) == (want["address"], want["port"], want["user"])
+        assert host.python == "/usr/bin/python3"
+    assert inventory.host("gpu02.rack").address == "10.0.0.2"
+    assert inventory.host("login").user == "admin"
