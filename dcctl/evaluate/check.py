@@ -7,25 +7,18 @@ says why no GPU line appears.
 
 from __future__ import annotations
 
+import difflib
 from collections import Counter
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Mapping
 from fnmatch import fnmatchcase
 from typing import Any
 
 from dcctl.evaluate.bounds import listed, shown
-from dcctl.evaluate.common import (
-    BadExpectation,
-    expect_integer,
-    expect_number,
-    ib_ports,
-    normalize_mountpoint,
-    port_name,
-    probe_error,
-)
+from dcctl.evaluate.common import ib_ports, normalize_mountpoint, port_name, probe_error
+from dcctl.evaluate.registry import Check, FactCheck, check, run_checks
 from dcctl.evaluate.result import Result, Status
-from dcctl.evaluate.versions import parse_requirement
-from dcctl.inventory.expect_keys import EXPECT_KEYS
+from dcctl.evaluate.versions import Requirement
+from dcctl.inventory.expect_keys import EXPECT_KEYS, Expectations, expectations
 
 NO_DRIVER = "NVIDIA driver not loaded"
 GPU_SKIP_MESSAGE = "no NVIDIA driver loaded; GPU checks skipped"
@@ -41,11 +34,10 @@ def _glob_match(pattern: str, text: str) -> bool:
     return fnmatchcase(text.lower(), pattern.lower())
 
 
-def _version_check(result_id: str, what: str, observed: str | None, expected: Any) -> Result:
-    try:
-        requirement = parse_requirement(expected)
-    except ValueError as exc:
-        return Result(result_id, "error", str(exc), observed, expected)
+def _version_check(
+    result_id: str, what: str, observed: str | None, requirement: Requirement
+) -> Result:
+    expected = str(requirement)
     if observed is None:
         return Result(result_id, "fail", f"{what} unknown (expected {requirement})", None, expected)
     try:
@@ -61,9 +53,7 @@ def _driver_loaded(facts: dict[str, Any]) -> bool:
     return facts.get("gpu_source") not in (None, "none")
 
 
-def _check_os(facts: dict[str, Any], expected: Any) -> list[Result]:
-    if not isinstance(expected, str):
-        raise BadExpectation(f"invalid expectation os: expected a glob string, got {expected!r}")
+def _check_os(facts: dict[str, Any], expected: str) -> list[Result]:
     pretty = (facts.get("os") or {}).get("pretty_name")
     if pretty is None:
         message = f"OS unknown: no PRETTY_NAME in os-release (expected {expected})"
@@ -73,7 +63,7 @@ def _check_os(facts: dict[str, Any], expected: Any) -> list[Result]:
     return [_judged(ok, "os.release", message, pretty, expected)]
 
 
-def _check_kernel(facts: dict[str, Any], expected: Any) -> list[Result]:
+def _check_kernel(facts: dict[str, Any], expected: Requirement) -> list[Result]:
     return [_version_check("kernel.version", "kernel", facts.get("kernel"), expected)]
 
 
@@ -81,30 +71,27 @@ def _no_driver(result_id: str, expected: Any, shown: str) -> Result:
     return Result(result_id, "fail", f"{NO_DRIVER} (expected {shown})", None, expected)
 
 
-def _check_driver(facts: dict[str, Any], expected: Any) -> list[Result]:
+def _check_driver(facts: dict[str, Any], expected: Requirement) -> list[Result]:
     if not _driver_loaded(facts):
-        return [_no_driver("driver.version", expected, str(expected))]
+        return [_no_driver("driver.version", str(expected), str(expected))]
     return [_version_check("driver.version", "driver", facts.get("driver"), expected)]
 
 
-def _check_cuda(facts: dict[str, Any], expected: Any) -> list[Result]:
+def _check_cuda(facts: dict[str, Any], expected: Requirement) -> list[Result]:
     if not _driver_loaded(facts):
-        return [_no_driver("cuda.version", expected, f"CUDA {expected}")]
+        return [_no_driver("cuda.version", str(expected), f"CUDA {expected}")]
     return [_version_check("cuda.version", "CUDA driver version", facts.get("cuda"), expected)]
 
 
-def _check_gpu_count(facts: dict[str, Any], expected: Any) -> list[Result]:
-    want = expect_integer("gpu_count", expected)
+def _check_gpu_count(facts: dict[str, Any], want: int) -> list[Result]:
     if want > 0 and not _driver_loaded(facts):
-        return [_no_driver("gpu.count", expected, f"{want} GPUs")]
+        return [_no_driver("gpu.count", want, f"{want} GPUs")]
     count = len(facts.get("gpus") or [])
     message = f"{count} GPUs (expected {want})"
-    return [_judged(count == want, "gpu.count", message, count, expected)]
+    return [_judged(count == want, "gpu.count", message, count, want)]
 
 
-def _check_gpu_model(facts: dict[str, Any], expected: Any) -> list[Result]:
-    if not isinstance(expected, str):
-        raise BadExpectation(f"invalid expectation gpu_model: expected a glob, got {expected!r}")
+def _check_gpu_model(facts: dict[str, Any], expected: str) -> list[Result]:
     if not _driver_loaded(facts):
         return [_no_driver("gpu.model", expected, expected)]
     listed_gpus = facts.get("gpus") or []
@@ -125,27 +112,16 @@ def _check_gpu_model(facts: dict[str, Any], expected: Any) -> list[Result]:
     return [Result("gpu.model", "pass", message, names, expected)]
 
 
-def _check_memory(facts: dict[str, Any], expected: Any) -> list[Result]:
-    want = expect_number("min_memory_gb", expected)
+def _check_memory(facts: dict[str, Any], want: float) -> list[Result]:
     total = (facts.get("memory") or {}).get("total_gb")
     if total is None:
         message = f"memory size unknown (expected at least {want:g} GiB)"
-        return [Result("memory.total", "fail", message, None, expected)]
+        return [Result("memory.total", "fail", message, None, want)]
     message = f"memory {total:g} GiB (expected at least {want:g} GiB)"
-    return [_judged(total >= want, "memory.total", message, total, expected)]
+    return [_judged(total >= want, "memory.total", message, total, want)]
 
 
-def _swap_wanted(expected: Any) -> str:
-    # YAML 1.1 reads a bare `swap: off` as False, so booleans are accepted as well.
-    if isinstance(expected, bool):
-        return "on" if expected else "off"
-    if isinstance(expected, str) and expected.strip().lower() in ("on", "off"):
-        return expected.strip().lower()
-    raise BadExpectation(f"invalid expectation swap: expected 'on' or 'off', got {expected!r}")
-
-
-def _check_swap(facts: dict[str, Any], expected: Any) -> list[Result]:
-    want = _swap_wanted(expected)
+def _check_swap(facts: dict[str, Any], want: str) -> list[Result]:
     swap = facts.get("swap")
     if swap is None:
         return [Result("swap.state", "fail", f"swap unknown (expected {want})", None, want)]
@@ -157,12 +133,7 @@ def _check_swap(facts: dict[str, Any], expected: Any) -> list[Result]:
     return [_judged(state == want, "swap.state", message, state, want)]
 
 
-def _check_mounts(facts: dict[str, Any], expected: Any) -> list[Result]:
-    wanted = [expected] if isinstance(expected, str) else expected
-    if not isinstance(wanted, list) or not all(isinstance(p, str) for p in wanted):
-        raise BadExpectation(
-            f"invalid expectation mounts: expected a list of paths, got {expected!r}"
-        )
+def _check_mounts(facts: dict[str, Any], wanted: list[str]) -> list[Result]:
     if facts.get("mounts") is None:
         error = probe_error(facts, "mounts") or "mount table unknown: no /proc/mounts"
         return [Result(f"mounts.present:{p}", "error", error, None, p) for p in wanted]
@@ -180,8 +151,7 @@ def _check_mounts(facts: dict[str, Any], expected: Any) -> list[Result]:
     return results
 
 
-def _check_ib_ports(facts: dict[str, Any], expected: Any) -> list[Result]:
-    want = expect_integer("ib_ports", expected)
+def _check_ib_ports(facts: dict[str, Any], want: int) -> list[Result]:
     ports = ib_ports(facts)
     active = [p for p in ports if p.get("state") == "ACTIVE"]
     message = f"{len(active)} of {len(ports)} InfiniBand ports ACTIVE (expected {want})"
@@ -191,7 +161,7 @@ def _check_ib_ports(facts: dict[str, Any], expected: Any) -> list[Result]:
             f"{port_name(p)} {shown(p.get('state'))} ({shown(p.get('phys_state'))})" for p in down
         )
         message += f"; not active: {listed(named, len(down))}"
-    return [_judged(len(active) >= want, "ib.ports", message, len(active), expected)]
+    return [_judged(len(active) >= want, "ib.ports", message, len(active), want)]
 
 
 def _slow_port(port: dict[str, Any]) -> str:
@@ -204,12 +174,11 @@ def _slow_port(port: dict[str, Any]) -> str:
     return text if port.get("state") == "ACTIVE" else f"{text} ({shown(port.get('state'))})"
 
 
-def _check_ib_rate(facts: dict[str, Any], expected: Any) -> list[Result]:
-    want = expect_number("ib_rate", expected)
+def _check_ib_rate(facts: dict[str, Any], want: int) -> list[Result]:
     ports = ib_ports(facts)
     if not ports:
         message = f"no InfiniBand ports found (expected {want:g} Gb/s)"
-        return [Result("ib.rate", "fail", message, None, expected)]
+        return [Result("ib.rate", "fail", message, None, want)]
     rates = [p.get("rate_gbps") for p in ports]
     slowest = min((r for r in rates if r is not None), default=None)
     slow = [p for p in ports if p.get("rate_gbps") is None or p["rate_gbps"] < want]
@@ -217,73 +186,55 @@ def _check_ib_rate(facts: dict[str, Any], expected: Any) -> list[Result]:
         message = (
             f"{len(ports)} InfiniBand ports at {slowest:g} Gb/s or faster (expected {want:g} Gb/s)"
         )
-        return [Result("ib.rate", "pass", message, slowest, expected)]
+        return [Result("ib.rate", "pass", message, slowest, want)]
     message = f"{listed(map(_slow_port, slow), len(slow))} (expected {want:g} Gb/s on every port)"
-    return [Result("ib.rate", "fail", message, slowest, expected)]
+    return [Result("ib.rate", "fail", message, slowest, want)]
 
 
-@dataclass(frozen=True)
-class _Expectation:
-    """How one `expect` key is judged: the Result id, the fact it reads and its probes."""
-
-    result_id: str
-    fact: str
-    probes: tuple[str, ...]
-    check: Callable[[dict[str, Any], Any], list[Result]]
-
-
-# In EXPECT_KEYS order; results come out in this order.
-_EXPECTATIONS: dict[str, _Expectation] = {
-    "os": _Expectation("os.release", "os", ("os",), _check_os),
-    "kernel": _Expectation("kernel.version", "kernel", ("kernel",), _check_kernel),
-    "driver": _Expectation("driver.version", "driver", ("gpu",), _check_driver),
-    "cuda": _Expectation("cuda.version", "cuda", ("gpu", "nvml"), _check_cuda),
-    "gpu_count": _Expectation("gpu.count", "gpus", ("gpu",), _check_gpu_count),
-    "gpu_model": _Expectation("gpu.model", "gpus", ("gpu",), _check_gpu_model),
-    "min_memory_gb": _Expectation("memory.total", "memory", ("memory",), _check_memory),
-    "swap": _Expectation("swap.state", "swap", ("memory",), _check_swap),
-    "mounts": _Expectation("mounts.present", "mounts", ("mounts",), _check_mounts),
-    "ib_ports": _Expectation("ib.ports", "ib", ("ib",), _check_ib_ports),
-    "ib_rate": _Expectation("ib.rate", "ib", ("ib",), _check_ib_rate),
-}
+# Results come out in this order.
+CHECKS: tuple[Check[FactCheck], ...] = (
+    check("os.release", _check_os, "os", fact="os", probes=("os",)),
+    check("kernel.version", _check_kernel, "kernel", fact="kernel", probes=("kernel",)),
+    check("driver.version", _check_driver, "driver", fact="driver", probes=("gpu",)),
+    check("cuda.version", _check_cuda, "cuda", fact="cuda", probes=("gpu", "nvml")),
+    check("gpu.count", _check_gpu_count, "gpu_count", fact="gpus", probes=("gpu",)),
+    check("gpu.model", _check_gpu_model, "gpu_model", fact="gpus", probes=("gpu",)),
+    check("memory.total", _check_memory, "min_memory_gb", fact="memory", probes=("memory",)),
+    check("swap.state", _check_swap, "swap", fact="swap", probes=("memory",)),
+    # A failed mounts probe is reported per path by the check itself.
+    check("mounts.present", _check_mounts, "mounts"),
+    check("ib.ports", _check_ib_ports, "ib_ports", fact="ib", probes=("ib",)),
+    check("ib.rate", _check_ib_rate, "ib_rate", fact="ib", probes=("ib",)),
+)
 
 _GPU_DEMANDS = ("driver", "cuda", "gpu_model")
 
 
-def _demands_gpus(expect: dict[str, Any]) -> bool:
-    count = expect.get("gpu_count")
+def _demands_gpus(expect: Expectations) -> bool:
+    # Read as given: a gpu_count of the wrong kind is gpu.count's error, not a demand.
+    count = expect.given.get("gpu_count")
     wants_count = isinstance(count, int) and not isinstance(count, bool) and count > 0
-    return wants_count or any(key in expect for key in _GPU_DEMANDS)
+    return wants_count or any(key in expect.given for key in _GPU_DEMANDS)
 
 
-def _evaluate_one(facts: dict[str, Any], key: str, expected: Any) -> list[Result]:
-    spec = _EXPECTATIONS[key]
-    error = probe_error(facts, *spec.probes)
-    # A probe error only matters when it left the fact unknown (a fallback may have filled it);
-    # mounts reports it per path itself.
-    if error is not None and facts.get(spec.fact) is None and key != "mounts":
-        return [Result(spec.result_id, "error", error, None, expected)]
-    try:
-        return spec.check(facts, expected)
-    except BadExpectation as exc:
-        return [Result(spec.result_id, "error", str(exc), None, expected)]
+def _unknown_key(key: str, value: Any) -> Result:
+    close = difflib.get_close_matches(key, list(EXPECT_KEYS), n=1)
+    message = f"unknown expectation {key!r}" + (f"; did you mean {close[0]!r}?" if close else "")
+    return Result(f"expect.{key}", "error", message, None, value)
 
 
-def evaluate_facts(facts: dict[str, Any], expect: dict[str, Any]) -> list[Result]:
-    """One Result per expectation (one per path for `mounts`), in EXPECT_KEYS order.
+def evaluate_facts(facts: dict[str, Any], expect: Mapping[str, Any] | Expectations) -> list[Result]:
+    """One Result per expectation (one per path for `mounts`), in CHECKS order.
 
     Unknown keys (the inventory validator should have refused them) become `error` results.
     """
-    results: list[Result] = []
-    for key in expect:
-        if key not in EXPECT_KEYS:
-            message = f"unknown expectation {key!r} (known: {', '.join(EXPECT_KEYS)})"
-            results.append(Result(f"expect.{key}", "error", message, None, expect[key]))
-    for key in _EXPECTATIONS:
-        if key == "driver" and not _demands_gpus(expect) and _no_driver_and_no_error(facts):
+    settings = expectations(expect)
+    results = [_unknown_key(key, value) for key, value in settings.unknown.items()]
+    for row in CHECKS:
+        skip = row.id == "driver.version" and not _demands_gpus(settings)
+        if skip and _no_driver_and_no_error(facts):
             results.append(Result("gpu.present", "skip", GPU_SKIP_MESSAGE))
-        if key in expect:
-            results.extend(_evaluate_one(facts, key, expect[key]))
+        results.extend(run_checks((row,), facts, settings))
     return results
 
 

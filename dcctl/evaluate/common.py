@@ -1,37 +1,31 @@
-"""Pieces every evaluator shares: expectation values, probe errors, IB ports, mount points."""
+"""Pieces every evaluator shares: expectation errors, probe errors, IB ports, mount points.
+
+An evaluator reads `expect` through dcctl.inventory.expect_keys.Expectations, which gives
+each key's typed value or its default; checks are registered in dcctl.evaluate.registry.
+"""
 
 from __future__ import annotations
 
 from typing import Any
 
 from dcctl.evaluate.bounds import shown
+from dcctl.inventory.expect_keys import BadExpectation
 
-
-class BadExpectation(ValueError):
-    """An `expect` value of the wrong shape; reported as an `error` result for its check."""
-
-
-# --- expectation values --------------------------------------------------------------------
-
-
-def expect_integer(key: str, value: Any) -> int:
-    """An integer (YAML booleans are not)."""
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise BadExpectation(f"invalid expectation {key}: expected an integer, got {value!r}")
-    return value
-
-
-def expect_count(key: str, value: Any) -> int:
-    """A non-negative integer: how many of something are allowed or wanted."""
-    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-        raise BadExpectation(f"invalid expectation {key}: expected a count, got {value!r}")
-    return value
+__all__ = [
+    "BadExpectation",
+    "expect_number",
+    "ib_ports",
+    "normalize_mountpoint",
+    "port_name",
+    "probe_error",
+]
 
 
 def expect_number(key: str, value: Any) -> float:
-    """An integer or a float, as a float (YAML booleans are not numbers)."""
+    """A threshold that does not come through the expect table, as a float (YAML booleans are
+    not numbers); BadExpectation otherwise."""
     if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise BadExpectation(f"invalid expectation {key}: expected a number, got {value!r}")
+        raise BadExpectation(key, f"expected a number, got {value!r}", value)
     return float(value)
 
 

@@ -3,37 +3,24 @@
 These complement check.py's ib.ports / ib.rate / mounts.present / swap.state: a port that is
 down fails ib.state here and ib.ports there; both name it. A port file the kernel refused to
 read (the probe's per-port `errors`) is an error where it hides something: ib.state when the
-state itself is unknown, ib.read when an ACTIVE port's rate or link layer is. `expect` arrives with
-HEALTH_DEFAULTS merged, so max_ib_link_downed is always set.
+state itself is unknown, ib.read when an ACTIVE port's rate or link layer is. Thresholds are
+read through the expect table, so max_ib_link_downed always has its default.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Mapping
 from typing import Any
 
 from dcctl.evaluate.bounds import listed, shown
-from dcctl.evaluate.common import (
-    BadExpectation,
-    expect_integer,
-    expect_number,
-    ib_ports,
-    normalize_mountpoint,
-    port_name,
-    probe_error,
-)
+from dcctl.evaluate.common import ib_ports, normalize_mountpoint, port_name, probe_error
+from dcctl.evaluate.registry import Check, FactCheck, check, run_checks
 from dcctl.evaluate.result import Result, Status
+from dcctl.inventory.expect_keys import Expectations, expectations
 
 IB_STATE_OK = ("ACTIVE", "LinkUp")
 # Only controllers in this box count: an NVMe-oF namespace (tcp, rdma, fc) is remote storage.
 LOCAL_NVME_TRANSPORTS = (None, "pcie")
-
-
-def _paths(value: Any) -> list[str]:
-    paths = [value] if isinstance(value, str) else value
-    if not isinstance(paths, list) or not all(isinstance(p, str) for p in paths):
-        raise BadExpectation(f"invalid expectation mounts: expected a list of paths, got {value!r}")
-    return paths
 
 
 def _port_errors(port: dict[str, Any]) -> dict[str, Any]:
@@ -94,9 +81,8 @@ def _ib_reads(ports: list[dict[str, Any]]) -> list[Result]:
     return results
 
 
-def _ib_link_downed(facts: dict[str, Any], expected: Any) -> list[Result]:
+def _ib_link_downed(facts: dict[str, Any], limit: int) -> list[Result]:
     """WARN per port whose link went down more often than allowed since boot."""
-    limit = expect_integer("max_ib_link_downed", expected)
     counted = [
         p for p in ib_ports(facts) if (p.get("counters") or {}).get("link_downed") is not None
     ]
@@ -120,8 +106,7 @@ def _ib_link_downed(facts: dict[str, Any], expected: Any) -> list[Result]:
     ]
 
 
-def _nvme_count(facts: dict[str, Any], expected: Any) -> list[Result]:
-    want = expect_integer("nvme_count", expected)
+def _nvme_count(facts: dict[str, Any], want: int) -> list[Result]:
     controllers = facts.get("nvme")
     if controllers is None:
         error = probe_error(facts, "nvme") or "NVMe controllers unknown"
@@ -135,25 +120,24 @@ def _nvme_count(facts: dict[str, Any], expected: Any) -> list[Result]:
     return [Result("nvme.count", status, message, len(local), want)]
 
 
-def _scratch_free(facts: dict[str, Any], expected: Any) -> list[Result]:
-    want = expect_number("min_scratch_free_gb", expected)
+def _scratch_free(facts: dict[str, Any], want: float) -> list[Result]:
     scratch = facts.get("scratch")
     if scratch is None or scratch.get("free_gb") is None:
         error = probe_error(facts, "scratch") or "free space in scratch_dir unknown"
-        return [Result("scratch.free", "error", error, None, expected)]
+        return [Result("scratch.free", "error", error, None, want)]
     free = scratch["free_gb"]
     message = f"{shown(scratch.get('path'))}: {free:g} GiB free (expected at least {want:g} GiB)"
     status: Status = "pass" if free >= want else "fail"
-    return [Result("scratch.free", status, message, free, expected)]
+    return [Result("scratch.free", status, message, free, want)]
 
 
-def _mounts_writable(facts: dict[str, Any], expected: Any) -> list[Result]:
+def _mounts_writable(facts: dict[str, Any], paths: list[str]) -> list[Result]:
     """Per expected path that is mounted: FAIL when read-only. An unmounted path or an
     unknown mount table is mounts.present's finding, not repeated here."""
     # Later entries shadow earlier ones on the same mount point, as the kernel shows them.
     table = {normalize_mountpoint(m["mountpoint"]): m for m in facts.get("mounts") or []}
     results = []
-    for path in _paths(expected):
+    for path in paths:
         mount = table.get(normalize_mountpoint(path))
         if mount is None or mount.get("options") is None:
             continue
@@ -168,30 +152,19 @@ def _mounts_writable(facts: dict[str, Any], expected: Any) -> list[Result]:
     return results
 
 
-Check = Callable[[dict[str, Any], Any], list[Result]]
-
-
-def _judged(result_id: str, check: Check, facts: dict[str, Any], expected: Any) -> list[Result]:
-    try:
-        return check(facts, expected)
-    except BadExpectation as exc:
-        return [Result(result_id, "error", str(exc), None, expected)]
-
-
-# expect key -> the Result id it yields and how it is judged; results come out in this order.
-_EXPECTATIONS: tuple[tuple[str, str, Check], ...] = (
-    ("max_ib_link_downed", "ib.link_downed", _ib_link_downed),
-    ("nvme_count", "nvme.count", _nvme_count),
-    ("min_scratch_free_gb", "scratch.free", _scratch_free),
-    ("mounts", "mounts.writable", _mounts_writable),
+# Results come out in this order.
+CHECKS: tuple[Check[FactCheck], ...] = (
+    check("ib.state", _ib_state),
+    check("ib.link_downed", _ib_link_downed, "max_ib_link_downed"),
+    check("nvme.count", _nvme_count, "nvme_count"),
+    check("scratch.free", _scratch_free, "min_scratch_free_gb"),
+    check("mounts.writable", _mounts_writable, "mounts"),
 )
 
 
-def evaluate_io_health(facts: dict[str, Any], expect: dict[str, Any]) -> list[Result]:
-    """ib.state, ib.link_downed, then nvme.count, scratch.free and mounts.writable:<path>
-    when `expect` asks for them."""
-    results = _ib_state(facts)
-    for key, result_id, check in _EXPECTATIONS:
-        if expect.get(key) is not None:
-            results += _judged(result_id, check, facts, expect[key])
-    return results
+def evaluate_io_health(
+    facts: dict[str, Any], expect: Mapping[str, Any] | Expectations
+) -> list[Result]:
+    """ib.state (and ib.read), ib.link_downed, then nvme.count, scratch.free and
+    mounts.writable:<path> when `expect` asks for them."""
+    return run_checks(CHECKS, facts, expectations(expect))

@@ -1,5 +1,5 @@
 """Everything `dcctl check` judges on one node: the inventory's expectations, then the health
-checks, which run with built-in thresholds (HEALTH_DEFAULTS) that `expect` may override.
+checks, which run with the expect table's defaults where the inventory sets nothing.
 
 Read within the bounds of dcctl.evaluate.bounds: judging one host takes milliseconds whatever
 its node sent; and of the shape dcctl.evaluate.shape checks: a fact of another shape is one
@@ -7,6 +7,7 @@ its node sent; and of the shape dcctl.evaluate.shape checks: a fact of another s
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from dcctl.evaluate.bounds import bound_facts, fold_by_id
@@ -17,22 +18,23 @@ from dcctl.evaluate.io_health import evaluate_io_health
 from dcctl.evaluate.node_health import evaluate_node_health
 from dcctl.evaluate.result import Result
 from dcctl.evaluate.shape import checked_facts
-from dcctl.inventory.expect_keys import HEALTH_DEFAULTS
+from dcctl.inventory.expect_keys import HEALTH_DEFAULTS, expectations
 
 
-def health_expect(expect: dict[str, Any]) -> dict[str, Any]:
-    """The host's expectations with every health threshold filled in."""
+def health_expect(expect: Mapping[str, Any]) -> dict[str, Any]:
+    """The host's expectations as plain values with every health threshold filled in: what a
+    node task is sent (its xid_window_h)."""
     return {**HEALTH_DEFAULTS, **expect}
 
 
-def evaluate_node(facts: dict[str, Any], expect: dict[str, Any]) -> list[Result]:
-    settings = health_expect(expect)
+def evaluate_node(facts: dict[str, Any], expect: Mapping[str, Any]) -> list[Result]:
+    settings = expectations(expect)
     bounded, too_long = bound_facts(facts)
     # After the cuts: the shape check then reads a bounded part of the facts too.
     checked, malformed = checked_facts(bounded)
     return fold_by_id(
         [
-            *evaluate_facts(checked, expect),
+            *evaluate_facts(checked, settings),
             *evaluate_gpu_health(checked, settings),
             *evaluate_node_health(checked, settings),
             *evaluate_io_health(checked, settings),

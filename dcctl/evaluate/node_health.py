@@ -1,7 +1,7 @@
 """Node health beyond the GPUs themselves: the kernel log, kernel modules, the fabric manager.
 
-Judged on every node with the hardware, whether or not the inventory mentions them (`expect`
-arrives with HEALTH_DEFAULTS merged). A node without NVIDIA hardware gets no GPU results at
+Judged on every node with the hardware, whether or not the inventory mentions them (the
+thresholds have defaults in the expect table). A node without NVIDIA hardware gets no GPU results at
 all: a CPU node's report should not fill with skips about GPUs it never had.
 """
 
@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -21,12 +21,13 @@ from dcctl.evaluate.bounds import (
     node_count,
     shown,
 )
-from dcctl.evaluate.common import BadExpectation, ib_ports, probe_error
+from dcctl.evaluate.common import ib_ports, probe_error
 from dcctl.evaluate.gpus import BusIndex, bus_index, gpu_at, gpu_label, gpu_ref
+from dcctl.evaluate.registry import Check, FactCheck, check, run_checks
 from dcctl.evaluate.result import Result, Status
 from dcctl.evaluate.xids import XID_154_FAILS, XIDS, sxid_status
+from dcctl.inventory.expect_keys import Expectations, expectations
 
-MODES = ("auto", "required", "off")
 NO_MODULE_LIST = "loaded modules unknown: no /proc/modules"
 # How to let a non-root user read the kernel log (journalctl -k, else dmesg).
 KERNEL_LOG_ACCESS = (
@@ -34,50 +35,6 @@ KERNEL_LOG_ACCESS = (
 )
 # What follows the severity word of an SXid line is its description.
 _SEVERITY_RE = re.compile(r"(?:Non-fatal|Fatal),\s*")
-
-
-def _mode(key: str, value: Any) -> str:
-    # YAML 1.1 reads a bare `off` as False and `on` as True.
-    if value is False:
-        return "off"
-    if value is True:
-        return "required"
-    if isinstance(value, str) and value.strip().lower() in MODES:
-        return value.strip().lower()
-    raise BadExpectation(
-        f"invalid expectation {key}: expected 'auto', 'required' or 'off', got {value!r}"
-    )
-
-
-def _ignored_xids(value: Any) -> set[int]:
-    if not isinstance(value, list) or not all(
-        isinstance(x, int) and not isinstance(x, bool) for x in value
-    ):
-        raise BadExpectation(
-            f"invalid expectation ignore_xids: expected a list of XID numbers, got {value!r}"
-        )
-    return set(value)
-
-
-XID_STATUSES = ("fail", "warn", "count", "ignore")
-
-
-def _xid_overrides(value: Any) -> dict[int, str]:
-    """expect.xid_status: {XID: fail|warn|count|ignore}; keys may arrive as strings (JSON)."""
-    if not isinstance(value, dict):
-        raise BadExpectation(
-            f"invalid expectation xid_status: expected a mapping of XID to status, got {value!r}"
-        )
-    overrides = {}
-    for key, status in value.items():
-        number = key if type(key) is int else int(key) if str(key).isdigit() else None
-        if number is None or not isinstance(status, str) or status.lower() not in XID_STATUSES:
-            raise BadExpectation(
-                f"invalid expectation xid_status: {key!r}: {status!r}: expected an XID number "
-                f"and one of {', '.join(XID_STATUSES)}"
-            )
-        overrides[number] = status.lower()
-    return overrides
 
 
 def _unknown(result_id: str, facts: dict[str, Any], probe: str, why: str) -> Result:
@@ -284,10 +241,26 @@ def _nvrm_fault_results(
     return [result for _, result in found]
 
 
-def _check_xids(facts: dict[str, Any], log: dict[str, Any], expect: dict[str, Any]) -> list[Result]:
-    overrides = _xid_overrides(expect.get("xid_status", {}))
-    ignored = _ignored_xids(expect.get("ignore_xids", []))
-    ignored |= {xid for xid, status in overrides.items() if status == "ignore"}
+def _check_xids(
+    facts: dict[str, Any], overrides: dict[int, str], ignore_xids: list[int]
+) -> list[Result]:
+    """XIDs and the NVRM faults that lose a GPU, on a node with NVIDIA hardware or a log that
+    names one; a warning when the log could not be read there."""
+    nvidia = _has_nvidia(facts)
+    log, unreadable = _readable_log(facts)
+    if log is None:
+        return [unreadable] if unreadable is not None and nvidia else []
+    # XIDs are judged on a node with no NVIDIA facts too: a GPU that fell off the bus may leave
+    # a driver that no longer loads, and the XID it logged is what explains that.
+    if not (nvidia or _logs_xids(log)):
+        return []
+    return _judge_xids(facts, log, overrides, ignore_xids)
+
+
+def _judge_xids(
+    facts: dict[str, Any], log: dict[str, Any], overrides: dict[int, str], ignore_xids: list[int]
+) -> list[Result]:
+    ignored = set(ignore_xids) | {xid for xid, status in overrides.items() if status == "ignore"}
     latest = _latest(log, "xids", ("xid", "pci"))
     xids = _XidLog(_window(facts, log), bus_index(facts), latest, overrides)
     counts = _counted(log, "xids", ("xid", "pci"))
@@ -343,7 +316,10 @@ def _fatal_sxids(log: dict[str, Any]) -> set[tuple[Any, ...]]:
     return {(e.get("sxid"), e.get("device")) for e in counted if e.get("fatal")}
 
 
-def _check_sxids(facts: dict[str, Any], log: dict[str, Any]) -> list[Result]:
+def _check_sxids(facts: dict[str, Any]) -> list[Result]:
+    log, _ = _readable_log(facts)
+    if log is None:
+        return []
     counts = _counted(log, "sxids", ("sxid", "device"))
     fatal = _fatal_sxids(log)
     latest = _latest(log, "sxids", ("sxid", "device"))
@@ -379,7 +355,10 @@ def _check_sxids(facts: dict[str, Any], log: dict[str, Any]) -> list[Result]:
     return []
 
 
-def _check_mlx5_pcie(log: dict[str, Any]) -> list[Result]:
+def _check_mlx5_pcie(facts: dict[str, Any]) -> list[Result]:
+    log, _ = _readable_log(facts)
+    if log is None:
+        return []
     results = []
     expected = "full PCIe bandwidth"
     for _, event in sorted(_latest(log, "pcie_bandwidth_limited", ("device",)).items()):
@@ -392,18 +371,8 @@ def _check_mlx5_pcie(log: dict[str, Any]) -> list[Result]:
     return fold("kernel.mlx5_pcie", results, Counter({"warn": left_out}), expected)
 
 
-def _check_kernel_log(facts: dict[str, Any], expect: dict[str, Any], nvidia: bool) -> list[Result]:
-    log, unreadable = _readable_log(facts)
-    if log is None:
-        return [unreadable] if unreadable is not None and nvidia else []
-    # XIDs are judged on a node with no NVIDIA facts too: a GPU that fell off the bus may leave
-    # a driver that no longer loads, and the XID it logged is what explains that.
-    judged = nvidia or _logs_xids(log)
-    results = _guarded("kernel.xid", _check_xids, facts, log, expect) if judged else []
-    return results + _check_sxids(facts, log) + _check_mlx5_pcie(log)
-
-
-def _check_nouveau(facts: dict[str, Any], nvidia: bool) -> list[Result]:
+def _check_nouveau(facts: dict[str, Any]) -> list[Result]:
+    nvidia = _has_nvidia(facts)
     modules = facts.get("modules")
     if modules is None:
         return [_unknown("modules.nouveau", facts, "modules", NO_MODULE_LIST)] if nvidia else []
@@ -417,10 +386,9 @@ def _check_nouveau(facts: dict[str, Any], nvidia: bool) -> list[Result]:
     return [Result("modules.nouveau", "pass", "nouveau not loaded", False, "not loaded")]
 
 
-def _check_peermem(facts: dict[str, Any], expect: dict[str, Any]) -> list[Result]:
-    mode = _mode("nvidia_peermem", expect.get("nvidia_peermem", "auto"))
+def _check_peermem(facts: dict[str, Any], mode: str) -> list[Result]:
     ports = len(ib_ports(facts))
-    if mode == "off" or (mode == "auto" and ports == 0):
+    if not _has_nvidia(facts) or mode == "off" or (mode == "auto" and ports == 0):
         return []
     modules = facts.get("modules")
     if modules is None:
@@ -438,10 +406,9 @@ def _check_peermem(facts: dict[str, Any], expect: dict[str, Any]) -> list[Result
     return [Result("modules.peermem", "fail", message, False, "loaded")]
 
 
-def _check_fabric_manager(facts: dict[str, Any], expect: dict[str, Any]) -> list[Result]:
-    mode = _mode("fabric_manager", expect.get("fabric_manager", "auto"))
+def _check_fabric_manager(facts: dict[str, Any], mode: str) -> list[Result]:
     switches = facts.get("nvswitch_count") or 0
-    if mode == "off" or (mode == "auto" and switches == 0):
+    if not _has_nvidia(facts) or mode == "off" or (mode == "auto" and switches == 0):
         return []
     why = f"{switches} NVSwitches" if switches else "required by the inventory"
     state = facts.get("fabric_manager")
@@ -457,21 +424,20 @@ def _check_fabric_manager(facts: dict[str, Any], expect: dict[str, Any]) -> list
     return [Result("fabric.manager", "fail", message, state, "active")]
 
 
-def _guarded(result_id: str, check: Callable[..., list[Result]], *args: Any) -> list[Result]:
-    """The check's results, or one `error` result when an expectation has the wrong shape."""
-    try:
-        return check(*args)
-    except BadExpectation as exc:
-        return [Result(result_id, "error", str(exc))]
+# Results come out in this order.
+CHECKS: tuple[Check[FactCheck], ...] = (
+    check("kernel.xid", _check_xids, "xid_status", "ignore_xids"),
+    check("kernel.sxid", _check_sxids),
+    check("kernel.mlx5_pcie", _check_mlx5_pcie),
+    check("modules.nouveau", _check_nouveau),
+    check("modules.peermem", _check_peermem, "nvidia_peermem"),
+    check("fabric.manager", _check_fabric_manager, "fabric_manager"),
+)
 
 
-def evaluate_node_health(facts: dict[str, Any], expect: dict[str, Any]) -> list[Result]:
+def evaluate_node_health(
+    facts: dict[str, Any], expect: Mapping[str, Any] | Expectations
+) -> list[Result]:
     """kernel.xid, kernel.sxid, kernel.mlx5_pcie, modules.nouveau, modules.peermem and
     fabric.manager results, in that order; only findings and, where judged, a pass."""
-    nvidia = _has_nvidia(facts)
-    results = _check_kernel_log(facts, expect, nvidia)
-    results += _check_nouveau(facts, nvidia)
-    if nvidia:
-        results += _guarded("modules.peermem", _check_peermem, facts, expect)
-        results += _guarded("fabric.manager", _check_fabric_manager, facts, expect)
-    return results
+    return run_checks(CHECKS, facts, expectations(expect))

@@ -1,68 +1,256 @@
-"""The keys an inventory may set under `expect`, and the YAML type each one takes.
+"""Every key an inventory may set under `expect`: its kind, default, group and meaning.
 
-One table, read by the inventory validator (unknown key -> error with a hint) and by the
-evaluators (which expectation judges which fact). Keys with a default in HEALTH_DEFAULTS are
-judged on every node that has the hardware, whether or not the inventory sets them.
+This table is the one place a key is declared. The inventory validator refuses a key not in
+it and checks each value against its kind; `inventories/example-rack.yaml` shows every key
+with its default (a test holds it to this table); the evaluators read each value through
+`Expectations`, which gives the typed value or the default.
+
+A key with no default that the inventory leaves unset is not judged, unless its description
+names the rule its evaluator applies instead (warn near the GPU's slowdown temperature).
 """
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, Literal
 
-EXPECT_KEYS: dict[str, str] = {
-    "os": "glob on PRETTY_NAME, e.g. 'Ubuntu 22.04*'",
-    "kernel": "version comparison, e.g. '>=5.15'",
-    "driver": "NVIDIA driver version comparison, e.g. '>=550.54'",
-    "cuda": "CUDA driver version comparison, e.g. '>=12.4'",
-    "gpu_count": "integer number of GPUs",
-    "gpu_model": "glob on the GPU name, e.g. '*H100*'",
-    "min_memory_gb": "number: least total memory in GiB",
-    "swap": "'off' or 'on'",
-    "mounts": "list of mount points that must be mounted and writable",
-    "ib_ports": "integer: least number of InfiniBand ports in state ACTIVE",
-    "ib_rate": "integer Gb/s every InfiniBand port must run at, e.g. 400",
-    # GPU health (defaults below apply whenever GPUs are present)
-    "vbios_uniform": "true/false: every GPU of a node runs the same VBIOS",
-    "persistence_mode": "'on', 'off' or 'any'",
-    "mig_mode": "'on', 'off' or 'any'",
-    "max_gpu_processes": "integer: compute processes allowed on an idle node's GPUs",
-    "ecc": "'on', 'off' or 'any'",
-    "max_ecc_correctable": "integer: volatile correctable ECC errors per GPU before a warning",
-    "max_pcie_replays": "integer: PCIe replay counter per GPU before a warning",
-    "max_gpu_temp_c": "number: GPU temperature that fails (default: warn near slowdown)",
-    "max_power_fraction": "number: power draw as a fraction of the enforced limit before a warning",
-    "nvlink_links": "integer: active NVLink links per GPU (default: every populated link)",
-    "max_nvlink_replay": "integer: NVLink replay errors per link before a warning",
-    "max_nvlink_recovery": "integer: NVLink recovery errors per link before a warning",
-    "max_nvlink_crc": "integer: NVLink CRC errors per link before a warning",
-    "fabric_manager": "'auto' (required with NVSwitch), 'required' or 'off'",
-    # Node health
-    "xid_window_h": "number: hours of kernel log searched for XID errors",
-    "ignore_xids": "list of XID numbers never reported",
-    "xid_status": "mapping of XID number to 'fail', 'warn', 'count' or 'ignore': overrides the "
-    "status NVIDIA's Xid catalog gives it, e.g. {63: fail, 13: ignore}",
-    "nvidia_peermem": "'auto' (required with GPUs and InfiniBand), 'required' or 'off'",
-    "max_ib_link_downed": "integer: InfiniBand link_downed counter per port before a warning",
-    "nvme_count": "integer number of NVMe controllers",
-    "min_scratch_free_gb": "number: least free GiB in scratch_dir",
+from dcctl.inventory import expect_kinds as kinds
+from dcctl.inventory.expect_kinds import BadExpectation, Kind, coerce, typed
+
+__all__ = [
+    "DEFAULTS",
+    "EXPECT_KEYS",
+    "HEALTH_DEFAULTS",
+    "BadExpectation",
+    "ExpectKey",
+    "Expectations",
+    "expectations",
+    "value",
+]
+
+Group = Literal["check", "gpu health", "node health", "bench"]
+GROUPS: tuple[Group, ...] = ("check", "gpu health", "node health", "bench")
+
+
+@dataclass(frozen=True)
+class ExpectKey:
+    """One `expect` key. `default` None: no default (see the module's docstring)."""
+
+    name: str
+    kind: Kind
+    group: Group
+    description: str
+    default: Any = None
+
+    def typed(self, plain: Any) -> Any:
+        """The value an evaluator reads, from the plain validated value."""
+        return None if plain is None else typed(self.kind, plain)
+
+
+_TABLE: tuple[ExpectKey, ...] = (
+    # Judged where the inventory sets them.
+    ExpectKey("os", kinds.GLOB, "check", "glob on PRETTY_NAME in os-release, e.g. 'Ubuntu 22.04*'"),
+    ExpectKey("kernel", kinds.VERSION, "check", "kernel version, e.g. '>=5.15'"),
+    ExpectKey("driver", kinds.VERSION, "check", "NVIDIA driver version, e.g. '>=550.54'"),
+    ExpectKey("cuda", kinds.VERSION, "check", "CUDA version the driver supports, e.g. '>=12.4'"),
+    ExpectKey("gpu_count", kinds.COUNT, "check", "GPUs NVML must see"),
+    ExpectKey("gpu_model", kinds.GLOB, "check", "glob on every GPU's name, e.g. '*H100*'"),
+    ExpectKey("min_memory_gb", kinds.AMOUNT, "check", "least total host memory, GiB"),
+    ExpectKey("swap", kinds.ON_OFF, "check", "whether swap is on"),
+    ExpectKey(
+        "mounts", kinds.MOUNT_POINTS, "check", "mount points that must be mounted and writable"
+    ),
+    ExpectKey("ib_ports", kinds.COUNT, "check", "least InfiniBand ports in state ACTIVE"),
+    ExpectKey("ib_rate", kinds.POSITIVE_COUNT, "check", "Gb/s every InfiniBand port must run at"),
+    ExpectKey("nvme_count", kinds.COUNT, "check", "local NVMe controllers"),
+    ExpectKey("min_scratch_free_gb", kinds.AMOUNT, "check", "least free GiB in scratch_dir"),
+    # GPU health: judged on every node with GPUs.
+    ExpectKey(
+        "vbios_uniform", kinds.BOOL, "gpu health", "one VBIOS version across a node's GPUs", True
+    ),
+    ExpectKey("persistence_mode", kinds.ON_OFF_ANY, "gpu health", "persistence mode", "on"),
+    ExpectKey("mig_mode", kinds.ON_OFF_ANY, "gpu health", "MIG mode", "off"),
+    ExpectKey(
+        "max_gpu_processes", kinds.COUNT, "gpu health", "compute processes on an idle node", 0
+    ),
+    ExpectKey("ecc", kinds.ON_OFF_ANY, "gpu health", "ECC mode", "on"),
+    ExpectKey(
+        "max_ecc_correctable",
+        kinds.COUNT,
+        "gpu health",
+        "volatile correctable ECC errors per GPU before a warning",
+        100,
+    ),
+    ExpectKey(
+        "max_pcie_replays", kinds.COUNT, "gpu health", "PCIe replays per GPU before a warning", 100
+    ),
+    ExpectKey(
+        "max_gpu_temp_c",
+        kinds.AMOUNT,
+        "gpu health",
+        "GPU temperature that fails, C (unset: warn within 5 C of the GPU's slowdown)",
+    ),
+    ExpectKey(
+        "max_power_fraction",
+        kinds.AMOUNT,
+        "gpu health",
+        "power draw as a fraction of the enforced limit before a warning",
+        1.0,
+    ),
+    ExpectKey(
+        "nvlink_links",
+        kinds.COUNT,
+        "gpu health",
+        "active NVLink links per GPU (unset: every populated link)",
+    ),
+    ExpectKey(
+        "max_nvlink_replay", kinds.COUNT, "gpu health", "NVLink replays per link: warn above", 100
+    ),
+    ExpectKey(
+        "max_nvlink_recovery",
+        kinds.COUNT,
+        "gpu health",
+        "NVLink recoveries per link: warn above",
+        10,
+    ),
+    ExpectKey(
+        "max_nvlink_crc", kinds.COUNT, "gpu health", "NVLink CRC errors per link: warn above", 100
+    ),
+    ExpectKey(
+        "fabric_manager",
+        kinds.MODE,
+        "gpu health",
+        "nvidia-fabricmanager: 'auto' is required with NVSwitches",
+        "auto",
+    ),
+    # Node health: the kernel log, kernel modules, InfiniBand counters.
+    ExpectKey(
+        "xid_window_h", kinds.POSITIVE_AMOUNT, "node health", "hours of kernel log searched", 24
+    ),
+    ExpectKey("ignore_xids", kinds.XID_LIST, "node health", "XIDs never reported", []),
+    ExpectKey(
+        "xid_status",
+        kinds.XID_STATUS_MAP,
+        "node health",
+        "per-XID override of the status NVIDIA's Xid catalog gives it, e.g. {63: fail, 13: ignore}",
+        {},
+    ),
+    ExpectKey(
+        "nvidia_peermem",
+        kinds.MODE,
+        "node health",
+        "nvidia_peermem module: 'auto' is required with GPUs and InfiniBand",
+        "auto",
+    ),
+    ExpectKey(
+        "max_ib_link_downed",
+        kinds.COUNT,
+        "node health",
+        "InfiniBand link_downed counter per port before a warning",
+        0,
+    ),
+    # Benchmarks: judged by `dcctl bench`; a figure with no threshold is reported, not judged.
+    ExpectKey(
+        "gemm_min_efficiency",
+        kinds.FRACTION,
+        "bench",
+        "bf16 GEMM TFLOP/s as a fraction of the GPU model's dense peak (where the peak is known)",
+        0.70,
+    ),
+    ExpectKey("gemm_min_tflops_bf16", kinds.AMOUNT, "bench", "bf16 GEMM TFLOP/s per GPU"),
+    ExpectKey("gemm_min_tflops_fp16", kinds.AMOUNT, "bench", "fp16 GEMM TFLOP/s per GPU"),
+    ExpectKey("gemm_min_tflops_tf32", kinds.AMOUNT, "bench", "tf32 GEMM TFLOP/s per GPU"),
+    ExpectKey("gemm_min_tflops_fp32", kinds.AMOUNT, "bench", "fp32 GEMM TFLOP/s per GPU"),
+    ExpectKey("gemm_min_tflops_fp8", kinds.AMOUNT, "bench", "fp8 GEMM TFLOP/s per GPU"),
+    ExpectKey(
+        "gemm_max_gpu_spread",
+        kinds.FRACTION,
+        "bench",
+        "how far the slowest GPU may fall below the node's median GEMM before a warning",
+        0.10,
+    ),
+    ExpectKey(
+        "soak_max_throughput_drop",
+        kinds.FRACTION,
+        "bench",
+        "how far the last soak window may fall below the first before a warning",
+        0.10,
+    ),
+    ExpectKey(
+        "allreduce_min_busbw_gbs",
+        kinds.AMOUNT,
+        "bench",
+        "allreduce bus bandwidth at the largest message size, GB/s (10^9 B/s) "
+        "(unset: a default per GPU model and count where one is known)",
+    ),
+    ExpectKey(
+        "fio_min_seqread_mb_s", kinds.AMOUNT, "bench", "fio sequential read, MB/s (10^6 B/s)"
+    ),
+    ExpectKey(
+        "fio_min_seqwrite_mb_s", kinds.AMOUNT, "bench", "fio sequential write, MB/s (10^6 B/s)"
+    ),
+    ExpectKey("fio_min_randread_iops", kinds.AMOUNT, "bench", "fio random read IOPS"),
+    ExpectKey("fio_min_randwrite_iops", kinds.AMOUNT, "bench", "fio random write IOPS"),
+    ExpectKey("fio_max_randread_p99_us", kinds.AMOUNT, "bench", "fio random read p99 latency, µs"),
+)
+
+EXPECT_KEYS: Mapping[str, ExpectKey] = {key.name: key for key in _TABLE}
+
+# Every default, and those `dcctl check` judges by: the plain values an inventory would hold.
+DEFAULTS: Mapping[str, Any] = {k.name: k.default for k in _TABLE if k.default is not None}
+HEALTH_DEFAULTS: Mapping[str, Any] = {
+    name: default
+    for name, default in DEFAULTS.items()
+    if EXPECT_KEYS[name].group in ("gpu health", "node health")
 }
 
-HEALTH_DEFAULTS: dict[str, Any] = {
-    "vbios_uniform": True,
-    "persistence_mode": "on",
-    "mig_mode": "off",
-    "max_gpu_processes": 0,
-    "ecc": "on",
-    "max_ecc_correctable": 100,
-    "max_pcie_replays": 100,
-    "max_power_fraction": 1.0,
-    "max_nvlink_replay": 100,
-    "max_nvlink_recovery": 10,
-    "max_nvlink_crc": 100,
-    "fabric_manager": "auto",
-    "xid_window_h": 24,
-    "ignore_xids": [],
-    "xid_status": {},
-    "nvidia_peermem": "auto",
-    "max_ib_link_downed": 0,
-}
+
+class Expectations:
+    """A host's `expect` read through the table: the typed value of each key, else its
+    default, else None (not judged).
+
+    Values that came through the inventory are valid already; any other (a dict built in
+    code, JSON) is checked here under the same rules, and a bad one raises BadExpectation
+    only where a check reads it, so it costs that one check, not the host.
+    """
+
+    def __init__(self, expect: Mapping[str, Any]) -> None:
+        self._typed: dict[str, Any] = {}
+        self._bad: dict[str, BadExpectation] = {}
+        self.unknown: dict[str, Any] = {}
+        self.given: dict[str, Any] = {}
+        for name, plain in expect.items():
+            key = EXPECT_KEYS.get(name)
+            if key is None:
+                self.unknown[name] = plain
+            elif plain is not None:  # null unsets: the default applies
+                self.given[name] = plain
+                self._read(key, plain)
+
+    def _read(self, key: ExpectKey, plain: Any) -> None:
+        try:
+            self._typed[key.name] = key.typed(coerce(key.kind, plain, key.name))
+        except BadExpectation as exc:
+            exc.value = plain  # the value as given, for the error result's `expected`
+            self._bad[key.name] = exc
+
+    def get(self, name: str) -> Any:
+        """The typed value of `name`, its default when unset, or None (no judgement)."""
+        if name in self._bad:
+            raise self._bad[name]
+        if name in self._typed:
+            return self._typed[name]
+        key = EXPECT_KEYS[name]  # a name not in the table is a mistake in the caller
+        # A fresh copy: a default list or mapping is never shared with an evaluator.
+        return key.typed(coerce(key.kind, key.default, name)) if key.default is not None else None
+
+
+def expectations(expect: Mapping[str, Any] | Expectations) -> Expectations:
+    """`expect` read through the table; an Expectations is returned as it is."""
+    return expect if isinstance(expect, Expectations) else Expectations(expect)
+
+
+def value(expect: Mapping[str, Any] | Expectations, name: str) -> Any:
+    """One key's typed value, its default, or None; BadExpectation for a malformed one."""
+    return expectations(expect).get(name)

@@ -16,10 +16,11 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from yaml.nodes import Node, ScalarNode, SequenceNode
+from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
 from dcctl.inventory.document import Context, describe, is_null, mapping_items
 from dcctl.inventory.expect_keys import EXPECT_KEYS
+from dcctl.inventory.expect_kinds import Kind, ListOf, MappingOf, Mismatch, Scalar
 from dcctl.inventory.limits import MAX_VAR_ENTRIES
 from dcctl.inventory.messages import shorten
 
@@ -328,9 +329,9 @@ def _parse_connection(node: Node, key: str, ctx: Context) -> Any:
 
 
 def _parse_key_file(node: Node, key: str, ctx: Context) -> str:
-    # Relative to the inventory file, so the inventory works from any working directory.
-    expanded = os.path.expanduser(_parse_text(node, key, ctx))
-    return os.path.normpath(os.path.join(ctx.base_dir, expanded))
+    # Relative to the directory dcctl runs in, as Ansible's: it hands the path to ssh as
+    # written, so `keys/id` in a repository's inventory/ means <where you run>/keys/id.
+    return os.path.abspath(os.path.expanduser(_parse_text(node, key, ctx)))
 
 
 def _parse_absolute_path(node: Node, key: str, ctx: Context) -> str:
@@ -381,89 +382,51 @@ def _bounded_list(node: SequenceNode, key: str, ctx: Context) -> list[Node]:
 
 
 def _parse_expect(node: Node, key: str, ctx: Context) -> dict[str, Any]:
+    """Each entry checked against its kind in the expect table: the plain validated value."""
     expect: dict[str, Any] = {}
     for name, name_node, value_node in _bounded_items(node, key, ctx):
         where = f"{key}.{name}"
-        if name not in EXPECT_KEYS:
+        entry = EXPECT_KEYS.get(name)
+        if entry is None:
             raise ctx.error(name_node, where, f"unknown key{hint(name, EXPECT_KEYS)}")
-        parser = _EXPECT_PARSERS.get(name, _parse_any)
-        expect[name] = None if is_null(value_node) else parser(value_node, where, ctx)
+        expect[name] = (
+            None if is_null(value_node) else _parse_kind(entry.kind, value_node, where, ctx)
+        )
     return expect
 
 
-def _parse_any(node: Node, key: str, ctx: Context) -> Any:
-    return ctx.construct(node, key)
+def _parse_kind(kind: Kind, node: Node, key: str, ctx: Context) -> Any:
+    if isinstance(kind, ListOf):
+        if not isinstance(node, SequenceNode):
+            raise ctx.error(node, key, f"expected {kind.expected}, got {describe(node)}")
+        return [_parse_scalar(kind.item, item, key, ctx) for item in _bounded_list(node, key, ctx)]
+    if isinstance(kind, MappingOf):
+        if not isinstance(node, MappingNode):
+            raise ctx.error(node, key, f"expected {kind.expected}, got {describe(node)}")
+        parsed = {}
+        for name, name_node, value_node in _bounded_items(node, key, ctx):
+            where = f"{key}.{name}"
+            number = _checked(kind.key, name, name_node, where, ctx)
+            parsed[number] = _parse_scalar(kind.value, value_node, where, ctx)
+        return parsed
+    return _parse_scalar(kind, node, key, ctx)
+
+
+def _parse_scalar(kind: Scalar, node: Node, key: str, ctx: Context) -> Any:
+    written = _scalar_as_written(node, key, ctx) if kind.as_written else ctx.construct(node, key)
+    return _checked(kind, written, node, key, ctx)
+
+
+def _checked(kind: Scalar, value: Any, node: Node, key: str, ctx: Context) -> Any:
+    try:
+        return kind.check(value)
+    except Mismatch as exc:
+        raise ctx.error(node, key, exc.problem(describe(node))) from None
 
 
 def _as_int(value: object) -> int | None:
     """`value` if it is a YAML integer; booleans are ints to Python but not to a user."""
     return value if isinstance(value, int) and not isinstance(value, bool) else None
-
-
-def _parse_count(node: Node, key: str, ctx: Context) -> int:
-    count = _as_int(ctx.construct(node, key))
-    if count is None or count < 0:
-        raise ctx.error(node, key, f"expected a whole number >= 0, got {describe(node)}")
-    return count
-
-
-def _parse_positive_int(node: Node, key: str, ctx: Context) -> int:
-    number = _as_int(ctx.construct(node, key))
-    if number is None or number <= 0:
-        raise ctx.error(node, key, f"expected a whole number > 0, got {describe(node)}")
-    return number
-
-
-def _parse_amount(node: Node, key: str, ctx: Context) -> float | int:
-    value = ctx.construct(node, key)
-    if not isinstance(value, (int, float)) or isinstance(value, bool) or value < 0:
-        raise ctx.error(node, key, f"expected a number >= 0, got {describe(node)}")
-    return value
-
-
-def _choice(*choices: str, true: str = "on") -> _ValueParser:
-    """A parser for one of `choices`. YAML 1.1 reads a bare on/off (and yes/no) as a boolean:
-    False is 'off', True is `true` ('on', or 'required' for the auto/required/off keys)."""
-    wanted = " or ".join(repr(c) for c in choices)
-
-    def parse(node: Node, key: str, ctx: Context) -> str:
-        value = ctx.construct(node, key)
-        if isinstance(value, bool):
-            value = true if value else "off"
-        if value not in choices:
-            raise ctx.error(node, key, f"expected {wanted}, got {describe(node)}")
-        return str(value)
-
-    return parse
-
-
-_parse_on_off = _choice("on", "off")
-
-
-def _parse_positive_amount(node: Node, key: str, ctx: Context) -> float | int:
-    value = _parse_amount(node, key, ctx)
-    if value <= 0:
-        raise ctx.error(node, key, f"expected a number > 0, got {describe(node)}")
-    return value
-
-
-def _parse_bool(node: Node, key: str, ctx: Context) -> bool:
-    value = ctx.construct(node, key)
-    if not isinstance(value, bool):
-        raise ctx.error(node, key, f"expected true or false, got {describe(node)}")
-    return value
-
-
-def _parse_counts(node: Node, key: str, ctx: Context) -> list[int]:
-    if not isinstance(node, SequenceNode):
-        raise ctx.error(node, key, f"expected a list of whole numbers, got {describe(node)}")
-    return [_parse_count(item, key, ctx) for item in _bounded_list(node, key, ctx)]
-
-
-def _parse_mounts(node: Node, key: str, ctx: Context) -> list[str]:
-    if not isinstance(node, SequenceNode):
-        raise ctx.error(node, key, f"expected a list of mount points, got {describe(node)}")
-    return [_parse_absolute_path(item, key, ctx) for item in _bounded_list(node, key, ctx)]
 
 
 _VAR_PARSERS: Mapping[str, _ValueParser] = {
@@ -478,39 +441,4 @@ _VAR_PARSERS: Mapping[str, _ValueParser] = {
     "fabric_address": _template_or(_parse_text),
     "scratch_dir": _template_or(_parse_absolute_path),
     "expect": _parse_expect,
-}
-
-# Keys of EXPECT_KEYS missing here are accepted as any YAML value.
-_EXPECT_PARSERS: Mapping[str, _ValueParser] = {
-    "os": _scalar_as_written,
-    "kernel": _scalar_as_written,
-    "driver": _scalar_as_written,
-    "cuda": _scalar_as_written,
-    "gpu_model": _scalar_as_written,
-    "gpu_count": _parse_count,
-    "min_memory_gb": _parse_amount,
-    "swap": _parse_on_off,
-    "mounts": _parse_mounts,
-    "ib_ports": _parse_count,
-    "ib_rate": _parse_positive_int,
-    "vbios_uniform": _parse_bool,
-    "persistence_mode": _choice("on", "off", "any"),
-    "mig_mode": _choice("on", "off", "any"),
-    "max_gpu_processes": _parse_count,
-    "ecc": _choice("on", "off", "any"),
-    "max_ecc_correctable": _parse_count,
-    "max_pcie_replays": _parse_count,
-    "max_gpu_temp_c": _parse_amount,
-    "max_power_fraction": _parse_amount,
-    "nvlink_links": _parse_count,
-    "max_nvlink_replay": _parse_count,
-    "max_nvlink_recovery": _parse_count,
-    "max_nvlink_crc": _parse_count,
-    "fabric_manager": _choice("auto", "required", "off", true="required"),
-    "xid_window_h": _parse_positive_amount,
-    "ignore_xids": _parse_counts,
-    "nvidia_peermem": _choice("auto", "required", "off", true="required"),
-    "max_ib_link_downed": _parse_count,
-    "nvme_count": _parse_count,
-    "min_scratch_free_gb": _parse_amount,
 }

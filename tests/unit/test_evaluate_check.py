@@ -216,7 +216,10 @@ def test_gpu_model_glob_is_case_insensitive(h100: dict[str, Any]) -> None:
 def test_bad_gpu_count_type_is_an_error(h100: dict[str, Any]) -> None:
     result = evaluate_facts(h100, {"gpu_count": "eight"})[0]
     assert result.status == "error"
-    assert "expected an integer" in result.message
+    # The inventory's own wording for the same value.
+    assert result.message == (
+        "invalid expectation gpu_count: expected a whole number >= 0, got 'eight'"
+    )
 
 
 # --- os, memory, swap, mounts --------------------------------------------------------------
@@ -362,12 +365,12 @@ def test_lost_gpu_is_counted_but_not_misnamed(h100: dict[str, Any]) -> None:
 def test_shared_helpers_live_in_one_module() -> None:
     from dcctl.evaluate import check, common, dcgm, io_health, node_health
     from dcctl.evaluate.gpu_health import check as gpu_check
+    from dcctl.inventory import expect_keys
 
-    for module in (check, io_health, node_health, gpu_check):
-        assert module.BadExpectation is common.BadExpectation
+    assert common.BadExpectation is expect_keys.BadExpectation
     for name in ("_BadExpectation", "_integer", "_number", "_ib_ports", "_port_name",
                  "_normalize_mountpoint", "_probe_error", "_probe_failed", "expect_count",
-                 "expect_number"):  # fmt: skip
+                 "expect_integer", "expect_number", "expect_on_off", "_mode"):  # fmt: skip
         for module in (check, io_health, node_health, gpu_check, dcgm):
             assert getattr(module, name, None) in (None, getattr(common, name, None)), name
     facts = {"probe_errors": {"ib": "PermissionError: denied", "nvme": "OSError: x"}}
@@ -379,16 +382,15 @@ def test_shared_helpers_live_in_one_module() -> None:
     assert len(common.ib_ports({"ib": ports})) == 2
     assert common.port_name({"device": "mlx5_0", "port": 1}) == "mlx5_0/1"
     assert [common.normalize_mountpoint(p) for p in ("/raid/", "/", "//")] == ["/raid", "/", "/"]
-    with pytest.raises(common.BadExpectation, match="expected a count, got -1"):
-        common.expect_count("max_gpu_processes", -1)
-    with pytest.raises(common.BadExpectation, match="expected an integer, got True"):
-        common.expect_integer("gpu_count", True)
     assert common.expect_number("ib_rate", 400) == 400.0
+    with pytest.raises(common.BadExpectation, match="expected a number, got True"):
+        common.expect_number("fio_min_seqread_mb_s", True)
 
 
 def test_unknown_expectation_is_an_error_result(h100: dict[str, Any]) -> None:
     result = evaluate_facts(h100, {"gpu_modle": "*H100*"})[0]
     assert (result.id, result.status) == ("expect.gpu_modle", "error")
+    assert result.message == "unknown expectation 'gpu_modle'; did you mean 'gpu_model'?"
 
 
 # --- summary -------------------------------------------------------------------------------

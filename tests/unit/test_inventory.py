@@ -514,12 +514,15 @@ def test_every_dcctl_var(in_tmp: Path) -> None:
     assert host.env == {"NCCL_SOCKET_IFNAME": "ib0"}
 
 
-def test_relative_key_file_is_taken_from_the_inventory_directory(tmp_path: Path) -> None:
+def test_relative_key_file_is_taken_from_where_dcctl_runs_as_in_ansible(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     subdir = tmp_path / "inventories"
     subdir.mkdir()
     path = write(subdir, "all: {hosts: {gpu01: {key_file: keys/id_rack}}}")
+    monkeypatch.chdir(tmp_path)
     host = load_inventory(str(subdir / path), env={}).host("gpu01")
-    assert host.key_file == str(subdir / "keys" / "id_rack")
+    assert host.key_file == str(tmp_path / "keys" / "id_rack")
 
 
 def test_key_file_tilde_is_expanded(in_tmp: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -700,8 +703,8 @@ def test_hosts_as_a_list(in_tmp: Path) -> None:
     assert message == "rack.yaml:3: all.hosts: expected a mapping, got a list"
 
 
-def test_duplicate_key(in_tmp: Path) -> None:
-    message = load_error(
+def test_duplicate_key_the_later_one_wins_with_a_warning_as_in_ansible(in_tmp: Path) -> None:
+    inventory = load(
         in_tmp,
         """
         all:
@@ -711,7 +714,11 @@ def test_duplicate_key(in_tmp: Path) -> None:
             gpu02:
         """,
     )
-    assert message == "rack.yaml:4: hosts: duplicate key (first at line 2)"
+    assert [host.name for host in inventory.hosts] == ["gpu02"]
+    assert inventory.warnings == (
+        "rack.yaml:4: hosts: duplicate key (first at line 2); the later one is used, as in "
+        "Ansible",
+    )
 
 
 def test_bad_host_range_names_its_line(in_tmp: Path) -> None:
@@ -838,7 +845,25 @@ def test_name_and_alias_together_the_ansible_spelling_wins(in_tmp: Path) -> None
             "expect.mounts: expected a list of mount points, got '/scratch'",
         ),
         ("expect: {mounts: [scratch]}", "expect.mounts: expected an absolute path, got 'scratch'"),
+        (
+            "expect: {mounts: ['{{ scratch }}']}",
+            "expect.mounts: Jinja templates are not supported; write the value out",
+        ),
         ("expect: [gpu_count]", "expect: expected a mapping, got a list"),
+        ("expect: {ecc: maybe}", "expect.ecc: expected 'on', 'off' or 'any', got 'maybe'"),
+        (
+            "expect: {kernel: '=>5.15'}",
+            "expect.kernel: invalid version requirement '=>5.15': expected an operator "
+            "(>=, >, <=, <, ==, !=) or none, then a dotted version, e.g. '>=5.15'",
+        ),
+        (
+            "expect: {xid_status: {63: reboot}}",
+            "expect.xid_status.63: expected 'fail', 'warn', 'count' or 'ignore', got 'reboot'",
+        ),
+        (
+            "expect: {gemm_min_efficiency: 70}",
+            "expect.gemm_min_efficiency: expected a fraction from 0 to 1, got 70",
+        ),
         ("user: !vault abc", "user: could not determine a constructor for the tag '!vault'"),
         # Mappings and lists once carried the tag 'None' and read as "no constructor".
         ("port: {a: 1}", "port: expected a port number 1..65535, got a mapping"),

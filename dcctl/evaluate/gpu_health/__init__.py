@@ -1,4 +1,4 @@
-"""GPU health: judge each GPU's NVML readings against `expect` (HEALTH_DEFAULTS under it).
+"""GPU health: judge each GPU's NVML readings against `expect` (its defaults where unset).
 
 Every check gives one `pass` for the node when all GPUs are fine, or one result per offending
 GPU, which names the GPU (index, PCI bus id, serial). A reading a GPU does not report (None:
@@ -8,41 +8,48 @@ no result at all where the hardware has no such thing (see GpuCheck.unreported i
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from dcctl.evaluate.bounds import shown
-from dcctl.evaluate.common import BadExpectation
 from dcctl.evaluate.gpu_health import identity, memory, nvlink, pcie, thermal
 from dcctl.evaluate.gpu_health.check import Builder, run_check
 from dcctl.evaluate.gpus import gpu_label, gpu_ref
+from dcctl.evaluate.registry import Check, check
 from dcctl.evaluate.result import Result
-from dcctl.inventory.expect_keys import HEALTH_DEFAULTS
+from dcctl.inventory.expect_keys import BadExpectation, Expectations, expectations
 
 NVML_SKIP_MESSAGE = "pynvml not available on the node; GPU health checks skipped"
 
 # Results come out in this order.
-_CHECKS: tuple[tuple[str, Builder], ...] = (
-    ("gpu.vbios", identity.vbios),
-    ("gpu.persistence", identity.persistence),
-    ("gpu.mig", identity.mig),
-    ("gpu.processes", identity.processes),
-    ("gpu.ecc.mode", memory.ecc_mode),
-    ("gpu.ecc.uncorrected", memory.ecc_uncorrected),
-    ("gpu.ecc.correctable", memory.ecc_correctable),
-    ("gpu.row_remap", memory.row_remap),
-    ("gpu.retired_pages", memory.retired_pages),
-    ("gpu.pcie.width", pcie.pcie_width),
-    ("gpu.pcie.gen", pcie.pcie_gen),
-    ("gpu.pcie.replays", pcie.pcie_replays),
-    ("gpu.clocks", thermal.clocks),
-    ("gpu.temperature", thermal.temperature),
-    ("gpu.power", thermal.power),
-    ("gpu.nvlink.state", nvlink.nvlink_state),
-    ("gpu.nvlink.errors", nvlink.nvlink_errors),
-    ("gpu.fabric", nvlink.fabric),
+CHECKS: tuple[Check[Builder], ...] = (
+    check("gpu.vbios", identity.vbios, "vbios_uniform"),
+    check("gpu.persistence", identity.persistence, "persistence_mode"),
+    check("gpu.mig", identity.mig, "mig_mode"),
+    check("gpu.processes", identity.processes, "max_gpu_processes"),
+    check("gpu.ecc.mode", memory.ecc_mode, "ecc"),
+    check("gpu.ecc.uncorrected", memory.ecc_uncorrected),
+    check("gpu.ecc.correctable", memory.ecc_correctable, "max_ecc_correctable"),
+    check("gpu.row_remap", memory.row_remap),
+    check("gpu.retired_pages", memory.retired_pages),
+    check("gpu.pcie.width", pcie.pcie_width),
+    check("gpu.pcie.gen", pcie.pcie_gen),
+    check("gpu.pcie.replays", pcie.pcie_replays, "max_pcie_replays"),
+    check("gpu.clocks", thermal.clocks),
+    check("gpu.temperature", thermal.temperature, "max_gpu_temp_c", judges_unset=True),
+    check("gpu.power", thermal.power, "max_power_fraction"),
+    check("gpu.nvlink.state", nvlink.nvlink_state, "nvlink_links", judges_unset=True),
+    check(
+        "gpu.nvlink.errors",
+        nvlink.nvlink_errors,
+        "max_nvlink_replay",
+        "max_nvlink_recovery",
+        "max_nvlink_crc",
+    ),
+    check("gpu.fabric", nvlink.fabric, "fabric_manager"),
 )
 
-CHECK_IDS = tuple(check_id for check_id, _ in _CHECKS)
+CHECK_IDS = tuple(row.id for row in CHECKS)
 
 
 def _nvml_result(facts: dict[str, Any]) -> Result | None:
@@ -71,7 +78,9 @@ def _unreadable_gpu(gpu: dict[str, Any]) -> Result:
     return Result("gpu.health", "fail", message, gpu["error"], expected, gpu=gpu_ref(gpu))
 
 
-def evaluate_gpu_health(facts: dict[str, Any], expect: dict[str, Any]) -> list[Result]:
+def evaluate_gpu_health(
+    facts: dict[str, Any], expect: Mapping[str, Any] | Expectations
+) -> list[Result]:
     """GPU health results: a `gpu.health` fail per GPU NVML could not read, then CHECK_IDS in
     order over the others; [] on a node without GPUs.
 
@@ -90,14 +99,14 @@ def evaluate_gpu_health(facts: dict[str, Any], expect: dict[str, Any]) -> list[R
     readable = [gpu for gpu in gpus if not gpu.get("error")]
     if not readable:
         return results
-    # Idempotent when the caller merged them already; lets this stand alone.
-    settings = {**HEALTH_DEFAULTS, **expect}
-    for check_id, build in _CHECKS:
+    settings = expectations(expect)
+    for row in CHECKS:
         try:
-            check = build(readable, settings)
+            values = row.values(settings)
         except BadExpectation as exc:
-            results.append(Result(check_id, "error", str(exc)))
+            results.append(row.error(exc))
             continue
-        if check is not None:
-            results.extend(run_check(check, readable))
+        built = None if values is None else row.judge(readable, *values)
+        if built is not None:
+            results.extend(run_check(row.id, built, readable))
     return results

@@ -6,7 +6,6 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Any
 
-from dcctl.evaluate.common import BadExpectation
 from dcctl.evaluate.gpus import gpu_label, gpu_ref
 from dcctl.evaluate.result import Result, Status
 
@@ -21,7 +20,7 @@ class Finding:
 
 @dataclass(frozen=True)
 class GpuCheck:
-    """One check judged GPU by GPU.
+    """One check judged GPU by GPU; its Result id is the one it is registered under.
 
     read: the GPU's reading, or None when it does not report it (skipped for that GPU).
     judge: a finding for a bad reading, None for a good one.
@@ -32,7 +31,6 @@ class GpuCheck:
     observe: a reading as a result's observed value.
     """
 
-    id: str
     expected: Any
     read: Callable[[dict[str, Any]], Any]
     judge: Callable[[Any], Finding | None]
@@ -41,11 +39,12 @@ class GpuCheck:
     observe: Callable[[Any], Any] = lambda reading: reading
 
 
-# Builds a check from the node's GPUs and the merged expect settings; None: not judged.
-Builder = Callable[[list[dict[str, Any]], dict[str, Any]], GpuCheck | None]
+# Builds a check from the node's GPUs and the typed values of the expect keys it is registered
+# with, in that order; None: not judged.
+Builder = Callable[..., GpuCheck | None]
 
 
-def run_check(check: GpuCheck, gpus: list[dict[str, Any]]) -> list[Result]:
+def run_check(check_id: str, check: GpuCheck, gpus: list[dict[str, Any]]) -> list[Result]:
     readings: list[Any] = []
     findings: list[Result] = []
     for gpu in gpus:
@@ -57,34 +56,19 @@ def run_check(check: GpuCheck, gpus: list[dict[str, Any]]) -> list[Result]:
         if finding is not None:
             message = f"{gpu_label(gpu)}: {finding.message}"
             observed = check.observe(reading)
-            result = Result(check.id, finding.status, message, observed, check.expected)
+            result = Result(check_id, finding.status, message, observed, check.expected)
             findings.append(replace(result, gpu=gpu_ref(gpu)))
     if findings:
         return findings
     if not readings:
         if check.unreported is None:
             return []
-        return [Result(check.id, "skip", check.unreported, None, check.expected)]
+        return [Result(check_id, "skip", check.unreported, None, check.expected)]
     message = f"{len(readings)}/{len(readings)} GPUs {check.passed(readings)}"
     if len(readings) < len(gpus):
         message += f" ({len(gpus) - len(readings)} did not report it)"
     observed = [check.observe(reading) for reading in readings]
-    return [Result(check.id, "pass", message, observed, check.expected)]
-
-
-# --- expectation values --------------------------------------------------------------------
-
-
-def expect_on_off(settings: dict[str, Any], key: str) -> str | None:
-    """'on' or 'off'; None for 'any' (not judged)."""
-    value = settings.get(key)
-    # YAML 1.1 reads a bare `on`/`off` as a boolean.
-    if isinstance(value, bool):
-        return "on" if value else "off"
-    if isinstance(value, str) and value.strip().lower() in ("on", "off", "any"):
-        wanted = value.strip().lower()
-        return None if wanted == "any" else wanted
-    raise BadExpectation(f"invalid expectation {key}: expected on, off or any, got {value!r}")
+    return [Result(check_id, "pass", message, observed, check.expected)]
 
 
 # --- readings ------------------------------------------------------------------------------
@@ -117,17 +101,13 @@ def same(values: list[Any]) -> Any:
     return values[0] if len(set(values)) == 1 else None
 
 
-def mode_check(
-    check_id: str, key: str, what: str, read: Callable[[dict[str, Any]], Any]
-) -> Builder:
-    """A check that a GPU's on/off mode equals `expect[key]` ('any': not judged)."""
+def mode_check(what: str, read: Callable[[dict[str, Any]], Any]) -> Builder:
+    """A check that a GPU's on/off mode is the one expected ('any': not judged)."""
 
-    def build(gpus: list[dict[str, Any]], settings: dict[str, Any]) -> GpuCheck | None:
-        wanted = expect_on_off(settings, key)
-        if wanted is None:
+    def build(gpus: list[dict[str, Any]], wanted: str) -> GpuCheck | None:
+        if wanted == "any":
             return None
         return GpuCheck(
-            check_id,
             wanted,
             read=read,
             judge=lambda state: (

@@ -6,23 +6,16 @@ from collections import Counter
 from typing import Any
 
 from dcctl.evaluate.bounds import listed, shown
-from dcctl.evaluate.common import BadExpectation, expect_count
 from dcctl.evaluate.gpu_health.check import Finding, GpuCheck, field, mode_check, on_off_reading
 
 
-def vbios(gpus: list[dict[str, Any]], settings: dict[str, Any]) -> GpuCheck | None:
-    wanted = settings.get("vbios_uniform")
-    if not isinstance(wanted, bool):
-        raise BadExpectation(
-            f"invalid expectation vbios_uniform: expected true or false, got {wanted!r}"
-        )
+def vbios(gpus: list[dict[str, Any]], wanted: bool) -> GpuCheck | None:
     if not wanted:
         return None
     counts = Counter(gpu["vbios"] for gpu in gpus if gpu.get("vbios") is not None)
     # The version most GPUs run is the reference; on a tie, the newest string.
     reference = max(counts.items(), key=lambda item: (item[1], item[0]))[0] if counts else None
     return GpuCheck(
-        "gpu.vbios",
         "identical VBIOS on every GPU",
         read=field("vbios"),
         judge=lambda v: (
@@ -35,11 +28,9 @@ def vbios(gpus: list[dict[str, Any]], settings: dict[str, Any]) -> GpuCheck | No
     )
 
 
-persistence = mode_check(
-    "gpu.persistence", "persistence_mode", "persistence mode", on_off_reading("persistence_mode")
-)
+persistence = mode_check("persistence mode", on_off_reading("persistence_mode"))
 
-mig = mode_check("gpu.mig", "mig_mode", "MIG", field("mig_mode"))
+mig = mode_check("MIG", field("mig_mode"))
 
 
 def _describe_process(proc: dict[str, Any]) -> str:
@@ -48,9 +39,7 @@ def _describe_process(proc: dict[str, Any]) -> str:
     return f"pid {shown(proc.get('pid'))} {shown(proc.get('name') or '?')}{used}"
 
 
-def processes(gpus: list[dict[str, Any]], settings: dict[str, Any]) -> GpuCheck:
-    allowed = expect_count("max_gpu_processes", settings.get("max_gpu_processes"))
-
+def processes(gpus: list[dict[str, Any]], allowed: int) -> GpuCheck:
     def judge(procs: list[dict[str, Any]]) -> Finding | None:
         if len(procs) <= allowed:
             return None
@@ -58,7 +47,6 @@ def processes(gpus: list[dict[str, Any]], settings: dict[str, Any]) -> GpuCheck:
         return Finding("fail", f"{len(procs)} compute processes (at most {allowed}): {named}")
 
     return GpuCheck(
-        "gpu.processes",
         allowed,
         read=field("processes"),
         judge=judge,

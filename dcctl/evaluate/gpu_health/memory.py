@@ -4,15 +4,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from dcctl.evaluate.common import expect_count
 from dcctl.evaluate.gpu_health.check import Finding, GpuCheck, field, mode_check, on_off_reading
 
-ecc_mode = mode_check("gpu.ecc.mode", "ecc", "ECC", on_off_reading("ecc", "enabled"))
+ecc_mode = mode_check("ECC", on_off_reading("ecc", "enabled"))
 
 
-def ecc_uncorrected(gpus: list[dict[str, Any]], settings: dict[str, Any]) -> GpuCheck:
+def ecc_uncorrected(gpus: list[dict[str, Any]]) -> GpuCheck:
     return GpuCheck(
-        "gpu.ecc.uncorrected",
         0,
         read=field("ecc", "volatile_uncorrected"),
         judge=lambda n: (
@@ -25,10 +23,8 @@ def ecc_uncorrected(gpus: list[dict[str, Any]], settings: dict[str, Any]) -> Gpu
     )
 
 
-def ecc_correctable(gpus: list[dict[str, Any]], settings: dict[str, Any]) -> GpuCheck:
-    limit = expect_count("max_ecc_correctable", settings.get("max_ecc_correctable"))
+def ecc_correctable(gpus: list[dict[str, Any]], limit: int) -> GpuCheck:
     return GpuCheck(
-        "gpu.ecc.correctable",
         limit,
         read=field("ecc", "volatile_corrected"),
         judge=lambda n: (
@@ -53,9 +49,8 @@ def _row_remap_finding(rows: dict[str, Any]) -> Finding | None:
     return None
 
 
-def row_remap(gpus: list[dict[str, Any]], settings: dict[str, Any]) -> GpuCheck:
+def row_remap(gpus: list[dict[str, Any]]) -> GpuCheck:
     return GpuCheck(
-        "gpu.row_remap",
         "no pending or failed row remap",
         read=field("row_remap"),
         judge=_row_remap_finding,
@@ -64,9 +59,8 @@ def row_remap(gpus: list[dict[str, Any]], settings: dict[str, Any]) -> GpuCheck:
     )
 
 
-def retired_pages(gpus: list[dict[str, Any]], settings: dict[str, Any]) -> GpuCheck:
+def retired_pages(gpus: list[dict[str, Any]]) -> GpuCheck:
     return GpuCheck(
-        "gpu.retired_pages",
         "no retired pages pending",
         read=field("retired_pages"),
         judge=lambda pages: (

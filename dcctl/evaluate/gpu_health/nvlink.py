@@ -5,14 +5,11 @@ from __future__ import annotations
 from typing import Any
 
 from dcctl.evaluate.bounds import listed, shown
-from dcctl.evaluate.common import expect_count
 from dcctl.evaluate.gpu_health.check import Finding, GpuCheck, same
 
 
-def nvlink_state(gpus: list[dict[str, Any]], settings: dict[str, Any]) -> GpuCheck:
-    wanted = settings.get("nvlink_links")
-    if wanted is not None:
-        wanted = expect_count("nvlink_links", settings.get("nvlink_links"))
+def nvlink_state(gpus: list[dict[str, Any]], wanted: int | None) -> GpuCheck:
+    """Every populated link active, or exactly `wanted` links active per GPU."""
 
     def read(gpu: dict[str, Any]) -> list[dict[str, Any]] | None:
         links = gpu.get("nvlink")
@@ -37,7 +34,6 @@ def nvlink_state(gpus: list[dict[str, Any]], settings: dict[str, Any]) -> GpuChe
         return f"with {wanted if wanted is not None else every} NVLink links active"
 
     return GpuCheck(
-        "gpu.nvlink.state",
         wanted if wanted is not None else "every populated link active",
         read=read,
         judge=judge,
@@ -90,12 +86,8 @@ def _worst_counts(links: list[dict[str, Any]]) -> dict[str, int | None]:
     return worst
 
 
-def nvlink_errors(gpus: list[dict[str, Any]], settings: dict[str, Any]) -> GpuCheck:
-    limits = {
-        "replay": expect_count("max_nvlink_replay", settings.get("max_nvlink_replay")),
-        "recovery": expect_count("max_nvlink_recovery", settings.get("max_nvlink_recovery")),
-        "CRC": expect_count("max_nvlink_crc", settings.get("max_nvlink_crc")),
-    }
+def nvlink_errors(gpus: list[dict[str, Any]], replay: int, recovery: int, crc: int) -> GpuCheck:
+    limits = {"replay": replay, "recovery": recovery, "CRC": crc}
 
     def judge(links: list[dict[str, Any]]) -> Finding | None:
         errors = [error for link in links for error in _link_errors(link, limits)]
@@ -105,7 +97,6 @@ def nvlink_errors(gpus: list[dict[str, Any]], settings: dict[str, Any]) -> GpuCh
     # NVLink at all: no result.
     has_links = any(gpu.get("nvlink") for gpu in gpus)
     return GpuCheck(
-        "gpu.nvlink.errors",
         limits,
         read=_counted_links,
         judge=judge,
@@ -132,8 +123,8 @@ def _fabric_finding(fabric: dict[str, Any]) -> Finding | None:
     return None
 
 
-def fabric(gpus: list[dict[str, Any]], settings: dict[str, Any]) -> GpuCheck | None:
-    if settings.get("fabric_manager") == "off":
+def fabric(gpus: list[dict[str, Any]], fabric_manager: str) -> GpuCheck | None:
+    if fabric_manager == "off":
         return None
 
     def read(gpu: dict[str, Any]) -> dict[str, Any] | None:
@@ -142,7 +133,6 @@ def fabric(gpus: list[dict[str, Any]], settings: dict[str, Any]) -> GpuCheck | N
         return None if not fabric or fabric.get("state") == "not_supported" else fabric
 
     return GpuCheck(
-        "gpu.fabric",
         "completed",
         read=read,
         judge=_fabric_finding,

@@ -5,7 +5,6 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from dcctl.evaluate.common import expect_count
 from dcctl.evaluate.gpu_health.check import Finding, GpuCheck, field, same
 
 
@@ -18,13 +17,12 @@ def _pair(current: str, maximum: str) -> Callable[[dict[str, Any]], tuple[int, i
     return read
 
 
-def pcie_width(gpus: list[dict[str, Any]], settings: dict[str, Any]) -> GpuCheck:
+def pcie_width(gpus: list[dict[str, Any]]) -> GpuCheck:
     def passed(pairs: list[tuple[int, int]]) -> str:
         width = same([now for now, _ in pairs])
         return f"at PCIe x{width}" if width is not None else "at their maximum PCIe link width"
 
     return GpuCheck(
-        "gpu.pcie.width",
         "maximum link width",
         read=_pair("width", "width_max"),
         judge=lambda pair: (
@@ -37,14 +35,13 @@ def pcie_width(gpus: list[dict[str, Any]], settings: dict[str, Any]) -> GpuCheck
     )
 
 
-def pcie_gen(gpus: list[dict[str, Any]], settings: dict[str, Any]) -> GpuCheck:
+def pcie_gen(gpus: list[dict[str, Any]]) -> GpuCheck:
     def passed(pairs: list[tuple[int, int]]) -> str:
         gen = same([now for now, _ in pairs])
         return f"at PCIe Gen{gen}" if gen is not None else "at their maximum PCIe generation"
 
     # A warning only: GPUs drop the link speed at idle and raise it under load.
     return GpuCheck(
-        "gpu.pcie.gen",
         "maximum link generation",
         read=_pair("gen", "gen_max"),
         judge=lambda pair: (
@@ -57,10 +54,8 @@ def pcie_gen(gpus: list[dict[str, Any]], settings: dict[str, Any]) -> GpuCheck:
     )
 
 
-def pcie_replays(gpus: list[dict[str, Any]], settings: dict[str, Any]) -> GpuCheck:
-    limit = expect_count("max_pcie_replays", settings.get("max_pcie_replays"))
+def pcie_replays(gpus: list[dict[str, Any]], limit: int) -> GpuCheck:
     return GpuCheck(
-        "gpu.pcie.replays",
         limit,
         read=field("pcie", "replays"),
         judge=lambda n: (

@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Any
 
 from dcctl.evaluate.bounds import listed
-from dcctl.evaluate.common import expect_number
 from dcctl.evaluate.gpu_health.check import Finding, GpuCheck, field, same
 
 # Clock event reasons that mean the hardware itself pulled the clocks down.
@@ -23,9 +22,8 @@ def _clock_finding(events: list[str]) -> Finding | None:
     return None
 
 
-def clocks(gpus: list[dict[str, Any]], settings: dict[str, Any]) -> GpuCheck:
+def clocks(gpus: list[dict[str, Any]]) -> GpuCheck:
     return GpuCheck(
-        "gpu.clocks",
         f"none of {', '.join((*HW_SLOWDOWNS, 'sw_thermal'))}",
         read=field("clock_events"),
         judge=_clock_finding,
@@ -34,10 +32,8 @@ def clocks(gpus: list[dict[str, Any]], settings: dict[str, Any]) -> GpuCheck:
     )
 
 
-def temperature(gpus: list[dict[str, Any]], settings: dict[str, Any]) -> GpuCheck:
-    limit = settings.get("max_gpu_temp_c")
-    if limit is not None:
-        limit = expect_number("max_gpu_temp_c", settings.get("max_gpu_temp_c"))
+def temperature(gpus: list[dict[str, Any]], limit: float | None) -> GpuCheck:
+    """Fails above `limit`; with none set, warns within SLOWDOWN_MARGIN_C of the slowdown."""
 
     def read(gpu: dict[str, Any]) -> tuple[int, int | None] | None:
         temp, slowdown = gpu.get("temperature_c"), gpu.get("temperature_slowdown_c")
@@ -65,7 +61,6 @@ def temperature(gpus: list[dict[str, Any]], settings: dict[str, Any]) -> GpuChec
         return f"at or below {hottest} C (slowdown at {where})"
 
     return GpuCheck(
-        "gpu.temperature",
         limit if limit is not None else f"below slowdown - {SLOWDOWN_MARGIN_C} C",
         read=read,
         judge=judge,
@@ -75,9 +70,7 @@ def temperature(gpus: list[dict[str, Any]], settings: dict[str, Any]) -> GpuChec
     )
 
 
-def power(gpus: list[dict[str, Any]], settings: dict[str, Any]) -> GpuCheck:
-    fraction = expect_number("max_power_fraction", settings.get("max_power_fraction"))
-
+def power(gpus: list[dict[str, Any]], fraction: float) -> GpuCheck:
     def read(gpu: dict[str, Any]) -> tuple[float, float] | None:
         draw, limit = gpu.get("power_w"), gpu.get("power_limit_w")
         return None if draw is None or not limit else (draw, limit)
@@ -95,7 +88,6 @@ def power(gpus: list[dict[str, Any]], settings: dict[str, Any]) -> GpuCheck:
         return f"drawing at most {max(draw for draw, _ in readings):g} W of {cap}{allowed}"
 
     return GpuCheck(
-        "gpu.power",
         fraction,
         read=read,
         judge=judge,
