@@ -48,8 +48,6 @@ def execute_step(options: GlobalOptions, spec: StepSpec) -> int:
 def _run(
     options: GlobalOptions, spec: StepSpec, hosts: Sequence[Host], source: str, stop: StopRequest
 ) -> StepRun:
-    from dcctl.report.progress import HostProgress
-
     fleet_options = FleetOptions(
         forks=options.forks,
         workers=options.workers,
@@ -57,12 +55,27 @@ def _run(
         accept_new_host_keys=options.accept_new_host_keys,
         trusted_keys_file=options.state_dir / "known_hosts",
     )
-    with (
-        Fleet(fleet_options, stop) as fleet,
-        HostProgress(spec.command, len(hosts), enabled=options.show_progress) as progress,
-    ):
+    with Fleet(fleet_options, stop) as fleet:
+        return run_showing_progress(options, spec, hosts, source, fleet)
+
+
+def run_showing_progress(
+    options: GlobalOptions, spec: StepSpec, hosts: Sequence[Host], source: str, fleet: Fleet
+) -> StepRun:
+    """The step, with the hosts done and the node tasks' own progress shown as it comes."""
+    from dcctl.report.progress import HostProgress
+
+    with HostProgress(
+        spec.command, len(hosts), enabled=options.show_progress, verbose=options.verbose
+    ) as progress:
         return run_step(
-            spec, hosts, source, options.state_dir, fleet, on_progress=progress.host_done
+            spec,
+            hosts,
+            source,
+            options.state_dir,
+            fleet,
+            on_progress=progress.host_done,
+            on_node_progress=progress.node_progress if progress.wants_node_progress else None,
         )
 
 

@@ -18,18 +18,26 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
-from dcctl.fleet.frames import Landed, StepDone, StepRequest, WorkerExited
+from dcctl.fleet.frames import Landed, NodeProgress, StepDone, StepRequest, WorkerExited
 from dcctl.fleet.outcome import FleetOptions, FleetRun, HostOutcome
+from dcctl.fleet.progress import HostProgressCallback, ProgressGate
 from dcctl.fleet.runtime import run_task
 from dcctl.fleet.signals import StopRequest, stop_signals_set
 from dcctl.inventory.model import Host
-from dcctl.transport.base import POLL_INTERVAL_S, ErrorKind, HostError, Transport, holding
+from dcctl.transport.base import (
+    POLL_INTERVAL_S,
+    ErrorKind,
+    HostError,
+    ProgressCallback,
+    Transport,
+    holding,
+)
 
 if TYPE_CHECKING:
     from dcctl.fleet.pool import Inbox, WorkerPool
     from dcctl.transport.ssh import SshContext
 
-__all__ = ["Fleet", "FleetOptions", "FleetRun", "HostOutcome"]
+__all__ = ["Fleet", "FleetOptions", "FleetRun", "HostOutcome", "HostProgressCallback"]
 
 # After a stop (Ctrl-C, SIGTERM, SIGHUP), hosts still running get this long to notice before
 # they are written off.
@@ -66,6 +74,7 @@ class _Step:
         on_outcome: OutcomeCallback,
         stop: StopRequest,
         stopped_worker: Callable[[int], int | None],
+        on_progress: HostProgressCallback | None = None,
     ) -> None:
         self.number = number
         self.waiting: dict[str, Host] = {host.name: host for host in hosts}
@@ -79,10 +88,29 @@ class _Step:
         self._stop = stop
         # The stop signal a worker process died of, by pid; None if it died of anything else.
         self._stopped_worker = stopped_worker
+        self._on_progress = on_progress
+        # None when no one shows progress: then no host is asked for it.
+        self.progress = ProgressGate() if on_progress is not None else None
 
     def land(self, outcome: HostOutcome) -> None:
         if self.waiting.pop(outcome.host.name, None) is not None:
+            if self.progress is not None:
+                self.progress.close(outcome.host.name)
             self._on_outcome(self._after_stop(outcome))
+
+    def progress_of(self, host: Host) -> ProgressCallback | None:
+        """What the host's transport calls with each progress line, from its own thread."""
+        gate = self.progress
+        if gate is None:
+            return None
+        return lambda progress: gate.offer(host.name, progress)
+
+    def pass_progress_on(self) -> None:
+        """In the thread that called Fleet.run(): the progress that is due."""
+        if self.progress is None or self._on_progress is None:
+            return
+        for host_name, progress in self.progress.take_due():
+            self._on_progress(host_name, progress)
 
     def _after_stop(self, outcome: HostOutcome) -> HostOutcome:
         """A task that broke after the run was stopped most likely broke of the stop: systemd
@@ -105,6 +133,9 @@ class _Step:
     def receive(self, source: int, message: object) -> None:
         if isinstance(message, Landed) and message.step == self.number:
             self.land(message.outcome)
+        elif isinstance(message, NodeProgress) and message.step == self.number:
+            if self.progress is not None:
+                self.progress.offer(message.host_name, message.progress)
         elif isinstance(message, StepDone) and message.step == self.number:
             self.busy_workers.discard(source)
             # Only an interrupted worker ends a step with hosts unreported.
@@ -179,10 +210,15 @@ class Fleet:
         params_for: ParamsFor,
         timeout_s: float,
         on_outcome: OutcomeCallback,
+        on_progress: HostProgressCallback | None = None,
     ) -> FleetRun:
-        """Run `task` on every host; `on_outcome` is called in this thread as each one lands."""
+        """Run `task` on every host; `on_outcome` is called in this thread as each one lands.
+
+        `on_progress`, if given, is called in this thread too, with the latest progress line
+        of a host still running, at most every PROGRESS_INTERVAL_S per host (fleet/progress.py).
+        """
         self._steps += 1
-        step = _Step(self._steps, hosts, on_outcome, self._stop, self._stopped_worker)
+        step = _Step(self._steps, hosts, on_outcome, self._stop, self._stopped_worker, on_progress)
         if self._stop.is_set():  # stopped before this step, or an earlier one was: the run is over
             self._cancel.set()
             step.interrupt(list(step.waiting))
@@ -194,7 +230,14 @@ class Fleet:
             pool = self._worker_pool(hosts)
             for host in hosts:
                 if pool is None or host.connection == "local":
-                    future = executor.submit(self._run_one, host, task, params_for(host), timeout_s)
+                    future = executor.submit(
+                        self._run_one,
+                        host,
+                        task,
+                        params_for(host),
+                        timeout_s,
+                        step.progress_of(host),
+                    )
                     future.add_done_callback(lambda f: self._landed_here(step.number, f))
                     step.queued[host.name] = future
             if pool is not None:
@@ -202,6 +245,7 @@ class Fleet:
             while (step.waiting or step.busy_workers) and not self._stop.is_set():
                 with contextlib.suppress(queue.Empty):
                     step.receive(*self._inbox.get(timeout=POLL_INTERVAL_S))
+                step.pass_progress_on()
             if self._stop.is_set():
                 self._interrupt(executor, step)
             executor.shutdown(wait=False, cancel_futures=True)
@@ -248,6 +292,7 @@ class Fleet:
                 task,
                 [(ssh_hosts[name], params_for(ssh_hosts[name])) for name in names],
                 timeout_s,
+                progress=step.progress is not None,
             )
             # A worker that cannot be written to is dead, and its reader says so.
             worker.send(request)
@@ -272,7 +317,12 @@ class Fleet:
         step.interrupt(list(step.waiting), when="before this host finished")
 
     def _run_one(
-        self, host: Host, task: str, params: dict[str, Any], timeout_s: float
+        self,
+        host: Host,
+        task: str,
+        params: dict[str, Any],
+        timeout_s: float,
+        on_progress: ProgressCallback | None = None,
     ) -> HostOutcome:
         """Connect, then take a --forks slot and run the task. `timeout_s` bounds connecting
         and the task together, as before; the wait for a slot is not counted."""
@@ -290,7 +340,7 @@ class Fleet:
                 # What connecting took comes off the task's time, so a host still takes at
                 # most `timeout_s` in all (past it, run_task reports the deadline as passed).
                 deadline = time.monotonic() + timeout_s - (queued - began)
-                payload = run_task(transport, host, task, params, deadline=deadline)
+                payload = run_task(transport, host, task, params, deadline, on_progress)
             return HostOutcome(host, payload, None, time.monotonic() - began - queued_s)
         except Exception as exc:
             if queued is not None and not queued_s:  # interrupted while waiting for a slot

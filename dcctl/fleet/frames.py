@@ -27,12 +27,24 @@ class StepRequest:
     task: str
     hosts: list[tuple[Host, dict[str, Any]]]
     timeout_s: float
+    # Whether the controller shows node progress: if not, the worker sends none.
+    progress: bool = False
 
 
 @dataclass(frozen=True)
 class Landed:
     step: int
     outcome: HostOutcome
+
+
+@dataclass(frozen=True)
+class NodeProgress:
+    """The latest progress line of a host still running its task; sent at most a few times a
+    second per host (fleet/progress.py), and never after the host's Landed."""
+
+    step: int
+    host_name: str
+    progress: dict[str, Any]
 
 
 @dataclass(frozen=True)

@@ -35,7 +35,13 @@ from dcctl.node.payload import (
 )
 from dcctl.node.probes.software import NODE_CACHE_ENV
 from dcctl.node.watchdog import WATCHDOG_ENV
-from dcctl.transport.base import STDOUT_KEPT_BYTES, CommandResult, HostError, Transport
+from dcctl.transport.base import (
+    STDOUT_KEPT_BYTES,
+    CommandResult,
+    HostError,
+    ProgressCallback,
+    Transport,
+)
 
 MISSING_MARK = "<dcctl-runtime-missing>"
 NO_PYTHON_MARK = "<dcctl-no-python>"
@@ -156,15 +162,22 @@ def upload_argv(host: Host, runtime: Runtime) -> list[str]:
 
 
 def run_task(
-    transport: Transport, host: Host, task: str, params: dict[str, Any], deadline: float
+    transport: Transport,
+    host: Host,
+    task: str,
+    params: dict[str, Any],
+    deadline: float,
+    on_progress: ProgressCallback | None = None,
 ) -> dict[str, Any]:
-    """Run one node task and return its payload; every failure is a HostError with its kind."""
+    """Run one node task and return its payload; every failure is a HostError with its kind.
+
+    `on_progress` is given each progress line the task prints, as it prints it."""
     runtime = build_runtime()
     argv = task_argv(host, runtime, task, params)
-    result = transport.run(argv, deadline)
+    result = _run(transport, argv, deadline, on_progress)
     if _marked(result, EXIT_RUNTIME_MISSING, MISSING_MARK):
         _install(transport, host, runtime, deadline)
-        result = transport.run(argv, deadline)
+        result = _run(transport, argv, deadline, on_progress)
         if _marked(result, EXIT_RUNTIME_MISSING, MISSING_MARK):
             raise HostError(
                 "runtime",
@@ -182,6 +195,18 @@ def run_task(
             "runtime", f"node runtime failed in {task!r}: {shorten(str(payload['error']))}"
         )
     return payload
+
+
+def _run(
+    transport: Transport,
+    argv: list[str],
+    deadline: float,
+    on_progress: ProgressCallback | None,
+) -> CommandResult:
+    # Passed only when wanted: a transport that never shows progress need not take it.
+    if on_progress is None:
+        return transport.run(argv, deadline)
+    return transport.run(argv, deadline, on_progress=on_progress)
 
 
 def _marked(result: CommandResult, code: int, mark: str) -> bool:

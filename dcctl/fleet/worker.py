@@ -19,6 +19,7 @@ from typing import IO
 from dcctl.fleet.executor import Fleet
 from dcctl.fleet.frames import (
     Landed,
+    NodeProgress,
     StepDone,
     StepRequest,
     WorkerInit,
@@ -68,6 +69,12 @@ def _run_step(fleet: Fleet, request: StepRequest, replies: Replies) -> bool:
         lambda host: params[host.name],
         request.timeout_s,
         lambda outcome: replies.put(Landed(request.step, outcome)),
+        # Throttled here already, so the frames carry no more than the controller shows.
+        on_progress=(
+            (lambda name, progress: replies.put(NodeProgress(request.step, name, progress)))
+            if request.progress
+            else None
+        ),
     )
     return run.interrupted
 
@@ -93,7 +100,7 @@ def _write_replies(stream: IO[bytes], replies: Replies) -> None:
             frame = encode_frame(reply)
         except Exception as exc:
             if not isinstance(reply, Landed):
-                continue  # StepDone is two numbers: only a result can fail to pickle
+                continue  # StepDone is two numbers, NodeProgress was JSON: not worth an answer
             # The host still gets an answer, or the controller would wait for it forever.
             error = HostError("runtime", f"result could not be sent to the controller: {exc}")
             frame = encode_frame(

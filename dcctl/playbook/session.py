@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from dcctl.evaluate.result import Result
-from dcctl.fleet.executor import Fleet
+from dcctl.fleet.executor import Fleet, HostProgressCallback
 from dcctl.fleet.outcome import HostOutcome
 from dcctl.inventory.model import Host
 from dcctl.results.document import RunMeta, host_document, run_document
@@ -52,8 +52,13 @@ def run_step(
     state_dir: Path,
     fleet: Fleet,
     on_progress: ProgressCallback,
+    on_node_progress: HostProgressCallback | None = None,
 ) -> StepRun:
-    """Run one step; `fleet` holds the connections, so the steps of a run share them."""
+    """Run one step; `fleet` holds the connections, so the steps of a run share them.
+
+    `on_progress` is told each host's status as it lands; `on_node_progress`, if given, the
+    latest progress line of a host still running (host name, the line's object), a few times
+    a second at most. Both are called in this thread."""
     started = datetime.now(timezone.utc)
     meta = RunMeta(
         run_id=new_run_id(spec.command, started),
@@ -80,7 +85,13 @@ def run_step(
         store.write_host(outcome.host.name, document)  # a failure is kept in store.error
         on_progress(outcome.host.name, document["status"])
 
-    fleet_run = fleet.run(hosts, spec.task, spec.params_for, spec.timeout_s, record)
+    # Passed only when wanted: a stand-in fleet (a recorded run replayed) need not take it.
+    if on_node_progress is None:
+        fleet_run = fleet.run(hosts, spec.task, spec.params_for, spec.timeout_s, record)
+    else:
+        fleet_run = fleet.run(
+            hosts, spec.task, spec.params_for, spec.timeout_s, record, on_node_progress
+        )
     ordered = [documents[host.name] for host in hosts if host.name in documents]
     document = run_document(
         meta, ordered, fleet_run.interrupted, finished_at=datetime.now(timezone.utc)

@@ -6,9 +6,11 @@ import contextlib
 import math
 import threading
 from collections import deque
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Literal, Protocol
+from typing import Any, Literal, Protocol
+
+from dcctl.node.payload import PROGRESS_START, parse_progress_line
 
 # `inventory`: the host was never contacted, because a value it needs cannot be used (see
 # Host.unusable); the others are what contacting it and running the task ran into.
@@ -34,6 +36,14 @@ POLL_INTERVAL_S = 0.1
 # tail is kept, which still holds the payload. Of stderr only the last lines are ever shown.
 STDOUT_KEPT_BYTES = 16 * 1024 * 1024
 STDERR_KEPT_BYTES = 64 * 1024
+# A progress line is a few hundred bytes. One longer than this is not held while it arrives
+# (a thousand hosts over, a node printing one endless line must not fill the controller's
+# memory): it is dropped, and the next line is read as usual.
+PROGRESS_LINE_MAX_BYTES = 64 * 1024
+
+# Called with the object of each progress line a command prints, as it arrives.
+ProgressCallback = Callable[[dict[str, Any]], None]
+_PROGRESS_MARK = PROGRESS_START.encode()
 
 
 class HostError(Exception):
@@ -74,6 +84,57 @@ class TailBuffer:
         return data[-self._limit :].decode(errors="replace")
 
 
+class ProgressLines:
+    """Finds the progress lines in a command's stdout while it runs, whatever the chunks it
+    arrives in. Only the line being received is held, and only up to PROGRESS_LINE_MAX_BYTES.
+
+    Used by one reader at a time (the thread that reads the stream), so it takes no lock.
+    """
+
+    def __init__(self, on_progress: ProgressCallback) -> None:
+        self._on_progress = on_progress
+        self._partial = bytearray()  # grown in place: a line may come a byte at a time
+        # Inside a line already longer than the limit: dropped up to its newline.
+        self._skipping = False
+
+    def feed(self, chunk: bytes) -> None:
+        end = chunk.rfind(b"\n")
+        if end < 0:
+            self._hold(chunk)
+            return
+        if self._skipping:  # the chunk's first newline ends the line being dropped
+            block = chunk[chunk.find(b"\n") + 1 : end]
+            self._skipping = False
+        else:
+            block = bytes(self._partial) + chunk[:end]
+        self._partial.clear()
+        # Most output (a check's payload, library noise) holds no progress: one search, no split.
+        if _PROGRESS_MARK in block:
+            for line in block.split(b"\n"):
+                self._emit(line)
+        self._hold(chunk[end + 1 :])
+
+    def _hold(self, data: bytes) -> None:
+        if self._skipping or not data:
+            return
+        if len(self._partial) + len(data) > PROGRESS_LINE_MAX_BYTES:
+            self._partial.clear()
+            self._skipping = True
+        else:
+            self._partial += data
+
+    def _emit(self, line: bytes) -> None:
+        if _PROGRESS_MARK not in line or len(line) > PROGRESS_LINE_MAX_BYTES:
+            return
+        progress = parse_progress_line(line.decode(errors="replace"))
+        if progress is not None:  # a malformed line is noise like any other
+            self._on_progress(progress)
+
+
+def progress_lines(on_progress: ProgressCallback | None) -> ProgressLines | None:
+    return None if on_progress is None else ProgressLines(on_progress)
+
+
 @dataclass(frozen=True)
 class CommandResult:
     exit_code: int
@@ -92,8 +153,16 @@ class Transport(Protocol):
     def connect(self) -> None: ...
 
     def run(
-        self, argv: Sequence[str], deadline: float, stdin: bytes | None = None
-    ) -> CommandResult: ...
+        self,
+        argv: Sequence[str],
+        deadline: float,
+        stdin: bytes | None = None,
+        on_progress: ProgressCallback | None = None,
+    ) -> CommandResult:
+        """`on_progress`, if given, is called with each progress line the command prints on
+        stdout as it arrives, from a thread of the transport's choosing; stdout is still
+        returned whole (its tail) in the result."""
+        ...
 
     def close(self) -> None: ...
 

@@ -19,8 +19,11 @@ from dcctl.transport.base import (
     TIMEOUT_EXIT_CODE,
     CommandResult,
     HostError,
+    ProgressCallback,
+    ProgressLines,
     TailBuffer,
     check_cancelled,
+    progress_lines,
 )
 
 
@@ -29,7 +32,11 @@ class LocalTransport:
         self._cancel = cancel
 
     def run(
-        self, argv: Sequence[str], deadline: float, stdin: bytes | None = None
+        self,
+        argv: Sequence[str],
+        deadline: float,
+        stdin: bytes | None = None,
+        on_progress: ProgressCallback | None = None,
     ) -> CommandResult:
         check_cancelled(self._cancel)
         try:
@@ -43,7 +50,7 @@ class LocalTransport:
             )
         except OSError as exc:
             raise HostError("runtime", f"cannot start {argv[0]!r}: {exc.strerror}") from exc
-        stdout = _Reader(proc.stdout, STDOUT_KEPT_BYTES)
+        stdout = _Reader(proc.stdout, STDOUT_KEPT_BYTES, progress_lines(on_progress))
         stderr = _Reader(proc.stderr, STDERR_KEPT_BYTES)
         if stdin is not None and proc.stdin is not None:
             with contextlib.suppress(BrokenPipeError):
@@ -82,8 +89,12 @@ class LocalTransport:
 class _Reader:
     """Drains one pipe in a thread so a chatty command never blocks on a full pipe."""
 
-    def __init__(self, pipe: IO[bytes] | None, kept_bytes: int) -> None:
+    def __init__(
+        self, pipe: IO[bytes] | None, kept_bytes: int, lines: ProgressLines | None = None
+    ) -> None:
         self._kept = TailBuffer(kept_bytes)
+        # Progress is passed on from this thread, as it arrives, not when the command ends.
+        self._lines = lines
         self._thread = threading.Thread(target=self._drain, args=(pipe,), daemon=True)
         self._thread.start()
 
@@ -93,6 +104,8 @@ class _Reader:
                 fd = pipe.fileno()
                 for chunk in iter(lambda: os.read(fd, 65536), b""):
                     self._kept.add(chunk)
+                    if self._lines is not None:
+                        self._lines.feed(chunk)
 
     def text(self, wait_s: float) -> str:
         # A grandchild that escaped the kill may still hold the pipe: do not wait forever.

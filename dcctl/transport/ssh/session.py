@@ -18,8 +18,10 @@ from dcctl.transport.base import (
     TIMEOUT_EXIT_CODE,
     CommandResult,
     HostError,
+    ProgressCallback,
     TailBuffer,
     check_cancelled,
+    progress_lines,
     remote_timeout_argv,
 )
 from dcctl.transport.ssh.sockets import wait_ready
@@ -40,6 +42,7 @@ def run_command(
     display: str,
     open_timeout_s: float,
     cancel: threading.Event | None,
+    on_progress: ProgressCallback | None = None,
 ) -> CommandResult:
     # Measured after connecting, so the node's own kill never outlasts our deadline.
     remaining = deadline - time.monotonic()
@@ -50,7 +53,7 @@ def run_command(
         channel.settimeout(remaining)
         channel.exec_command(shlex.join(remote_timeout_argv(argv, remaining)))
         _send_input(channel, stdin, display)
-        return _collect(channel, deadline, display, cancel)
+        return _collect(channel, deadline, display, cancel, on_progress)
     finally:
         channel.close()
 
@@ -90,17 +93,21 @@ def _send_input(channel: paramiko.Channel, stdin: bytes | None, display: str) ->
 class _Output:
     """What a command printed (the tails kept) and when it last printed anything."""
 
-    def __init__(self) -> None:
+    def __init__(self, on_progress: ProgressCallback | None = None) -> None:
         self.stdout = TailBuffer(STDOUT_KEPT_BYTES)
         self.stderr = TailBuffer(STDERR_KEPT_BYTES)
         self.last_data_at: float | None = None
+        self._lines = progress_lines(on_progress)
 
     def drain(self, channel: paramiko.Channel) -> bool:
         """Read at most one chunk of each stream: a task that prints without pause must not
         keep the caller from its deadline and Ctrl-C checks between reads."""
         drained = False
         if channel.recv_ready():
-            self.stdout.add(channel.recv(READ_CHUNK))
+            chunk = channel.recv(READ_CHUNK)
+            self.stdout.add(chunk)
+            if self._lines is not None:
+                self._lines.feed(chunk)
             drained = True
         if channel.recv_stderr_ready():
             self.stderr.add(channel.recv_stderr(READ_CHUNK))
@@ -111,9 +118,13 @@ class _Output:
 
 
 def _collect(
-    channel: paramiko.Channel, deadline: float, display: str, cancel: threading.Event | None
+    channel: paramiko.Channel,
+    deadline: float,
+    display: str,
+    cancel: threading.Event | None,
+    on_progress: ProgressCallback | None = None,
 ) -> CommandResult:
-    output = _Output()
+    output = _Output(on_progress)
     give_up_at = deadline + GIVE_UP_AFTER_S
     while True:
         # Every pass, printing or not: a task that never stops printing still meets its

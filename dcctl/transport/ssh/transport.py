@@ -12,7 +12,7 @@ from typing import TypeVar
 import paramiko
 
 from dcctl.inventory.model import Host
-from dcctl.transport.base import CommandResult, HostError, check_cancelled
+from dcctl.transport.base import CommandResult, HostError, ProgressCallback, check_cancelled
 from dcctl.transport.ssh.context import SshContext
 from dcctl.transport.ssh.errors import TransientConnectError
 from dcctl.transport.ssh.session import run_command
@@ -39,9 +39,13 @@ class SshTransport:
         self._translating(self._connection)
 
     def run(
-        self, argv: Sequence[str], deadline: float, stdin: bytes | None = None
+        self,
+        argv: Sequence[str],
+        deadline: float,
+        stdin: bytes | None = None,
+        on_progress: ProgressCallback | None = None,
     ) -> CommandResult:
-        return self._translating(lambda: self._run(argv, deadline, stdin))
+        return self._translating(lambda: self._run(argv, deadline, stdin, on_progress))
 
     def close(self) -> None:
         """Safe from another thread: unblocks a connect or read in progress (used by Ctrl-C)."""
@@ -50,7 +54,13 @@ class SshTransport:
         if self._sock is not None:
             self._sock.close()
 
-    def _run(self, argv: Sequence[str], deadline: float, stdin: bytes | None) -> CommandResult:
+    def _run(
+        self,
+        argv: Sequence[str],
+        deadline: float,
+        stdin: bytes | None,
+        on_progress: ProgressCallback | None,
+    ) -> CommandResult:
         connection = self._connection()
         check_cancelled(self._cancel)
         return run_command(
@@ -61,6 +71,7 @@ class SshTransport:
             self._endpoint.display,
             self._context.options.connect_timeout_s,
             self._cancel,
+            on_progress,
         )
 
     def _translating(self, action: Callable[[], _T]) -> _T:
