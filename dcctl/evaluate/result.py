@@ -19,6 +19,8 @@ class Result:
     kind: Kind = "check"
     # The GPU a finding concerns: {"index", "pci_bus_id", "serial"}; None for node-wide results.
     gpu: dict[str, Any] | None = None
+    # A benchmark's figures ({"tflops": 781.2, "efficiency": 0.79}), for reports and history.
+    metrics: dict[str, Any] | None = None
 
     def to_json(self) -> dict[str, Any]:
         document = {
@@ -31,4 +33,6 @@ class Result:
         }
         if self.gpu is not None:
             document["gpu"] = self.gpu
+        if self.metrics is not None:
+            document["metrics"] = self.metrics
         return document

@@ -95,15 +95,31 @@ def print_run(
 ) -> None:
     """The hosts table and a summary line; `run_dir` None: the run was not saved. Raises
     OSError if stdout cannot be written."""
+    hosts = sorted(document["hosts"], key=lambda h: _STATUS_ORDER.get(h["status"], 3))
+    if only_problems:
+        hosts = [host for host in hosts if host["status"] != "passed"]
+    bench = document.get("command") == "bench"
+    console = stdout_console()
+    if hosts:
+        console.print(_bench_hosts_table(hosts) if bench else _check_hosts_table(hosts))
+    if bench:
+        from dcctl.report.bench_tables import bench_tables, sweep_tables
+
+        for table in bench_tables(hosts) + (sweep_tables(hosts) if detail else []):
+            console.print(table)
+    if detail:
+        for host in hosts:
+            console.print(_results_table(host))
+    console.print(_summary_line(document, run_dir, stopped_by))
+
+
+def _check_hosts_table(hosts: list[dict[str, Any]]) -> Table:
     table = Table(show_lines=False)
     # Name and status are never cut; the rest fold so nothing is hidden on a narrow terminal.
     table.add_column("Host", no_wrap=True)
     table.add_column("Status", no_wrap=True)
     for column in ("OS", "Kernel", "Driver", "CUDA", "GPUs", "Findings"):
         table.add_column(column, overflow="fold")
-    hosts = sorted(document["hosts"], key=lambda h: _STATUS_ORDER.get(h["status"], 3))
-    if only_problems:
-        hosts = [host for host in hosts if host["status"] != "passed"]
     for host in hosts:
         summary = summarize_facts(host["facts"]) if host["facts"] else {}
         table.add_row(
@@ -112,13 +128,30 @@ def print_run(
             *(Text(summary.get(key, "-")) for key in ("os", "kernel", "driver", "cuda", "gpus")),
             _findings(host),
         )
-    console = stdout_console()
-    if hosts:
-        console.print(table)
-    if detail:
-        for host in hosts:
-            console.print(_results_table(host))
-    console.print(_summary_line(document, run_dir, stopped_by))
+    return table
+
+
+def _bench_hosts_table(hosts: list[dict[str, Any]]) -> Table:
+    table = Table(show_lines=False)
+    table.add_column("Host", no_wrap=True)
+    table.add_column("Status", no_wrap=True)
+    table.add_column("Ran on", overflow="fold")
+    table.add_column("Findings", overflow="fold")
+    for host in hosts:
+        facts = host["facts"] or {}
+        pre = facts.get("preflight") or {}
+        gpus = facts.get("gpus") or []
+        names = sorted({str(gpu.get("name")) for gpu in gpus})
+        ran_on = f"{len(gpus)} x {', '.join(names)}" if gpus else "CPU" if facts else "-"
+        if pre.get("torch"):
+            ran_on += f"; torch {pre['torch']}"
+        table.add_row(
+            Text(host["name"]),
+            Text(host["status"], style=_STATUS_STYLE.get(host["status"], "")),
+            Text(ran_on),
+            _findings(host),
+        )
+    return table
 
 
 def _results_table(host: dict[str, Any]) -> Table:

@@ -716,8 +716,7 @@ def test_duplicate_key_the_later_one_wins_with_a_warning_as_in_ansible(in_tmp: P
     )
     assert [host.name for host in inventory.hosts] == ["gpu02"]
     assert inventory.warnings == (
-        "rack.yaml:4: hosts: duplicate key (first at line 2); the later one is used, as in "
-        "Ansible",
+        "rack.yaml:4: hosts: duplicate key (first at line 2); the later one is used, as in Ansible",
     )
 
 

@@ -1,0 +1,147 @@
+"""`dcctl bench gemm|allreduce|fio|all`: the figures a rack acceptance signs, on every host."""
+
+from __future__ import annotations
+
+from enum import Enum
+from typing import Any
+
+import typer
+
+from dcctl.cli.bounds import MAX_TIMEOUT_S, seconds_between
+from dcctl.cli.options import global_options, reporting_errors
+from dcctl.inventory.model import Host
+
+DTYPES = ("bf16", "fp16", "tf32", "fp32", "fp8")
+# Seconds the node may spend on the preflight (importing torch, initialising CUDA) before the
+# benchmarks' own budgets start; the node's own limit is the same.
+PREFLIGHT_ALLOWANCE_S = 180.0
+# Beyond the benchmarks' budgets: connecting, shipping the runtime, reading NVML.
+OVERHEAD_S = 60.0
+MAX_SOAK_S = 24 * 3600.0
+
+
+class Benchmark(str, Enum):
+    gemm = "gemm"
+    allreduce = "allreduce"
+    fio = "fio"
+    all = "all"
+
+
+def parse_size(text: str | None) -> dict[str, int]:
+    """`--size 8192` (square) or `--size 4096,8192,1024` (m,n,k)."""
+    if text is None:
+        return {}
+    parts = [part.strip() for part in text.split(",")]
+    if len(parts) not in (1, 3) or not all(part.isdigit() and 0 < int(part) <= 65536
+                                           for part in parts):  # fmt: skip
+        raise typer.BadParameter(f"expected N or M,N,K with each from 1 to 65536, got {text!r}")
+    m, n, k = (int(parts[0]),) * 3 if len(parts) == 1 else (int(part) for part in parts)
+    return {"m": m, "n": n, "k": k}
+
+
+def budgets(benchmarks: list[str], quick: bool, dtypes: int, duration_s: float) -> dict[str, float]:
+    """Seconds each benchmark may take on a node; generous, since a slow node must still
+    report its figures rather than time out."""
+    per_dtype = 30.0 if quick else 90.0
+    table = {
+        "gemm": per_dtype * dtypes + duration_s + (30.0 if quick else 120.0),
+        "allreduce": 60.0 if quick else 600.0,
+        "fio": 4 * (2 + 0 + 20) + 30.0 if quick else 4 * (30 + 5 + 30) + 60.0,
+    }
+    return {name: table[name] for name in benchmarks}
+
+
+def bench(
+    ctx: typer.Context,
+    benchmark: Benchmark = typer.Argument(
+        Benchmark.all, help="gemm, allreduce, fio, or all three in that order."
+    ),
+    quick: bool = typer.Option(
+        False, "--quick", help="Seconds, not minutes: small sizes and short fio jobs."
+    ),
+    dtype: list[str] = typer.Option(
+        [],
+        "--dtype",
+        help="GEMM dtype, repeatable: bf16, fp16, tf32, fp32, fp8 (default: all on GPUs, "
+        "fp32 on CPUs).",
+        show_default=False,
+    ),
+    size: str | None = typer.Option(
+        None,
+        "--size",
+        help="GEMM size: N (square) or M,N,K (default 8192 on GPUs, 2048 on CPUs).",
+        show_default=False,
+    ),
+    duration: float = typer.Option(
+        0.0,
+        "--duration",
+        callback=seconds_between(0.0, MAX_SOAK_S),
+        help="Soak: keep the GEMM running this many seconds on every GPU while NVML samples "
+        "clocks, temperature, power and throttling.",
+    ),
+    timeout: float | None = typer.Option(
+        None,
+        "--timeout",
+        callback=lambda v: v if v is None else seconds_between(1.0, MAX_TIMEOUT_S)(v),
+        help="Seconds each host may take in all (default: from the benchmarks chosen).",
+        show_default=False,
+    ),
+) -> None:
+    """Run GEMM, node-scope allreduce and fio on every host, and judge the figures.
+
+    GEMM runs on all GPUs of a node at once (one process per GPU) with identical seeded inputs:
+    TFLOP/s per GPU against the model's dense peak, a bitwise comparison of the results across
+    GPUs, and a check against fp64. Allreduce reports nccl-tests' algbw and busbw over a size
+    sweep and fails on any wrong element. fio runs only inside the host's scratch_dir.
+    Thresholds come from `expect` (gemm_min_efficiency, allreduce_min_busbw_gbs,
+    fio_min_seqread_mb_s ...) or from defaults per GPU model. Examples:
+
+      dcctl bench all --quick
+
+      dcctl -i rack1.yaml bench gemm --dtype bf16 --duration 600
+
+      dcctl -i rack1.yaml -v bench allreduce        # with the per-size busbw table
+
+      dcctl -i rack1.yaml --json bench fio | jq '.hosts[].results[].metrics'
+    """
+    from dcctl.cli.step import execute_step
+    from dcctl.evaluate.bench import evaluate_bench
+    from dcctl.playbook.session import StepSpec
+
+    bad = [name for name in dtype if name not in DTYPES]
+    if bad:
+        raise typer.BadParameter(f"unknown dtype {bad[0]!r}; expected one of {', '.join(DTYPES)}",
+                                 param_hint="--dtype")  # fmt: skip
+    chosen = ["gemm", "allreduce", "fio"] if benchmark is Benchmark.all else [benchmark.value]
+    gemm: dict[str, Any] = parse_size(size)
+    if dtype:
+        gemm["dtypes"] = list(dict.fromkeys(dtype))
+    if duration:
+        gemm["duration_s"] = duration
+    allowed = budgets(chosen, quick, len(gemm.get("dtypes", DTYPES)), duration)
+    host_timeout = timeout or sum(allowed.values()) + PREFLIGHT_ALLOWANCE_S + OVERHEAD_S
+
+    def params_for(host: Host) -> dict[str, Any]:
+        return {
+            "benchmarks": chosen,
+            "quick": quick,
+            "budgets_s": allowed,
+            "scratch_dir": host.scratch_dir,
+            "gemm": gemm,
+            "allreduce": {},
+            "fio": {},
+        }
+
+    def evaluate(host: Host, payload: dict[str, Any]) -> list[Any]:
+        return evaluate_bench(payload, host.expect)
+
+    spec = StepSpec(
+        command="bench",
+        task="bench",
+        params_for=params_for,
+        evaluate=evaluate,
+        timeout_s=host_timeout,
+    )
+    with reporting_errors():
+        code = execute_step(global_options(ctx), spec)
+    raise typer.Exit(code)

@@ -1,0 +1,129 @@
+"""Console tables of a `bench` run: one per benchmark, a row per host and figure, worst first.
+
+The figures come from each host's payload sections (what the node measured), the status from
+its judged results, so a row shows both what was measured and what was decided about it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+from rich.table import Table
+from rich.text import Text
+
+STATUS_STYLE = {"pass": "green", "warn": "yellow", "fail": "bold red", "error": "bold yellow",
+                "skip": "dim"}  # fmt: skip
+_WORST_FIRST = {"fail": 0, "error": 1, "warn": 2, "skip": 3, "pass": 4}
+
+
+def _number(value: Any, digits: int = 1) -> str:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return "-"
+    return f"{value:,.{digits}f}"
+
+
+def _status(host: dict[str, Any], result_id: str) -> str:
+    for result in host.get("results") or []:
+        if result.get("id") == result_id:
+            return str(result.get("status"))
+    return "-"
+
+
+def _table(title: str, columns: Iterable[str], rows: list[tuple[str, list[str]]]) -> Table | None:
+    if not rows:
+        return None
+    table = Table(title=Text(title), title_justify="left")
+    for index, column in enumerate(columns):
+        table.add_column(column, no_wrap=index == 0, justify="left" if index < 2 else "right")
+    table.add_column("Status", no_wrap=True)
+    for status, cells in sorted(rows, key=lambda row: _WORST_FIRST.get(row[0], 5)):
+        table.add_row(*cells, Text(status, style=STATUS_STYLE.get(status, "")))
+    return table
+
+
+def _gemm_rows(host: dict[str, Any]) -> list[tuple[str, list[str]]]:
+    section = (host.get("facts") or {}).get("gemm") or {}
+    rows = []
+    for summary in section.get("dtypes") or []:
+        gpus = summary.get("gpus") or []
+        device = "CPU" if gpus and gpus[0].get("device") == "cpu" else f"{len(gpus)} GPU"
+        slowest = summary.get("slowest") or {}
+        mismatches = summary.get("checksum_mismatches") or []
+        size = f"{summary.get('m')}x{summary.get('n')}x{summary.get('k')}"
+        dtype = summary.get("dtype")
+        rows.append((_status(host, f"bench.gemm.{dtype}"), [
+            host["name"], f"{dtype} {device}", size,
+            _number(summary.get("median_tflops"), 2),
+            _number(100 * slowest["vs_median"], 0) + " %" if "vs_median" in slowest else "-",
+            "-" if len(gpus) < 2 else f"{len(mismatches)} differ" if mismatches else "agree",
+        ]))  # fmt: skip
+    return rows
+
+
+def _allreduce_rows(host: dict[str, Any]) -> list[tuple[str, list[str]]]:
+    section = (host.get("facts") or {}).get("allreduce") or {}
+    if not section or section.get("skipped"):
+        return []
+    return [(_status(host, "bench.allreduce"), [
+        host["name"], f"{section.get('ranks')} x {section.get('backend') or '-'}",
+        _size(section.get("bytes")), _number(section.get("algbw_gbs"), 2),
+        _number(section.get("busbw_gbs"), 2), str(section.get("wrong_total", "-")),
+    ])]  # fmt: skip
+
+
+def _fio_rows(host: dict[str, Any]) -> list[tuple[str, list[str]]]:
+    section = (host.get("facts") or {}).get("fio") or {}
+    rows = []
+    for job in section.get("jobs") or []:
+        clat = job.get("clat_us") or {}
+        rows.append((_status(host, f"bench.fio.{job.get('name')}"), [
+            host["name"], str(job.get("name")), _number(job.get("mb_s"), 1),
+            _number(job.get("iops"), 0), _number(clat.get("p50"), 0), _number(clat.get("p99"), 0),
+            _number(clat.get("p99.9"), 0),
+        ]))  # fmt: skip
+    return rows
+
+
+def _size(nbytes: Any) -> str:
+    if not isinstance(nbytes, int):
+        return "-"
+    for unit, shift in (("GiB", 30), ("MiB", 20), ("KiB", 10)):
+        if nbytes >= 1 << shift and nbytes % (1 << shift) == 0:
+            return f"{nbytes >> shift} {unit}"
+    return f"{nbytes} B"
+
+
+def bench_tables(hosts: list[dict[str, Any]]) -> list[Table]:
+    """One table per benchmark that some host ran."""
+    tables = [
+        _table("GEMM (TFLOP/s per device, median)",
+               ["Host", "Dtype", "Size", "TFLOP/s", "Slowest", "Checksums"],
+               [row for host in hosts for row in _gemm_rows(host)]),
+        _table("Allreduce, node scope (GB/s = 1e9 B/s, at the largest size)",
+               ["Host", "Ranks", "Size", "algbw", "busbw", "#wrong"],
+               [row for host in hosts for row in _allreduce_rows(host)]),
+        _table("fio (MB/s = 1e6 B/s; completion latency in µs)",
+               ["Host", "Job", "MB/s", "IOPS", "p50", "p99", "p99.9"],
+               [row for host in hosts for row in _fio_rows(host)]),
+    ]  # fmt: skip
+    return [table for table in tables if table is not None]
+
+
+def sweep_tables(hosts: list[dict[str, Any]]) -> list[Table]:
+    """Under -v: each host's busbw per message size, as nccl-tests prints it."""
+    tables = []
+    for host in hosts:
+        section = (host.get("facts") or {}).get("allreduce") or {}
+        sizes = section.get("sizes") or []
+        if not sizes:
+            continue
+        table = Table(title=Text(f"{host['name']}: allreduce sweep"), title_justify="left")
+        for column in ("Size", "time (µs)", "algbw (GB/s)", "busbw (GB/s)", "#wrong"):
+            table.add_column(column, justify="right")
+        for row in sizes:
+            table.add_row(_size(row.get("bytes")), _number(row.get("time_us"), 1),
+                          _number(row.get("algbw_gbs"), 2), _number(row.get("busbw_gbs"), 2),
+                          str(row.get("wrong", "-")))  # fmt: skip
+        tables.append(table)
+    return tables
