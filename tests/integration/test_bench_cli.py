@@ -66,13 +66,15 @@ def test_bench_all_quick_on_this_machine(tmp_path: Path) -> None:
 def test_bench_over_ssh_runs_on_one_host_and_names_missing_torch_on_the_other(
     tmp_path: Path, state_dir: Path, healthy_hosts: list[dict[str, Any]]
 ) -> None:
-    """node1's python has torch; node2's (the system python) has none: node2 is one clear
-    error naming its interpreter and the install command, and node1's figures still land."""
-    with_torch = {**healthy_hosts[0], "python": sys.executable}
-    without = {**healthy_hosts[1], "python": NODE_PYTHON}
+    """node1's python has torch; node2's (the system python) has none: node2's torch
+    benchmarks are one clear error naming its interpreter and the install command, its fio
+    still runs, and node1's figures all land."""
+    with_torch = {**healthy_hosts[0], "python": sys.executable,
+                  "scratch_dir": str(tmp_path / "scratch1")}  # fmt: skip
+    without = {**healthy_hosts[1], "python": NODE_PYTHON, "scratch_dir": str(tmp_path / "s2")}
     inventory = write_inventory(tmp_path / "inv.yaml", [with_torch, without])
     result = run_dcctl(
-        ["-i", str(inventory), "--state-dir", str(state_dir), "--json", "bench", "gemm",
+        ["-i", str(inventory), "--state-dir", str(state_dir), "--json", "bench", "all",
          "--quick"],
         home=tmp_path / "home", timeout=BENCH_TIMEOUT_S,
     )  # fmt: skip
@@ -80,8 +82,11 @@ def test_bench_over_ssh_runs_on_one_host_and_names_missing_torch_on_the_other(
     jsonschema.validate(document, load_schema())
     hosts = {host["name"]: host for host in document["hosts"]}
     assert hosts[with_torch["name"]]["status"] == "passed", hosts[with_torch["name"]]
-    assert results_of(hosts[with_torch["name"]])["bench.gemm.fp32"]["metrics"]["tflops"] > 0
+    ran = results_of(hosts[with_torch["name"]])
+    assert ran["bench.gemm.fp32"]["metrics"]["tflops"] > 0
+    assert ran["bench.allreduce"]["status"] == "pass"
     broken = hosts[without["name"]]
+    assert results_of(broken)["bench.fio.seqread"]["metrics"]["mb_s"] > 0
     assert broken["status"] == "error"
     preflight = results_of(broken)["bench.preflight"]
     assert preflight["status"] == "error"

@@ -236,3 +236,22 @@ def test_defaults_follow_the_device_and_quick() -> None:
     assert with_defaults("gemm", {}, "cpu", True)["dtypes"] == ["fp32"]
     assert with_defaults("gemm", {"m": 64}, "cpu", False)["m"] == 64
     assert with_defaults("fio", {}, "cuda", True)["runtime_s"] == 2
+
+
+def test_rank_directories_a_killed_task_left_are_removed_a_day_later(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("TMPDIR", str(tmp_path))
+    import tempfile
+
+    monkeypatch.setattr(tempfile, "tempdir", None)  # re-read TMPDIR
+    stale, fresh = tmp_path / "dcctl-bench-old", tmp_path / "dcctl-bench-new"
+    for directory in (stale, fresh):
+        directory.mkdir()
+        (directory / "rank-0.json").write_text("{}")
+    day_ago = time.time() - 25 * 3600
+    os.utime(stale, (day_ago, day_ago))
+    command = worker(tmp_path, "pass\n")
+    run_workers(command, {}, time.monotonic() + 60)
+    assert not stale.exists()
+    assert fresh.exists()

@@ -38,6 +38,27 @@ STDERR_TAIL_LINES = 20
 MAX_RELAYED_LINE = 64 * 1024
 
 
+# A task killed with SIGKILL (the node's `timeout -k`, the stdin watchdog) cannot remove its
+# rank directory; the next bench run on the node removes those older than this.
+STALE_OUT_DIR_S = 24 * 3600.0
+OUT_DIR_PREFIX = "dcctl-bench-"
+
+
+def _remove_stale_out_dirs() -> None:
+    root = tempfile.gettempdir()
+    now = time.time()
+    with contextlib.suppress(OSError):
+        for entry in os.scandir(root):
+            with contextlib.suppress(OSError):
+                if (
+                    entry.name.startswith(OUT_DIR_PREFIX)
+                    and entry.is_dir(follow_symlinks=False)
+                    and entry.stat(follow_symlinks=False).st_uid == os.getuid()
+                    and now - entry.stat(follow_symlinks=False).st_mtime > STALE_OUT_DIR_S
+                ):
+                    shutil.rmtree(entry.path, ignore_errors=True)  # fmt: skip
+
+
 def runtime_root() -> str:
     """The directory holding the shipped `dcctl` package (the runtime, or a checkout)."""
     return os.path.dirname(os.path.dirname(os.path.abspath(dcctl.__file__)))
@@ -141,7 +162,8 @@ def run_workers(
 ) -> WorkerRun:
     """Run `command(params with out_dir set)` until it exits or `deadline` (time.monotonic())
     passes; SIGTERM/SIGINT to this task stop the workers first."""
-    out_dir = tempfile.mkdtemp(prefix="dcctl-bench-")
+    _remove_stale_out_dirs()
+    out_dir = tempfile.mkdtemp(prefix=OUT_DIR_PREFIX)
     tail: deque[str] = deque(maxlen=STDERR_TAIL_LINES)
     timed_out = False
     previous = {}

@@ -111,16 +111,25 @@ def _test_records(test: dict[str, Any]) -> list[dict[str, Any]]:
     rows = [_record(name, r) for r in results]
     summary = test.get("test_summary")
     if isinstance(summary, dict):
-        # 4.x: the summary repeats every error of the test (includeAllErrors) and adds those
-        # that belong to no entity (DCGM_FE_NONE). Keep it whenever it tells something the
-        # entity rows do not: an error none of them carries, or a verdict none of them has.
+        # 4.x: the summary carries the errors and info that belong to no entity (DCGM_FE_NONE);
+        # from 4.5 it also repeats every entity's error (includeAllErrors). Keep it whenever it
+        # tells something the entity rows do not: an error none of them carries, an info line,
+        # or a verdict none of them has.
         told = {text for r in results for text in _warning_texts(r)}
         told |= {str(t).strip() for r in results for t in _listed(r.get("info"))}
         news = [w for w in summary.get("warnings") or [] if _text_of(w) not in told]
         overall = _record(name, summary, told)
         overall["gpu"] = None
-        # Its severities are those of the errors only it tells, when there are any.
-        overall["severities"] = _severities({"warnings": news}) if news else overall["severities"]
+        if news:
+            # Its severities are those of the errors only it tells.
+            overall["severities"] = _severities({"warnings": news})
+        elif not overall["severities"]:
+            # Before 4.5 a summary's "Fail" does not repeat the entity errors behind it (a GB10
+            # on 4.2.3: persistence mode, CONFIG, on GPU 0 and a bare "Fail" summary with an info
+            # line). A verdict the entity rows share is theirs, and so are its severities;
+            # without them a configuration finding would be judged a failure here.
+            same = [r for r in rows if r["result"] == overall["result"]]
+            overall["severities"] = sorted({s for r in same for s in r["severities"]})
         if (
             not rows
             or news
