@@ -33,7 +33,6 @@ the launcher relays; progress goes to a copy of the original stdout.
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import sys
@@ -57,6 +56,7 @@ from dcctl.node.bench.allreduce import (
     sweep_sizes,
     worker_params,
 )
+from dcctl.node.bench.rank import run_rank
 from dcctl.node.payload import format_progress
 
 # Verification compares this many elements at a time, so its temporaries stay small beside an
@@ -67,7 +67,6 @@ MIN_HEADROOM_BYTES = 2 * 1024**3
 HEADROOM_FRACTION = 0.1
 # With gloo each rank holds its buffer plus gloo's working copies in host memory.
 CPU_COPIES_PER_RANK = 3
-MAX_ERROR_CHARS = 2000
 
 
 class Ranks(NamedTuple):
@@ -102,22 +101,6 @@ def _env_int(name: str) -> int:
     if value is None or not value.strip().lstrip("-").isdigit():
         raise RuntimeError(f"{name} is {value!r}: the worker runs under torchrun")
     return int(value)
-
-
-def _claim_stdout() -> IO[str]:
-    """A copy of stdout for progress; fd 1 itself then goes to stderr."""
-    sys.stdout.flush()
-    progress = os.fdopen(os.dup(1), "w", encoding="utf-8")
-    os.dup2(2, 1)
-    return progress
-
-
-def _write_doc(out_dir: str, rank: int, doc: RankDoc) -> None:
-    path = os.path.join(out_dir, f"rank-{rank}.json")
-    tmp = f"{path}.tmp-{os.getpid()}"
-    with open(tmp, "w", encoding="utf-8") as handle:
-        json.dump(doc, handle, sort_keys=True)
-    os.replace(tmp, path)
 
 
 # --- setup ---------------------------------------------------------------------------------
@@ -330,40 +313,10 @@ def _run(params: dict[str, Any], rank: int, progress: IO[str]) -> RankDoc:
 # --- entry point ---------------------------------------------------------------------------
 
 
-def _out_dir(raw: Any) -> str | None:
-    """Where this rank may report, even when other params are bad."""
-    found = raw.get("out_dir") if isinstance(raw, dict) else None
-    return found if isinstance(found, str) and os.path.isdir(found) else None
-
-
-def _describe(exc: BaseException) -> str:
-    return f"{type(exc).__name__}: {exc}"[:MAX_ERROR_CHARS]
-
-
 def main(argv: list[str] | None = None) -> int:
     """Run this rank; 0 when its document holds results, 1 when it holds an error."""
     args = sys.argv[1:] if argv is None else argv
-    progress = _claim_stdout()
-    out_dir = None
-    rank = -1
-    try:
-        rank = _env_int("RANK")
-        if len(args) != 1:
-            raise BadParams("usage: allreduce_worker '<json params>'")
-        raw = json.loads(args[0])
-        out_dir = _out_dir(raw)
-        params = worker_params(raw)
-        if out_dir is None:
-            raise BadParams(f"out_dir {params['out_dir']!r} is not a directory")
-        _write_doc(out_dir, rank, _run(params, rank, progress))
-        return 0
-    # Any failure, torch's included, is this rank's result: the launcher reads it from the file.
-    except Exception as exc:
-        message = _describe(exc)
-        sys.stderr.write(f"allreduce worker rank {rank}: {message}\n")
-        if out_dir is not None:
-            _write_doc(out_dir, rank, {"rank": rank, "error": message})
-        return 1
+    return run_rank("allreduce worker", args, lambda: _env_int("RANK"), worker_params, _run)
 
 
 if __name__ == "__main__":

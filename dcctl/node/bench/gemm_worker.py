@@ -50,7 +50,6 @@ from __future__ import annotations
 import ctypes
 import glob
 import hashlib
-import json
 import math
 import os
 import platform
@@ -62,7 +61,6 @@ from typing import IO, TYPE_CHECKING, Any
 
 from dcctl.node.bench.gemm import (
     CORRUPT_RANK_ENV,
-    BadParams,
     DtypeResult,
     RankDoc,
     SoakDoc,
@@ -70,6 +68,7 @@ from dcctl.node.bench.gemm import (
     tflops,
     worker_params,
 )
+from dcctl.node.bench.rank import describe, run_rank
 from dcctl.node.payload import format_progress
 from dcctl.node.sysroot import sysroot_path
 
@@ -86,7 +85,6 @@ REFERENCE_ROWS = 64
 REFERENCE_COLUMNS = 2048
 TOLERANCES = {"fp32": 1e-4, "tf32": 5e-3, "fp16": 5e-3, "bf16": 2e-2, "fp8": 5e-2}
 MIN_COMPUTE_CAPABILITY = {"bf16": (8, 0), "tf32": (8, 0), "fp8": (8, 9)}
-MAX_ERROR_CHARS = 2000
 
 if TYPE_CHECKING:
     Op = Callable[[], Any]
@@ -98,22 +96,6 @@ if TYPE_CHECKING:
 def _env_int(name: str, default: int) -> int:
     value = os.environ.get(name)
     return default if value is None else int(value)
-
-
-def _claim_stdout() -> IO[str]:
-    """A copy of stdout for progress; fd 1 itself then goes to stderr."""
-    sys.stdout.flush()
-    progress = os.fdopen(os.dup(1), "w", encoding="utf-8")
-    os.dup2(2, 1)
-    return progress
-
-
-def _write_doc(out_dir: str, rank: int, doc: RankDoc) -> None:
-    path = os.path.join(out_dir, f"rank-{rank}.json")
-    tmp = f"{path}.tmp"
-    with open(tmp, "w", encoding="utf-8") as handle:
-        json.dump(doc, handle, sort_keys=True, allow_nan=False)
-    os.replace(tmp, path)
 
 
 class Progress:
@@ -349,7 +331,7 @@ def _run_dtype(
     except RuntimeError as exc:
         if dtype != "fp8" or isinstance(exc, torch.cuda.OutOfMemoryError):
             raise
-        return {"dtype": dtype, "skipped": f"torch._scaled_mm failed: {_describe(exc)}"}, None
+        return {"dtype": dtype, "skipped": f"torch._scaled_mm failed: {describe(exc)}"}, None
     iterations, times = _measure(torch, device, gemm.op, params)
     m, n, k = params["m"], params["n"], params["k"]
     figures = [tflops(m, n, k, iterations, t) for t in times]
@@ -459,40 +441,14 @@ def _run(params: dict[str, Any], rank: int, progress: Progress) -> RankDoc:
 # --- entry point ---------------------------------------------------------------------------
 
 
-def _out_dir(raw: Any) -> str | None:
-    """Where this rank may report, even when other params are bad."""
-    found = raw.get("out_dir") if isinstance(raw, dict) else None
-    return found if isinstance(found, str) and os.path.isdir(found) else None
-
-
-def _describe(exc: BaseException) -> str:
-    return f"{type(exc).__name__}: {exc}"[:MAX_ERROR_CHARS]
-
-
 def main(argv: list[str] | None = None) -> int:
     """Run this rank; 0 when its document holds results, 1 when it holds an error."""
     args = sys.argv[1:] if argv is None else argv
-    stream = _claim_stdout()
-    out_dir = None
-    rank = -1
-    try:
-        rank = _env_int("RANK", 0)
-        if len(args) != 1:
-            raise BadParams("usage: gemm_worker '<json params>'")
-        raw = json.loads(args[0])
-        out_dir = _out_dir(raw)
-        params = worker_params(raw)
-        if out_dir is None:
-            raise BadParams(f"out_dir {params['out_dir']!r} is not a directory")
-        _write_doc(out_dir, rank, _run(params, rank, Progress(stream, rank)))
-        return 0
-    # Any failure, torch's included, is this rank's result: the launcher reads it from the file.
-    except Exception as exc:
-        message = _describe(exc)
-        sys.stderr.write(f"gemm worker rank {rank}: {message}\n")
-        if out_dir is not None:
-            _write_doc(out_dir, rank, {"rank": rank, "error": message})
-        return 1
+
+    def work(params: dict[str, Any], rank: int, stream: IO[str]) -> RankDoc:
+        return _run(params, rank, Progress(stream, rank))
+
+    return run_rank("gemm worker", args, lambda: _env_int("RANK", 0), worker_params, work)
 
 
 if __name__ == "__main__":
