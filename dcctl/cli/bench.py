@@ -39,6 +39,34 @@ def parse_size(text: str | None) -> dict[str, int]:
     return {"m": m, "n": n, "k": k}
 
 
+_UNITS = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30}
+
+
+def _bytes(text: str) -> int:
+    number, unit = text.rstrip("KMGkmg"), text[len(text.rstrip("KMGkmg")) :].upper()
+    if not number.isdigit() or len(unit) > 1 or int(number) == 0:
+        raise ValueError(text)
+    return int(number) * _UNITS[unit]
+
+
+def parse_sweep(text: str | None) -> dict[str, int]:
+    """`--sizes MIN:MAX[:FACTOR]` with K, M, G as KiB, MiB, GiB: `1K:8G`, `64M:4G:4`."""
+    if text is None:
+        return {}
+    parts = text.split(":")
+    try:
+        if len(parts) not in (2, 3):
+            raise ValueError(text)
+        low, high = _bytes(parts[0]), _bytes(parts[1])
+        factor = int(parts[2]) if len(parts) == 3 else 2
+    except ValueError:
+        raise typer.BadParameter(f"expected MIN:MAX[:FACTOR] such as 1K:8G, got {text!r}") from None
+    if low > high or factor < 2 or low % 4:
+        wanted = "MIN <= MAX, a FACTOR of 2 or more and MIN a multiple of 4 bytes"
+        raise typer.BadParameter(f"expected {wanted}, got {text!r}")
+    return {"min_bytes": low, "max_bytes": high, "factor": factor}
+
+
 def budgets(benchmarks: list[str], quick: bool, dtypes: int, duration_s: float) -> dict[str, float]:
     """Seconds each benchmark may take on a node; generous, since a slow node must still
     report its figures rather than time out."""
@@ -72,6 +100,13 @@ def bench(
         help="GEMM size: N (square) or M,N,K (default 8192 on GPUs, 2048 on CPUs).",
         show_default=False,
     ),
+    sizes: str | None = typer.Option(
+        None,
+        "--sizes",
+        help="Allreduce sweep MIN:MAX[:FACTOR], K/M/G = KiB/MiB/GiB (default 1K:8G:2 on GPUs, "
+        "capped by free memory; 1K:64M on CPUs).",
+        show_default=False,
+    ),
     duration: float = typer.Option(
         0.0,
         "--duration",
@@ -102,6 +137,8 @@ def bench(
 
       dcctl -i rack1.yaml -v bench allreduce        # with the per-size busbw table
 
+      dcctl -i rack1.yaml bench allreduce --sizes 64M:16G
+
       dcctl -i rack1.yaml --json bench fio | jq '.hosts[].results[].metrics'
     """
     from dcctl.cli.step import execute_step
@@ -114,6 +151,7 @@ def bench(
                                  param_hint="--dtype")  # fmt: skip
     chosen = ["gemm", "allreduce", "fio"] if benchmark is Benchmark.all else [benchmark.value]
     gemm: dict[str, Any] = parse_size(size)
+    sweep = parse_sweep(sizes)
     if dtype:
         gemm["dtypes"] = list(dict.fromkeys(dtype))
     if duration:
@@ -128,7 +166,7 @@ def bench(
             "budgets_s": allowed,
             "scratch_dir": host.scratch_dir,
             "gemm": gemm,
-            "allreduce": {},
+            "allreduce": sweep,
             "fio": {},
         }
 

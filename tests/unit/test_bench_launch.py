@@ -255,3 +255,38 @@ def test_rank_directories_a_killed_task_left_are_removed_a_day_later(
     run_workers(command, {}, time.monotonic() + 60)
     assert not stale.exists()
     assert fresh.exists()
+
+
+def test_soak_reader_on_values_recorded_from_a_live_h200() -> None:
+    """NVML's own units (mW, the reasons bitmask) as an H200 reported them
+    (tests/fixtures/nvml/h200-live.json); the recording has no SM clock, which the reader
+    must take as a missing reading, not an error."""
+    from dcctl.node.bench.soak import _read_once
+
+    recorded = json.loads(
+        (Path(__file__).parents[1] / "fixtures" / "nvml" / "h200-live.json").read_text()
+    )["devices"][0]
+
+    class RecordedNvml:
+        NVML_CLOCK_SM = 1
+        NVML_TEMPERATURE_GPU = 0
+
+        def nvmlDeviceGetClockInfo(self, handle: object, kind: int) -> int:
+            raise RuntimeError("not recorded")
+
+        def nvmlDeviceGetTemperature(self, handle: object, kind: int) -> int:
+            return int(recorded["temperature_c"])
+
+        def nvmlDeviceGetPowerUsage(self, handle: object) -> int:
+            return int(recorded["power_usage_mw"])
+
+        def nvmlDeviceGetCurrentClocksEventReasons(self, handle: object) -> int:
+            return int(recorded["clock_event_reasons"])
+
+    samples = _read_once(RecordedNvml(), [object()], time.monotonic())
+    (gpu,) = summarize_samples(samples)["gpus"]
+    assert gpu["temp_c_max"] == 47
+    assert gpu["power_w_max"] == pytest.approx(116.066)
+    assert gpu["sm_mhz_min"] is None
+    assert gpu["reasons"] == {"gpu_idle": 1.0}
+    assert gpu["throttled"] == []
