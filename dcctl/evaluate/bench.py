@@ -64,15 +64,6 @@ def _fio_thresholds(expect: Expectations) -> dict[str, float]:
     return thresholds
 
 
-def _with_metrics(result: Result) -> Result:
-    """A benchmark's figures are its metrics (reports and history read them there)."""
-    figures = result.id != "bench.preflight"  # versions, not figures
-    if figures and result.metrics is None and isinstance(result.observed, dict):
-        return Result(result.id, result.status, result.message, None, result.expected,
-                      result.kind, result.gpu, metrics=result.observed)  # fmt: skip
-    return result
-
-
 def evaluate_bench(payload: Mapping[str, Any], raw_expect: Mapping[str, Any]) -> list[Result]:
     expect = expectations(raw_expect)
     results = _preflight(payload)
@@ -89,4 +80,4 @@ def evaluate_bench(payload: Mapping[str, Any], raw_expect: Mapping[str, Any]) ->
     fio = payload.get("fio")
     if isinstance(fio, Mapping):
         results += evaluate_fio(fio, _fio_thresholds(expect))
-    return [_with_metrics(result) for result in results]
+    return results

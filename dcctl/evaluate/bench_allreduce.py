@@ -1,8 +1,8 @@
 """Judges the node-scope allreduce sweep (the section dcctl.node.bench.allreduce summarizes).
 
 One `bench.allreduce` result per node. Its figures are busbw and algbw at the largest size
-measured (nccl-tests' definitions, GB = 10^9 bytes); they travel in `observed` since a result
-has no separate metrics field. Verdict, worst first:
+measured (nccl-tests' definitions, GB = 10^9 bytes), in `metrics` and, as what was judged,
+in `observed`. Verdict, worst first:
 - fail: any wrong element at any size (nccl-tests' #wrong); the message names the sizes;
 - error: a rank failed or wrote nothing, so there is no figure to judge;
 - fail: busbw below the threshold;
@@ -165,4 +165,5 @@ def evaluate_allreduce(section: Any, min_busbw_gbs: float | None) -> list[Result
         message = f"no allreduce results in the payload ({type(section).__name__})"
         return [Result(RESULT_ID, "error", message, None, expected, kind="bench")]
     status, message = _verdict(section, min_busbw_gbs)
-    return [Result(RESULT_ID, status, message, _metrics(section), expected, kind="bench")]
+    figures = _metrics(section)
+    return [Result(RESULT_ID, status, message, figures, expected, "bench", metrics=figures)]

@@ -1,8 +1,8 @@
 """Judges the fio storage benchmark (the section dcctl.node.bench.fio.run_fio returns).
 
 One `bench.fio.<job>` result per job that ran. Its figures (MB/s = 10^6 B/s, IOPS, completion
-latency p50/p99/p99.9 in µs, all fio's own) travel in `observed`, since a result has no separate
-metrics field. Verdict per job, worst first:
+latency p50/p99/p99.9 in µs, all fio's own) are its `metrics` and, as what was judged, its
+`observed`. Verdict per job, worst first:
 - error: the threshold itself is malformed;
 - fail: a figure beyond its threshold (`min_<job>_mb_s`, `min_<job>_iops`, `max_<job>_p99_us`);
 - warn: the job ran buffered because the filesystem refused O_DIRECT (page cache in the figures);
@@ -122,7 +122,8 @@ def _judge_job(job: Mapping[str, Any], thresholds: Mapping[str, Any]) -> Result:
     try:
         limits = _limits_for(name, thresholds)
     except BadExpectation as exc:
-        return Result(result_id, "error", str(exc), _metrics(job), None, kind="bench")
+        figures = _metrics(job)
+        return Result(result_id, "error", str(exc), figures, None, "bench", metrics=figures)
     text = _figures_text(job)
     missed = _breaches(job, name, limits)
     status: Status = "pass"
@@ -135,7 +136,8 @@ def _judge_job(job: Mapping[str, Any], thresholds: Mapping[str, Any]) -> Result:
     if job.get("direct") is False:
         status = "fail" if status == "fail" else "warn"
         text += "; ran buffered (O_DIRECT refused), so the page cache is in the figures"
-    return Result(result_id, status, text, _metrics(job), limits or None, kind="bench")
+    figures = _metrics(job)
+    return Result(result_id, status, text, figures, limits or None, "bench", metrics=figures)
 
 
 def evaluate_fio(section: Any, thresholds: dict[str, float]) -> list[Result]:
