@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 from enum import Enum
-from typing import Any
+from typing import Any, NamedTuple
 
 import typer
 
-from dcctl.cli.bounds import MAX_TIMEOUT_S, seconds_between
+from dcctl.cli.bounds import (
+    DEFAULT_JOIN_TIMEOUT_S,
+    MAX_RANKS_PER_NODE,
+    MAX_TIMEOUT_S,
+    seconds_between,
+)
 from dcctl.cli.options import global_options, reporting_errors
 from dcctl.inventory.model import Host
 
@@ -18,6 +23,12 @@ PREFLIGHT_ALLOWANCE_S = 180.0
 # Beyond the benchmarks' budgets: connecting, shipping the runtime, reading NVML.
 OVERHEAD_S = 60.0
 MAX_SOAK_S = 24 * 3600.0
+
+
+class Scope(str, Enum):
+    node = "node"
+    cluster = "cluster"
+    pairs = "pairs"
 
 
 class Benchmark(str, Enum):
@@ -121,6 +132,40 @@ def bench(
         help="Seconds each host may take in all (default: from the benchmarks chosen).",
         show_default=False,
     ),
+    scope: Scope = typer.Option(
+        Scope.node,
+        "--scope",
+        help="allreduce only: node (each node alone), cluster (all selected nodes in one "
+        "job) or pairs (every pair at once, then the slow ones re-paired to name the node).",
+    ),
+    net_only: bool = typer.Option(
+        False,
+        "--net-only",
+        help="cluster/pairs: NCCL_P2P_DISABLE=1 NCCL_SHM_DISABLE=1, so the network between "
+        "nodes is measured, not NVLink or shared memory.",
+    ),
+    nproc_per_node: int | None = typer.Option(
+        None,
+        "--nproc-per-node",
+        min=1,
+        max=MAX_RANKS_PER_NODE,
+        help="cluster/pairs: ranks per node (default: one per GPU; 2 without GPUs).",
+        show_default=False,
+    ),
+    port: int | None = typer.Option(
+        None,
+        "--port",
+        min=1,
+        max=65535,
+        help="cluster/pairs: rendezvous port on each job's first node (default: a free one).",
+        show_default=False,
+    ),
+    join_timeout: float = typer.Option(
+        DEFAULT_JOIN_TIMEOUT_S,
+        "--join-timeout",
+        callback=seconds_between(1.0, MAX_TIMEOUT_S),
+        help="cluster/pairs: seconds every node's ranks may take to join a job.",
+    ),
 ) -> None:
     """Run GEMM, node-scope allreduce and fio on every host, and judge the figures.
 
@@ -140,11 +185,23 @@ def bench(
       dcctl -i rack1.yaml bench allreduce --sizes 64M:16G
 
       dcctl -i rack1.yaml --json bench fio | jq '.hosts[].results[].metrics'
+
+      dcctl -i rack1.yaml bench allreduce --scope cluster --net-only
+
+      dcctl -i rack1.yaml bench allreduce --scope pairs     # names a slow node
     """
     from dcctl.cli.step import execute_step
     from dcctl.evaluate.bench import evaluate_bench
     from dcctl.playbook.session import StepSpec
 
+    if scope is not Scope.node:
+        if benchmark is not Benchmark.allreduce:
+            raise typer.BadParameter("only allreduce spans nodes", param_hint="--scope")
+        job = GangJob(quick, timeout, nproc_per_node, port, join_timeout, net_only)
+        raise typer.Exit(_bench_across_nodes(ctx, scope, parse_sweep(sizes), job))
+    if net_only or nproc_per_node or port:
+        raise typer.BadParameter("applies to --scope cluster or pairs only",
+                                 param_hint="--net-only/--nproc-per-node/--port")  # fmt: skip
     bad = [name for name in dtype if name not in DTYPES]
     if bad:
         raise typer.BadParameter(f"unknown dtype {bad[0]!r}; expected one of {', '.join(DTYPES)}",
@@ -183,3 +240,46 @@ def bench(
     with reporting_errors():
         code = execute_step(global_options(ctx), spec)
     raise typer.Exit(code)
+
+
+class GangJob(NamedTuple):
+    """The options of an allreduce spanning nodes."""
+
+    quick: bool
+    timeout_s: float | None
+    nproc_per_node: int | None
+    port: int | None
+    join_timeout_s: float
+    net_only: bool
+
+
+def _bench_across_nodes(
+    ctx: typer.Context, scope: Scope, sweep: dict[str, int], job: GangJob
+) -> int:
+    from dcctl.cli.certify import read_fault, selected_names
+    from dcctl.cli.step import execute_gang_step
+    from dcctl.playbook.cluster_jobs import (
+        NET_ONLY_ENV,
+        JobSettings,
+        cluster_allreduce_job,
+        pairs_job,
+    )
+    from dcctl.playbook.gang_step import GangStepSpec
+
+    options = global_options(ctx)
+    with reporting_errors():
+        settings = JobSettings(
+            quick=job.quick,
+            budget_s=job.timeout_s
+            or budgets(["allreduce"], job.quick, 0, 0.0)["allreduce"] + job.join_timeout_s,
+            join_timeout_s=job.join_timeout_s,
+            nproc_per_node=job.nproc_per_node,
+            port=job.port,
+            fault=read_fault(selected_names(options)),
+            env=dict(NET_ONLY_ENV) if job.net_only else {},
+        )
+        if scope is Scope.pairs:
+            conduct = pairs_job(settings, sweep)
+        else:
+            conduct = cluster_allreduce_job(settings, sweep, job.net_only)
+        return execute_gang_step(options, GangStepSpec(command="bench", conduct=conduct))

@@ -24,6 +24,11 @@ MAX_CONNECT_TIMEOUT_S = 3600.0
 MAX_FORKS = 4096
 # Worker processes (`--workers`): each is a Python interpreter of ~50 MB.
 MAX_WORKERS = 256
+# Ranks per node of a job spanning nodes (`--nproc-per-node`): GPUs per node, or gloo ranks.
+MAX_RANKS_PER_NODE = 64
+# Seconds every node's ranks may take to join a job spanning nodes (`--join-timeout`):
+# torch's import and CUDA/NCCL initialisation on every rank, tens of seconds on a busy node.
+DEFAULT_JOIN_TIMEOUT_S = 180.0
 
 
 def seconds_between(low: float, high: float) -> Callable[[float], float]:

@@ -7,7 +7,7 @@ from pathlib import Path
 import typer
 
 from dcctl import __version__
-from dcctl.cli import bench, check, inventory
+from dcctl.cli import bench, certify, check, inventory
 from dcctl.cli.bounds import MAX_CONNECT_TIMEOUT_S, MAX_FORKS, MAX_WORKERS, seconds_between
 from dcctl.cli.options import GlobalOptions
 from dcctl.results.state_dir import default_state_dir
@@ -32,6 +32,7 @@ app = typer.Typer(
 app.add_typer(inventory.app, name="inventory")
 app.command(name="check")(check.check)
 app.command(name="bench")(bench.bench)
+app.command(name="certify")(certify.certify)
 
 
 def _version(value: bool) -> None:

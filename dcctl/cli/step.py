@@ -17,7 +17,7 @@ import contextlib
 import os
 import sys
 from collections.abc import Sequence
-from typing import NoReturn
+from typing import TYPE_CHECKING, NoReturn
 
 from dcctl.cli.options import GlobalOptions
 from dcctl.fleet.executor import Fleet
@@ -33,6 +33,9 @@ from dcctl.inventory.model import Host
 from dcctl.playbook.session import StepRun, StepSpec, run_step
 from dcctl.results.document import exit_code
 
+if TYPE_CHECKING:
+    from dcctl.playbook.gang_step import GangStepSpec
+
 
 def execute_step(options: GlobalOptions, spec: StepSpec) -> int:
     """Run `spec` on the selected hosts, print the run, and return its exit code (a stopped
@@ -45,17 +48,48 @@ def execute_step(options: GlobalOptions, spec: StepSpec) -> int:
     return _finish(options, step_run, stop)
 
 
-def _run(
-    options: GlobalOptions, spec: StepSpec, hosts: Sequence[Host], source: str, stop: StopRequest
-) -> StepRun:
-    fleet_options = FleetOptions(
+def execute_gang_step(options: GlobalOptions, spec: GangStepSpec) -> int:
+    """As execute_step, for a step whose jobs span the selected hosts (dcctl.fleet.gang)."""
+    from dcctl.fleet.gang import GangRunner
+    from dcctl.playbook.gang_step import run_gang_step
+    from dcctl.report.progress import HostProgress
+
+    inventory = load_inventory(options.inventory)
+    hosts = select_hosts(inventory, options.limit)
+    stop = StopRequest()
+    handle_stop_signals(stop)
+    with (
+        GangRunner(_fleet_options(options), stop) as runner,
+        HostProgress(
+            spec.command, len(hosts), enabled=options.show_progress, verbose=options.verbose
+        ) as progress,
+    ):
+        step_run = run_gang_step(
+            spec,
+            hosts,
+            inventory.source,
+            options.state_dir,
+            runner,
+            on_progress=progress.host_done,
+            on_node_progress=progress.node_progress if progress.wants_node_progress else None,
+        )
+    return _finish(options, step_run, stop)
+
+
+def _fleet_options(options: GlobalOptions) -> FleetOptions:
+    return FleetOptions(
         forks=options.forks,
         workers=options.workers,
         connect_timeout_s=options.connect_timeout_s,
         accept_new_host_keys=options.accept_new_host_keys,
         trusted_keys_file=options.state_dir / "known_hosts",
     )
-    with Fleet(fleet_options, stop) as fleet:
+
+
+def _run(
+    options: GlobalOptions, spec: StepSpec, hosts: Sequence[Host], source: str, stop: StopRequest
+) -> StepRun:
+    with Fleet(_fleet_options(options), stop) as fleet:
         return run_showing_progress(options, spec, hosts, source, fleet)
 
 

@@ -185,6 +185,19 @@ _TABLE: tuple[ExpectKey, ...] = (
         "(unset: a default per GPU model and count where one is known)",
     ),
     ExpectKey(
+        "allreduce_cluster_min_busbw_gbs",
+        kinds.AMOUNT,
+        "bench",
+        "allreduce bus bandwidth across a group's nodes at the largest size, GB/s",
+    ),
+    ExpectKey(
+        "allreduce_pair_min_busbw_gbs",
+        kinds.AMOUNT,
+        "bench",
+        "allreduce bus bandwidth of each pair of nodes, GB/s "
+        "(unset: 0.8 x the median of the first pass's pairs)",
+    ),
+    ExpectKey(
         "fio_min_seqread_mb_s", kinds.AMOUNT, "bench", "fio sequential read, MB/s (10^6 B/s)"
     ),
     ExpectKey(
@@ -193,6 +206,28 @@ _TABLE: tuple[ExpectKey, ...] = (
     ExpectKey("fio_min_randread_iops", kinds.AMOUNT, "bench", "fio random read IOPS"),
     ExpectKey("fio_min_randwrite_iops", kinds.AMOUNT, "bench", "fio random write IOPS"),
     ExpectKey("fio_max_randread_p99_us", kinds.AMOUNT, "bench", "fio random read p99 latency, µs"),
+    # `dcctl certify`: a group is judged by the strictest value among its hosts.
+    ExpectKey(
+        "certify_max_straggler",
+        kinds.FRACTION,
+        "bench",
+        "how far a rank's median local step time may sit above the median of all ranks",
+        0.10,
+    ),
+    ExpectKey(
+        "certify_min_mfu",
+        kinds.FRACTION,
+        "bench",
+        "certify job's model FLOP/s as a fraction of its GPUs' dense bf16 peak (where known)",
+        0.30,
+    ),
+    ExpectKey("certify_min_samples_per_s", kinds.AMOUNT, "bench", "certify job's samples/s"),
+    ExpectKey(
+        "certify_max_final_loss",
+        kinds.AMOUNT,
+        "bench",
+        "certify job's final loss (unset: the target the worker sets for its model)",
+    ),
 )
 
 EXPECT_KEYS: Mapping[str, ExpectKey] = {key.name: key for key in _TABLE}

@@ -29,7 +29,24 @@ def _bench_task(params: dict[str, Any]) -> dict[str, Any]:
     return bench_task(params)
 
 
-TASKS: Mapping[str, Task] = {"facts": facts_task, "bench": _bench_task}
+def _gang_preflight_task(params: dict[str, Any]) -> dict[str, Any]:
+    from dcctl.node.bench.gang import preflight_task
+
+    return preflight_task(params)
+
+
+def _gang_task(params: dict[str, Any]) -> dict[str, Any]:
+    from dcctl.node.bench.gang import gang_task
+
+    return gang_task(params)
+
+
+TASKS: Mapping[str, Task] = {
+    "facts": facts_task,
+    "bench": _bench_task,
+    "gang_preflight": _gang_preflight_task,
+    "gang": _gang_task,
+}
 
 
 def _emit(obj: dict[str, Any]) -> None:

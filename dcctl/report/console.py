@@ -8,6 +8,7 @@ import errno
 import json
 import os
 import sys
+from collections import Counter
 from collections.abc import Sequence
 from typing import Any
 
@@ -29,6 +30,12 @@ _STATUS_STYLE = {
 # Failures first: a person reading a 1,000-row table looks at the top.
 _STATUS_ORDER = {"failed": 0, "error": 1, "passed": 2}
 _FINDING_ORDER = {"fail": 0, "error": 1, "warn": 2}
+_CLUSTER_WORDS = {"pass": "passed", "fail": "failed", "error": "error", "warn": "warning",
+                  "skip": "skipped"}  # fmt: skip
+_CLUSTER_ORDER = {"fail": 0, "error": 1, "warn": 2, "skip": 3, "pass": 4}
+# One pair of a pairs sweep is not a verdict: the sweep's summary result is.
+_PAIR_ID = "cluster.allreduce.pair"
+_PAIRS_ID = "cluster.allreduce.pairs"
 
 
 class _Console(Console):
@@ -110,7 +117,18 @@ def print_run(
     if detail:
         for host in hosts:
             console.print(_results_table(host))
+    cluster = _shown_cluster_results(document, only_problems)
+    if cluster:
+        from dcctl.report.cluster_panel import print_cluster_results
+
+        # Last before the summary: a cluster verdict is what the run was for.
+        print_cluster_results(console, cluster, detail)
     console.print(_summary_line(document, run_dir, stopped_by))
+
+
+def _shown_cluster_results(document: dict[str, Any], only_problems: bool) -> list[dict[str, Any]]:
+    results = [r for r in document.get("cluster_results") or [] if isinstance(r, dict)]
+    return [r for r in results if r.get("status") != "pass"] if only_problems else results
 
 
 def _check_hosts_table(hosts: list[dict[str, Any]]) -> Table:
@@ -196,6 +214,7 @@ def _summary_line(document: dict[str, Any], run_dir: str | None, stopped_by: str
     line.append(", ")
     line.append(f"{summary['error']} error", style="yellow" if summary["error"] else "")
     line.append(f", {summary['warnings']} warning(s)")
+    _append_cluster_counts(line, document.get("cluster_results") or [])
     if document["status"] == "interrupted":
         by = f" by {stopped_by}" if stopped_by else ""
         line.append(f" (interrupted{by})", style="bold yellow")
@@ -204,3 +223,21 @@ def _summary_line(document: dict[str, Any], run_dir: str | None, stopped_by: str
     else:
         line.append(f"  run {document['run_id']} in {run_dir}", style="dim")
     return line
+
+
+def _append_cluster_counts(line: Text, cluster_results: list[Any]) -> None:
+    """ "; cluster: certify failed", or "certify 1 passed, 1 failed" for several groups."""
+    results = [r for r in cluster_results if isinstance(r, dict)]
+    if any(r.get("id") == _PAIRS_ID for r in results):
+        results = [r for r in results if r.get("id") != _PAIR_ID]
+    counts: dict[str, Counter[str]] = {}
+    for result in results:
+        counts.setdefault(str(result.get("id")), Counter())[str(result.get("status"))] += 1
+    for index, (result_id, by_status) in enumerate(counts.items()):
+        line.append("; cluster: " if index == 0 else ", ")
+        line.append(f"{result_id} ")
+        ordered = sorted(by_status.items(), key=lambda item: _CLUSTER_ORDER.get(item[0], 5))
+        words = [_CLUSTER_WORDS.get(status, status) for status, _ in ordered]
+        if by_status.total() > 1:
+            words = [f"{count} {word}" for (_, count), word in zip(ordered, words, strict=True)]
+        line.append(", ".join(words), style=_STATUS_STYLE.get(ordered[0][0], ""))

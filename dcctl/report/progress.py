@@ -43,7 +43,15 @@ def progress_text(progress: Mapping[str, Any]) -> str:
 
     A progress line's keys are free-form: labels are its short string fields, then `step`
     of `of`, a size in `bytes` and `elapsed_s` of `runtime_s` where they are numbers.
+    A gang worker's lines have their own words: "certify step 120/300 loss 0.0412 18,240
+    samples/s", and "joined" once a node's ranks are in the job.
     """
+    phase = progress.get("phase")
+    if phase == "certify":
+        return _bounded(_certify_text(progress))
+    if phase == "joined":
+        # Its node_rank is for the controller's join timeout; a person needs only the word.
+        return "joined"
     others = sorted(key for key in progress if key not in _FIRST_FIELDS)
     parts = [
         part
@@ -52,8 +60,24 @@ def progress_text(progress: Mapping[str, Any]) -> str:
         if (part := _label(key, progress[key]))
     ]
     parts += _counts(progress)
-    text = " ".join(parts) or "running"
+    return _bounded(" ".join(parts) or "running")
+
+
+def _bounded(text: str) -> str:
     return text if len(text) <= TEXT_MAX_CHARS else text[: TEXT_MAX_CHARS - 1] + "…"
+
+
+def _certify_text(progress: Mapping[str, Any]) -> str:
+    step, of = progress.get("step"), progress.get("of")
+    loss, rate = progress.get("loss"), progress.get("samples_per_s")
+    parts = ["certify"]
+    if _is_number(step):
+        parts.append(f"step {_number(step)}" + (f"/{_number(of)}" if _is_number(of) else ""))
+    if _is_number(loss):
+        parts.append(f"loss {loss:.4g}")
+    if _is_number(rate):
+        parts.append(f"{rate:,.0f} samples/s")
+    return " ".join(parts)
 
 
 def _label(key: str, value: Any) -> str:

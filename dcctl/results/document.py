@@ -84,17 +84,21 @@ def run_document(
     host_documents: Sequence[dict[str, Any]],
     interrupted: bool,
     finished_at: datetime,
+    cluster_results: Sequence[dict[str, Any]] = (),
 ) -> dict[str, Any]:
+    """The run document; `cluster_results` are the verdicts of jobs spanning hosts (certify,
+    cluster allreduce), which decide the run's status as the hosts' results do."""
     counts = {
         status: sum(1 for h in host_documents if h["status"] == status)
         for status in ("passed", "failed", "error")
     }
     warnings = sum(1 for h in host_documents for r in h["results"] if r["status"] == "warn")
+    cluster = {result["status"] for result in cluster_results}
     if interrupted:
         status = "interrupted"
-    elif counts["failed"]:
+    elif counts["failed"] or "fail" in cluster:
         status = "failed"
-    elif counts["error"]:
+    elif counts["error"] or "error" in cluster:
         status = "error"
     else:
         status = "passed"
@@ -110,7 +114,7 @@ def run_document(
         "status": status,
         "summary": {"hosts": len(host_documents), **counts, "warnings": warnings},
         "hosts": list(host_documents),
-        "cluster_results": [],
+        "cluster_results": list(cluster_results),
     }
 
 
@@ -125,11 +129,16 @@ def exit_code(
     hosts said outranks where it was kept: a cron job on a read-only state dir must still
     learn that a host was unreachable, and the error line on stderr names the state dir."""
     summary = document["summary"]
+    cluster = {result["status"] for result in document.get("cluster_results") or []}
     if document["status"] == "interrupted":
         return stopped_exit_code(stop_signal)
-    if summary["failed"] or (strict and summary["warnings"]):
+    if (
+        summary["failed"]
+        or "fail" in cluster
+        or (strict and (summary["warnings"] or "warn" in cluster))
+    ):
         return EXIT_FAILED
-    if summary["error"]:
+    if summary["error"] or "error" in cluster:
         return EXIT_HOST_ERROR
     if not saved:
         return EXIT_NOT_SAVED

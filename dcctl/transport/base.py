@@ -13,9 +13,11 @@ from typing import Any, Literal, Protocol
 from dcctl.node.payload import PROGRESS_START, parse_progress_line
 
 # `inventory`: the host was never contacted, because a value it needs cannot be used (see
-# Host.unusable); the others are what contacting it and running the task ran into.
+# Host.unusable); `group`: the host is fine as far as is known, but the job spanning its group
+# could not start or was ended because of another node, which that node's own error names;
+# the others are what contacting it and running the task ran into.
 ErrorKind = Literal[
-    "unreachable", "auth", "host_key", "timeout", "runtime", "interrupted", "inventory"
+    "unreachable", "auth", "host_key", "timeout", "runtime", "interrupted", "inventory", "group"
 ]
 
 # The remote side gets this much longer than its own `timeout` before the controller gives up

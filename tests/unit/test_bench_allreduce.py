@@ -118,6 +118,7 @@ def test_params_get_their_defaults() -> None:
         "iterations": 20,
         "min_time_s": 0.1,
         "init_timeout_s": 300.0,
+        "fault": None,
     }
 
 

@@ -32,7 +32,7 @@ from dcctl.node.bench.gemm import (
     tflops,
     worker_params,
 )
-from dcctl.node.bench.gemm_worker import _cpu_name, _pci_bus_id
+from dcctl.node.bench.gemm_worker import _cpu_name, pci_bus_id
 from dcctl.node.sysroot import SYSROOT_ENV
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -122,7 +122,7 @@ def test_tflops_formula() -> None:
 
 def test_pci_bus_id_in_nvml_spelling_from_torch_ids() -> None:
     properties = SimpleNamespace(pci_domain_id=0, pci_bus_id=0x5D, pci_device_id=0, uuid="x")
-    assert _pci_bus_id(properties) == "00000000:5D:00.0"
+    assert pci_bus_id(properties) == "00000000:5D:00.0"
 
 
 def test_pci_bus_id_found_by_uuid_in_the_driver_tree(
@@ -136,9 +136,9 @@ def test_pci_bus_id_found_by_uuid_in_the_driver_tree(
             f"Model: \t\t NVIDIA H100 80GB HBM3\nGPU UUID: \t GPU-{uuid}\n"
         )
     monkeypatch.setenv(SYSROOT_ENV, str(tmp_path))
-    assert _pci_bus_id(SimpleNamespace(uuid="58F8B2A4-1C2D")) == "00000000:AB:00.0"
-    assert _pci_bus_id(SimpleNamespace(uuid="ffff")) is None
-    assert _pci_bus_id(SimpleNamespace()) is None
+    assert pci_bus_id(SimpleNamespace(uuid="58F8B2A4-1C2D")) == "00000000:AB:00.0"
+    assert pci_bus_id(SimpleNamespace(uuid="ffff")) is None
+    assert pci_bus_id(SimpleNamespace()) is None
 
 
 def test_cpu_name_from_cpuinfo(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

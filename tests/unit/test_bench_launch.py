@@ -14,9 +14,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from processes import process_alive, wait_for
 
 from dcctl.node.bench import preflight
 from dcctl.node.bench.launch import run_workers
+from dcctl.node.bench.orphans import LAUNCHER_ENV
 from dcctl.node.bench.soak import summarize_samples
 from dcctl.node.bench.task import bench_task, with_defaults
 from dcctl.node.facts import TaskParamsError
@@ -290,3 +292,32 @@ def test_soak_reader_on_values_recorded_from_a_live_h200() -> None:
     assert gpu["sm_mhz_min"] is None
     assert gpu["reasons"] == {"gpu_idle": 1.0}
     assert gpu["throttled"] == []
+
+
+def test_a_rank_whose_parent_died_before_it_asked_to_die_with_it_leaves_at_once(
+    tmp_path: Path,
+) -> None:
+    """The race a stop can hit while torchrun starts its ranks: torchrun killed between a
+    rank's fork and its PR_SET_PDEATHSIG request. The rank then belongs to init, and must not
+    train on for ever: it sees that its parent is no longer the launcher's child, and leaves."""
+    survived, pid_file = tmp_path / "survived", tmp_path / "pid"
+    rank = (
+        "import os, sys\n"
+        f"open({str(pid_file)!r}, 'w').write(str(os.getpid()))\n"
+        "while os.getppid() == int(sys.argv[1]):\n"  # until the parent (the would-be torchrun) is gone
+        "    os.sched_yield()\n"
+        "from dcctl.node.bench.orphans import die_with_parent\n"
+        "die_with_parent()\n"
+        f"open({str(survived)!r}, 'w').close()\n"
+    )
+    torchrun = (
+        "import subprocess, sys\n"
+        "import os\n"
+        f"subprocess.Popen([sys.executable, '-c', {rank!r}, str(os.getpid())],\n"
+        "                 start_new_session=True)\n"
+    )  # and exits at once, leaving the rank to init
+    env = {**os.environ, LAUNCHER_ENV: str(os.getpid())}
+    subprocess.run([sys.executable, "-c", torchrun], env=env, check=True, timeout=30)
+    assert wait_for(lambda: pid_file.exists() and pid_file.read_text(), 30)
+    assert wait_for(lambda: not process_alive(int(pid_file.read_text())), 30)
+    assert not survived.exists()

@@ -73,6 +73,12 @@ BENCH_KEYS: dict[str, tuple[kinds.Kind, Any]] = {
     "fio_min_randread_iops": (kinds.AMOUNT, None),
     "fio_min_randwrite_iops": (kinds.AMOUNT, None),
     "fio_max_randread_p99_us": (kinds.AMOUNT, None),
+    "allreduce_cluster_min_busbw_gbs": (kinds.AMOUNT, None),
+    "allreduce_pair_min_busbw_gbs": (kinds.AMOUNT, None),
+    "certify_max_straggler": (kinds.FRACTION, 0.10),
+    "certify_min_mfu": (kinds.FRACTION, 0.30),
+    "certify_min_samples_per_s": (kinds.AMOUNT, None),
+    "certify_max_final_loss": (kinds.AMOUNT, None),
 }
 
 

@@ -69,6 +69,10 @@ class RankDoc(TypedDict, total=False):
 
     rank: int
     error: str
+    # Where the rank ran: its place on its node, the node's place in the job, the node's name.
+    local_rank: int
+    node_rank: int
+    hostname: str
     world_size: int
     backend: str
     device: str
@@ -187,6 +191,9 @@ _DEFAULTS: dict[str, Any] = {
     "min_time_s": DEFAULT_MIN_TIME_S,
     "dtype": "float32",
     "init_timeout_s": DEFAULT_INIT_TIMEOUT_S,
+    # An injected fault (dcctl.node.bench.faults): slow-link or die, for proving the pairs
+    # pass and the gang's teardown find them.
+    "fault": None,
 }
 
 
@@ -214,6 +221,12 @@ def _choice(params: dict[str, Any], name: str, allowed: Any) -> str:
     return str(value)
 
 
+def _fault(value: Any) -> dict[str, Any] | None:
+    if value is not None and not (isinstance(value, dict) and isinstance(value.get("kind"), str)):
+        raise BadParams(f"fault must be null or a parsed fault object, got {value!r}")
+    return value
+
+
 def worker_params(raw: Any) -> dict[str, Any]:
     """The worker's parameters with defaults filled in; BadParams names the first bad one."""
     if not isinstance(raw, dict):
@@ -232,6 +245,7 @@ def worker_params(raw: Any) -> dict[str, Any]:
         "iterations": _count(params, "iterations", 1),
         "min_time_s": _seconds(params, "min_time_s", positive=False),
         "init_timeout_s": _seconds(params, "init_timeout_s", positive=True),
+        "fault": _fault(params["fault"]),
     }
     sizes = sweep_sizes(params["min_bytes"], params["max_bytes"], params["factor"])
     element = DTYPES[checked["dtype"]]

@@ -35,6 +35,8 @@ from __future__ import annotations
 
 import math
 import os
+import signal
+import socket
 import sys
 import time
 from datetime import timedelta
@@ -56,7 +58,7 @@ from dcctl.node.bench.allreduce import (
     sweep_sizes,
     worker_params,
 )
-from dcctl.node.bench.rank import run_rank
+from dcctl.node.bench.rank import GANG_JOB_ENV, run_rank
 from dcctl.node.payload import format_progress
 
 # Verification compares this many elements at a time, so its temporaries stay small beside an
@@ -78,6 +80,14 @@ class Ranks(NamedTuple):
     dtype: Any
     rank: int
     world: int
+    # Seconds this rank waits before each timed collective: an injected slow link (faults).
+    delay_s: float = 0.0
+
+    def reduce(self, buffer: Any) -> None:
+        """One timed allreduce, after the injected link delay, if any."""
+        if self.delay_s:
+            time.sleep(self.delay_s)
+        self.dist.all_reduce(buffer)
 
     def sync(self) -> None:
         if self.device.type == "cuda":
@@ -129,11 +139,35 @@ def _start(params: dict[str, Any], rank: int) -> Ranks:
     backend = "nccl" if device.type == "cuda" else "gloo"
     timeout = timedelta(seconds=params["init_timeout_s"])
     dist.init_process_group(backend, timeout=timeout, rank=rank, world_size=world)
-    ranks = Ranks(torch, dist, device, getattr(torch, params["dtype"]), rank, world)
+    ranks = Ranks(torch, dist, device, getattr(torch, params["dtype"]), rank, world,
+                  _link_delay_s(params["fault"]))  # fmt: skip
     # The first collective: every rank has joined and NCCL has built its communicator, so the
     # free memory read next already counts NCCL's buffers.
     ranks.align()
     return ranks
+
+
+def _link_delay_s(fault: dict[str, Any] | None) -> float:
+    """A slow-link fault reaches only the node it names, so it slows every rank here."""
+    if fault is None or fault.get("kind") != "slow-link":
+        return 0.0
+    return float(fault.get("ms") or 0.0) / 1000.0
+
+
+def _dies_at(fault: dict[str, Any] | None, rank: int) -> int | None:
+    """The sweep step (1-based) at which an injected `die` fault kills this rank."""
+    if fault is None or fault.get("kind") != "die" or fault.get("rank") != rank:
+        return None
+    step = fault.get("step")
+    return step if isinstance(step, int) else 1
+
+
+def _say_joined(progress: IO[str]) -> None:
+    """One line per node once its ranks are in the job: a gang's controller waits for it."""
+    if os.environ.get(GANG_JOB_ENV) == "1" and os.environ.get("LOCAL_RANK") == "0":
+        node = int(os.environ["GROUP_RANK"])
+        progress.write(format_progress({"phase": "joined", "node_rank": node}))
+        progress.flush()
 
 
 def _host_available_bytes() -> int | None:
@@ -201,7 +235,7 @@ def _timed_count(ranks: Ranks, buffer: Any, params: dict[str, Any]) -> int:
     ranks.sync()
     start = time.perf_counter()
     for _ in range(params["warmup"]):
-        ranks.dist.all_reduce(buffer)
+        ranks.reduce(buffer)
     ranks.sync()
     pace = (time.perf_counter() - start) / params["warmup"] if params["warmup"] else 0.0
     wanted = math.ceil(params["min_time_s"] / pace) if pace > 0 else 0
@@ -214,7 +248,7 @@ def _time_batch(ranks: Ranks, buffer: Any, iterations: int) -> float:
     ranks.align()
     start = time.perf_counter()
     for _ in range(iterations):
-        ranks.dist.all_reduce(buffer)
+        ranks.reduce(buffer)
     ranks.sync()
     return ranks.agree((time.perf_counter() - start) / iterations, "max")
 
@@ -254,9 +288,12 @@ def _sweep(ranks: Ranks, params: dict[str, Any], progress: IO[str]) -> tuple[lis
         expected_period(ranks.world), dtype=ranks.dtype, device=ranks.device
     )
     corrupt = _corrupt_rank() == ranks.rank
+    dies_at = _dies_at(params["fault"], ranks.rank)
     rows: list[SizeRow] = []
     wrong_local = 0
     for step, size in enumerate(sizes, start=1):
+        if step == dies_at:
+            os.kill(os.getpid(), signal.SIGKILL)
         count = size // element
         buffer = whole[:count]
         _fill(buffer, period)
@@ -285,9 +322,16 @@ def _sweep(ranks: Ranks, params: dict[str, Any], progress: IO[str]) -> tuple[lis
 
 def _doc(ranks: Ranks, params: dict[str, Any], rows: list[SizeRow], wrong_local: int) -> RankDoc:
     wrong_total = sum(row["wrong"] for row in rows)
+    place: RankDoc = {
+        "local_rank": _env_int("LOCAL_RANK"),
+        "node_rank": int(os.environ.get("GROUP_RANK", "0")),
+        "hostname": socket.gethostname(),
+    }
     if ranks.rank != 0:
-        return {"rank": ranks.rank, "wrong_total": wrong_total, "wrong_local": wrong_local}
+        return {**place, "rank": ranks.rank, "wrong_total": wrong_total,
+                "wrong_local": wrong_local}  # fmt: skip
     return {
+        **place,
         "rank": 0,
         "world_size": ranks.world,
         "backend": ranks.dist.get_backend(),
@@ -304,6 +348,7 @@ def _doc(ranks: Ranks, params: dict[str, Any], rows: list[SizeRow], wrong_local:
 
 def _run(params: dict[str, Any], rank: int, progress: IO[str]) -> RankDoc:
     ranks = _start(params, rank)
+    _say_joined(progress)
     rows, wrong_local = _sweep(ranks, params, progress)
     doc = _doc(ranks, params, rows, wrong_local)
     ranks.dist.destroy_process_group()

@@ -142,7 +142,7 @@ def _bus_id_from_proc(uuid: str) -> str | None:
     return None
 
 
-def _pci_bus_id(properties: Any) -> str | None:
+def pci_bus_id(properties: Any) -> str | None:
     """NVML's spelling (00000000:18:00.0): from torch where it has the PCI ids, else found by
     the GPU's UUID in the driver's /proc tree; None when neither says."""
     ids = [getattr(properties, f"pci_{part}_id", None) for part in ("domain", "bus", "device")]
@@ -166,7 +166,7 @@ def _device(torch: Any, kind: str, local_rank: int) -> tuple[Any, dict[str, Any]
     identity = {
         "device": f"cuda:{local_rank}",
         "name": str(properties.name),
-        "pci_bus_id": _pci_bus_id(properties),
+        "pci_bus_id": pci_bus_id(properties),
     }
     return torch.device("cuda", local_rank), identity
 

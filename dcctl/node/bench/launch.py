@@ -25,10 +25,11 @@ import tempfile
 import threading
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import IO, Any
 
 import dcctl
+from dcctl.node.bench.orphans import LAUNCHER_ENV
 from dcctl.node.payload import PROGRESS_START
 
 # Seconds between SIGTERM to the workers and SIGKILL: torchrun forwards SIGTERM to its ranks.
@@ -75,16 +76,46 @@ class WorkerRun:
         self.timed_out = timed_out
         self.stderr_tail = tail
 
-    def error(self, ranks: int, what: str) -> str | None:
-        """One line when the launch did not give every rank's document, else None."""
+    def error(self, ranks: int | Sequence[int], what: str) -> str | None:
+        """One line when the launch did not give every rank's document, else None.
+
+        `ranks`: how many ranks the launch ran (numbered from 0), or their numbers (a node's
+        share of a job spanning nodes)."""
         seen = {doc.get("rank") for doc in self.rank_docs}
-        missing = [rank for rank in range(ranks) if rank not in seen]
+        wanted = range(ranks) if isinstance(ranks, int) else ranks
+        missing = [rank for rank in wanted if rank not in seen]
         if self.timed_out:
             return f"{what} did not finish before the deadline (ranks without a result: {missing})"
         if not missing:
             return None
-        last = self.stderr_tail.strip().splitlines()[-1:] or [f"exit status {self.exit_code}"]
-        return f"{what} exited {self.exit_code} without a result from rank(s) {missing}: {last[0]}"
+        why = root_cause(self.stderr_tail) or _last_words(self.stderr_tail)
+        return (f"{what} exited {self.exit_code} without a result from rank(s) {missing}: "
+                f"{why or f'exit status {self.exit_code}'}")  # fmt: skip
+
+
+def _last_words(text: str) -> str | None:
+    """The last line that says something (torchrun ends its report with a rule of '=')."""
+    lines = [line.strip() for line in text.splitlines() if line.strip(" =-\t")]
+    return lines[-1] if lines else None
+
+
+def root_cause(text: str) -> str | None:
+    """torchrun's "Root Cause (first observed failure)" block in one line, e.g. "rank 3
+    (local_rank: 1) exitcode -9 (SIGKILL)", or None when the text has none."""
+    start = text.rfind("Root Cause")
+    if start < 0:
+        return None
+    fields = {}
+    for line in text[start:].splitlines():
+        name, colon, value = line.partition(":")
+        if colon and name.strip() in ("rank", "exitcode"):
+            fields[name.strip()] = " ".join(value.split())
+    if "rank" not in fields:
+        return None
+    exit_code = fields.get("exitcode", "?").split(" (pid")[0]
+    signal_name = fields.get("exitcode", "").rpartition("(")[2].rstrip(")")
+    died = f" ({signal_name})" if signal_name.startswith("SIG") else ""
+    return f"rank {fields['rank']} exited {exit_code}{died}"
 
 
 def _worker_env(extra: dict[str, str] | None) -> dict[str, str]:
@@ -92,6 +123,7 @@ def _worker_env(extra: dict[str, str] | None) -> dict[str, str]:
     root = runtime_root()
     env["PYTHONPATH"] = root + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
     env.pop("DCCTL_STDIN_WATCHDOG", None)  # the workers' stdin is not the controller's
+    env[LAUNCHER_ENV] = str(os.getpid())  # see dcctl.node.bench.orphans
     env["PYTHONUNBUFFERED"] = "1"
     # Rank i on CUDA device i in NVML's order (PCI bus), so a finding names the right GPU;
     # CUDA's own default puts the fastest first.

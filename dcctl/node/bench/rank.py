@@ -12,14 +12,19 @@ from __future__ import annotations
 import json
 import os
 import sys
-from collections.abc import Callable
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
 from dcctl.node.bench.orphans import die_with_parent
 
 MAX_ERROR_CHARS = 2000
+# Set for the workers of a job spanning nodes (dcctl.node.bench.gang): each node's first rank
+# then says when its ranks joined, which the controller's join timeout waits for.
+GANG_JOB_ENV = "DCCTL_GANG_JOB"
 
-RankWork = Callable[[dict[str, Any], int, IO[str]], Any]
+if TYPE_CHECKING:  # subscripted builtins do not exist at runtime on the nodes' Python 3.8
+    from collections.abc import Callable
+
+    RankWork = Callable[[dict[str, Any], int, IO[str]], Any]
 
 
 def claim_stdout() -> IO[str]:

@@ -1,0 +1,129 @@
+"""`dcctl certify`: a reference MLP trained with DDP on every GPU of the selected nodes, and
+a verdict a vendor and a customer can both read."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import typer
+
+from dcctl.cli.bounds import (
+    DEFAULT_JOIN_TIMEOUT_S,
+    MAX_RANKS_PER_NODE,
+    MAX_TIMEOUT_S,
+    seconds_between,
+)
+from dcctl.cli.options import GlobalOptions, global_options, reporting_errors
+from dcctl.errors import InputError
+
+# The workers' time on a node, join included; generous, so a slow cluster is measured as slow
+# rather than timed out. --quick on a CPU trains for seconds.
+QUICK_BUDGET_S = 300.0
+FULL_BUDGET_S = 1800.0
+MAX_STEPS = 1_000_000
+
+
+def read_fault(hosts: list[str] | None = None) -> dict[str, Any] | None:
+    """The fault DCCTL_FAULT asks for (dcctl.node.bench.faults), or None; a bad spec, or a
+    host fault naming no selected host, is a usage error (exit 2)."""
+    from dcctl.node.bench.faults import FAULT_ENV, BadFault, parse_fault
+
+    text = os.environ.get(FAULT_ENV)
+    if not text:
+        return None
+    try:
+        fault = parse_fault(text)
+    except BadFault as exc:
+        raise InputError(str(exc)) from None
+    if hosts is not None and fault.get("host") is not None and fault["host"] not in hosts:
+        raise InputError(f"{FAULT_ENV}: host {fault['host']!r} is not among the selected hosts")
+    return fault
+
+
+def selected_names(options: GlobalOptions) -> list[str]:
+    from dcctl.inventory import load_inventory, select_hosts
+
+    return [host.name for host in select_hosts(load_inventory(options.inventory), options.limit)]
+
+
+def certify(
+    ctx: typer.Context,
+    quick: bool = typer.Option(
+        False, "--quick", help="A short run: fewer steps (and a small model on CPUs)."
+    ),
+    steps: int | None = typer.Option(
+        None,
+        "--steps",
+        min=1,
+        max=MAX_STEPS,
+        help="Training steps (default: by device and --quick).",
+        show_default=False,
+    ),
+    nproc_per_node: int | None = typer.Option(
+        None,
+        "--nproc-per-node",
+        min=1,
+        max=MAX_RANKS_PER_NODE,
+        help="Ranks per node (default: one per GPU; 2 on a node without GPUs).",
+        show_default=False,
+    ),
+    port: int | None = typer.Option(
+        None,
+        "--port",
+        min=1,
+        max=65535,
+        help="Rendezvous port on the first node (default: a free one it picks).",
+        show_default=False,
+    ),
+    join_timeout: float = typer.Option(
+        DEFAULT_JOIN_TIMEOUT_S,
+        "--join-timeout",
+        callback=seconds_between(1.0, MAX_TIMEOUT_S),
+        help="Seconds every node's ranks may take to join the job.",
+    ),
+    timeout: float | None = typer.Option(
+        None,
+        "--timeout",
+        callback=lambda v: v if v is None else seconds_between(1.0, MAX_TIMEOUT_S)(v),
+        help="Seconds the job may run on the nodes (default: 300 with --quick, else 1800).",
+        show_default=False,
+    ),
+) -> None:
+    """Train a reference MLP with DistributedDataParallel on every GPU of the selected nodes
+    and certify the cluster.
+
+    Every rank builds the same synthetic teacher-student task from a seed (no downloads) and
+    trains for fixed steps. Certified only when the loss reaches its target, the parameters
+    of every replica agree bitwise at every checkpoint, a replay of the first steps reproduces
+    the losses bitwise, no rank is a straggler, and throughput meets the GPU model's
+    expectation (certify_min_mfu, certify_min_samples_per_s in `expect`). One job spans all
+    selected nodes: the first node's fabric_address is the rendezvous. Faults can be injected
+    to prove the checks (DCCTL_FAULT, see README). Examples:
+
+      dcctl certify --quick
+
+      dcctl -i rack1.yaml -l rack1 certify
+
+      dcctl -i rack1.yaml --json certify --steps 1000 > certificate.json
+
+      DCCTL_FAULT=bitflip:rank=1,step=20 dcctl -i lab.yaml certify --quick
+    """
+    from dcctl.cli.step import execute_gang_step
+    from dcctl.playbook.cluster_jobs import JobSettings, certify_job
+    from dcctl.playbook.gang_step import GangStepSpec
+
+    options = global_options(ctx)
+    with reporting_errors():
+        fault = read_fault(selected_names(options))
+        settings = JobSettings(
+            quick=quick,
+            budget_s=timeout or (QUICK_BUDGET_S if quick else FULL_BUDGET_S),
+            join_timeout_s=join_timeout,
+            nproc_per_node=nproc_per_node,
+            port=port,
+            fault=fault,
+        )
+        spec = GangStepSpec(command="certify", conduct=certify_job(settings, steps))
+        code = execute_gang_step(options, spec)
+    raise typer.Exit(code)
