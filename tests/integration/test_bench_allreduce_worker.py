@@ -117,7 +117,8 @@ def test_clean_sweep_through_torchrun(runtime_root: Path, tmp_path: Path) -> Non
         assert row["wrong"] == 0 and row["iterations"] >= 20 and row["time_us"] > 0
         assert row["algbw_gbs"] == pytest.approx(row["bytes"] / 1e9 / (row["time_us"] * 1e-6))
         assert row["busbw_gbs"] == bus_bandwidth(row["algbw_gbs"], 2) == row["algbw_gbs"]
-    assert one == {"rank": 1, "wrong_total": 0, "wrong_local": 0}
+    assert one == {"rank": 1, "wrong_total": 0, "wrong_local": 0, "local_rank": 1, "node_rank": 0,
+                   "hostname": socket.gethostname()}  # fmt: skip
 
     section = summarize_allreduce(docs, expected_ranks=2)
     assert section["errors"] == [] and section["bytes"] == MIB

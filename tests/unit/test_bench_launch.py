@@ -304,7 +304,7 @@ def test_a_rank_whose_parent_died_before_it_asked_to_die_with_it_leaves_at_once(
     rank = (
         "import os, sys\n"
         f"open({str(pid_file)!r}, 'w').write(str(os.getpid()))\n"
-        "while os.getppid() == int(sys.argv[1]):\n"  # until the parent (the would-be torchrun) is gone
+        "while os.getppid() == int(sys.argv[1]):\n"  # until the would-be torchrun is gone
         "    os.sched_yield()\n"
         "from dcctl.node.bench.orphans import die_with_parent\n"
         "die_with_parent()\n"
