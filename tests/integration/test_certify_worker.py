@@ -113,7 +113,7 @@ def test_a_healthy_run_trains_identical_replicas(capsys: pytest.CaptureFixture[s
         assert doc["samples_per_s"] == pytest.approx(quick["batch"] / doc["step_s"]["mean"])
     model = zero["model"]
     assert model == one["model"]
-    assert (model["hidden"], model["layers"], model["batch_per_rank"]) == (256, 4, 64)
+    assert (model["hidden"], model["layers"], model["batch_per_rank"]) == (128, 4, 128)
     assert model["flops_per_sample"] == pytest.approx(6 * model["params"], rel=0.02)
 
     # Replicas agree bit for bit at every checksum; each rank learned from its own batches.

@@ -139,7 +139,7 @@ def test_defaults_are_valid_params(device: str, quick: bool) -> None:
 
 def test_default_sizes() -> None:
     cpu, gpu = defaults("cpu", True), defaults("cuda", True)
-    assert (cpu["hidden"], cpu["layers"], cpu["dtype"]) == (256, 4, "fp32")
+    assert (cpu["hidden"], cpu["layers"], cpu["dtype"]) == (128, 4, "fp32")
     assert (gpu["hidden"], gpu["layers"], gpu["dtype"]) == (8192, 8, "bf16")
     # The same task everywhere, so a loss target means the same thing.
     for key in ("in_dim", "out_dim", "seed"):
