@@ -51,7 +51,9 @@ def _host_outcome(host: Host, runs: Sequence[GangRun]) -> tuple[HostOutcome, dic
     """The host's part: what its `gang` tasks returned, and, when its last job never ran on it
     (unreachable, not started because of another node, stopped), why."""
     nodes = _node_runs(host, runs)
-    facts = {"gang": [node.payload for node in nodes if node.payload is not None]}
+    payloads = [node.payload for node in nodes if node.payload is not None]
+    # The GPUs (NVML identity) beside every job's payload: what the host ran on, at a glance.
+    facts = {"gpus": payloads[-1].get("gpus") or [] if payloads else [], "gang": payloads}
     last = nodes[-1] if nodes else None
     error = last.error if last is not None and last.payload is None else None
     duration = sum(node.duration_s for node in nodes)

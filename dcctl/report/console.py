@@ -105,7 +105,9 @@ def print_run(
     hosts = sorted(document["hosts"], key=lambda h: _STATUS_ORDER.get(h["status"], 3))
     if only_problems:
         hosts = [host for host in hosts if host["status"] != "passed"]
-    bench = document.get("command") == "bench"
+    # certify and the jobs across nodes are benchmarks too: the GPUs a host ran on tell more
+    # than its OS and kernel, which those runs do not read.
+    bench = document.get("command") in ("bench", "certify")
     console = stdout_console()
     if hosts:
         console.print(_bench_hosts_table(hosts) if bench else _check_hosts_table(hosts))
