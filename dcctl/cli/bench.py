@@ -8,11 +8,10 @@ from typing import Any, NamedTuple
 import typer
 
 from dcctl.cli.bounds import (
-    DEFAULT_JOIN_TIMEOUT_S,
-    MAX_RANKS_PER_NODE,
     MAX_TIMEOUT_S,
     seconds_between,
 )
+from dcctl.cli.gang_options import join_timeout_option, nproc_per_node_option, port_option
 from dcctl.cli.options import global_options, reporting_errors
 from dcctl.inventory.model import Host
 
@@ -144,28 +143,9 @@ def bench(
         help="cluster/pairs: NCCL_P2P_DISABLE=1 NCCL_SHM_DISABLE=1, so the network between "
         "nodes is measured, not NVLink or shared memory.",
     ),
-    nproc_per_node: int | None = typer.Option(
-        None,
-        "--nproc-per-node",
-        min=1,
-        max=MAX_RANKS_PER_NODE,
-        help="cluster/pairs: ranks per node (default: one per GPU; 2 without GPUs).",
-        show_default=False,
-    ),
-    port: int | None = typer.Option(
-        None,
-        "--port",
-        min=1,
-        max=65535,
-        help="cluster/pairs: rendezvous port on each job's first node (default: a free one).",
-        show_default=False,
-    ),
-    join_timeout: float = typer.Option(
-        DEFAULT_JOIN_TIMEOUT_S,
-        "--join-timeout",
-        callback=seconds_between(1.0, MAX_TIMEOUT_S),
-        help="cluster/pairs: seconds every node's ranks may take to join a job.",
-    ),
+    nproc_per_node: int | None = nproc_per_node_option("cluster/pairs: "),
+    port: int | None = port_option("cluster/pairs: "),
+    join_timeout: float = join_timeout_option("cluster/pairs: "),
 ) -> None:
     """Run GEMM, node-scope allreduce and fio on every host, and judge the figures.
 

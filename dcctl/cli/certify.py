@@ -9,11 +9,10 @@ from typing import Any
 import typer
 
 from dcctl.cli.bounds import (
-    DEFAULT_JOIN_TIMEOUT_S,
-    MAX_RANKS_PER_NODE,
     MAX_TIMEOUT_S,
     seconds_between,
 )
+from dcctl.cli.gang_options import join_timeout_option, nproc_per_node_option, port_option
 from dcctl.cli.options import GlobalOptions, global_options, reporting_errors
 from dcctl.errors import InputError
 
@@ -60,28 +59,9 @@ def certify(
         help="Training steps (default: by device and --quick).",
         show_default=False,
     ),
-    nproc_per_node: int | None = typer.Option(
-        None,
-        "--nproc-per-node",
-        min=1,
-        max=MAX_RANKS_PER_NODE,
-        help="Ranks per node (default: one per GPU; 2 on a node without GPUs).",
-        show_default=False,
-    ),
-    port: int | None = typer.Option(
-        None,
-        "--port",
-        min=1,
-        max=65535,
-        help="Rendezvous port on the first node (default: a free one it picks).",
-        show_default=False,
-    ),
-    join_timeout: float = typer.Option(
-        DEFAULT_JOIN_TIMEOUT_S,
-        "--join-timeout",
-        callback=seconds_between(1.0, MAX_TIMEOUT_S),
-        help="Seconds every node's ranks may take to join the job.",
-    ),
+    nproc_per_node: int | None = nproc_per_node_option(),
+    port: int | None = port_option(),
+    join_timeout: float = join_timeout_option(),
     timeout: float | None = typer.Option(
         None,
         "--timeout",

@@ -23,6 +23,7 @@ from dcctl.fleet.outcome import FleetOptions, FleetRun, HostOutcome
 from dcctl.fleet.progress import HostProgressCallback, ProgressGate
 from dcctl.fleet.runtime import run_task
 from dcctl.fleet.signals import StopRequest, stop_signals_set
+from dcctl.fleet.transports import Transports
 from dcctl.inventory.model import Host
 from dcctl.transport.base import (
     POLL_INTERVAL_S,
@@ -35,7 +36,6 @@ from dcctl.transport.base import (
 
 if TYPE_CHECKING:
     from dcctl.fleet.pool import Inbox, WorkerPool
-    from dcctl.transport.ssh import SshContext
 
 __all__ = ["Fleet", "FleetOptions", "FleetRun", "HostOutcome", "HostProgressCallback"]
 
@@ -190,7 +190,7 @@ class Fleet:
         self._cancel = threading.Event()
         self._transports: dict[str, Transport] = {}
         self._lock = threading.Lock()
-        self._ssh_context: SshContext | None = None
+        self._factory = Transports(options)
         self._inbox: Inbox = queue.SimpleQueue()
         self._work_slots = threading.BoundedSemaphore(max(1, options.forks))
         self._pool: WorkerPool | None = None
@@ -361,29 +361,13 @@ class Fleet:
             return transport
 
     def _new_transport(self, host: Host) -> Transport:
-        if host.connection == "local":
-            from dcctl.transport.local import LocalTransport
-
-            return LocalTransport(self._cancel)
-        # Imported here so commands that never reach an SSH host never load paramiko.
-        from dcctl.transport.ssh import SshContext, SshOptions, SshTransport
-
-        if self._ssh_context is None:
-            self._ssh_context = SshContext(
-                SshOptions(
-                    trusted_keys_file=self._options.trusted_keys_file,
-                    accept_new_host_keys=self._options.accept_new_host_keys,
-                    connect_timeout_s=self._options.connect_timeout_s,
-                )
-            )
-        return SshTransport(host, self._ssh_context, self._cancel)
+        return self._factory.new(host, self._cancel)
 
     def close(self) -> None:
         with self._lock:
             for transport in self._transports.values():
                 transport.close()
             self._transports.clear()
-            if self._ssh_context is not None:
-                self._ssh_context.close()
+            self._factory.close()
         if self._pool is not None:
             self._pool.close()

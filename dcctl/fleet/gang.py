@@ -30,18 +30,16 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from dcctl.evaluate.gang_input import GangRun, NodeRun
 from dcctl.fleet.outcome import FleetOptions
 from dcctl.fleet.progress import HostProgressCallback, ProgressGate
 from dcctl.fleet.runtime import run_task, shorten
 from dcctl.fleet.signals import StopRequest
+from dcctl.fleet.transports import Transports
 from dcctl.inventory.model import Host
 from dcctl.transport.base import POLL_INTERVAL_S, ErrorKind, HostError, Transport
-
-if TYPE_CHECKING:
-    from dcctl.transport.ssh import SshContext
 
 # Connecting and the preflight (no torch import): seconds beyond the connect timeout.
 PREPARE_S = 60.0
@@ -125,8 +123,7 @@ class GangRunner:
     def __init__(self, options: FleetOptions, stop: StopRequest) -> None:
         self._options = options
         self._stop = stop
-        self._ssh_context: SshContext | None = None
-        self._lock = threading.Lock()
+        self._transports = Transports(options)
 
     def __enter__(self) -> GangRunner:
         return self
@@ -135,10 +132,7 @@ class GangRunner:
         self.close()
 
     def close(self) -> None:
-        with self._lock:
-            if self._ssh_context is not None:
-                self._ssh_context.close()
-                self._ssh_context = None
+        self._transports.close()
 
     @property
     def interrupted(self) -> bool:
@@ -184,7 +178,7 @@ class GangRunner:
         params = {"leader": leader, "port": spec.port if leader else None,
                   "nproc": spec.nproc_per_node}  # fmt: skip
         deadline = time.monotonic() + self._options.connect_timeout_s + PREPARE_S
-        node.transport = self._transport(node.host, gang.cancel)
+        node.transport = self._transports.new(node.host, gang.cancel)
         node.transport.connect()
         answer = run_task(node.transport, node.host, "gang_preflight", params, deadline)
         if answer.get("problem"):
@@ -396,25 +390,6 @@ class GangRunner:
                     gang.fail(f"interrupted by {self._stop.reason}", [])
                     self._abort(gang)
                 break
-
-    def _transport(self, host: Host, cancel: threading.Event) -> Transport:
-        if host.connection == "local":
-            from dcctl.transport.local import LocalTransport
-
-            return LocalTransport(cancel)
-        from dcctl.transport.ssh import SshContext, SshOptions, SshTransport
-
-        with self._lock:
-            if self._ssh_context is None:
-                self._ssh_context = SshContext(
-                    SshOptions(
-                        trusted_keys_file=self._options.trusted_keys_file,
-                        accept_new_host_keys=self._options.accept_new_host_keys,
-                        connect_timeout_s=self._options.connect_timeout_s,
-                    )
-                )
-            context = self._ssh_context
-        return SshTransport(host, context, cancel)
 
     def _result(self, gang: _Group) -> GangRun:
         nodes = []

@@ -19,9 +19,8 @@ from dcctl.fleet.gang import GangRunner
 from dcctl.fleet.outcome import HostOutcome
 from dcctl.fleet.progress import HostProgressCallback
 from dcctl.inventory.model import Host
-from dcctl.playbook.session import ProgressCallback, StepRun
-from dcctl.results.document import RunMeta, host_document, run_document
-from dcctl.results.store import RunStore, new_run_id
+from dcctl.playbook.session import ProgressCallback, StepRun, close_run, open_run
+from dcctl.results.document import host_document, run_document
 
 
 @dataclass(frozen=True)
@@ -70,14 +69,7 @@ def run_gang_step(
     on_node_progress: HostProgressCallback | None = None,
 ) -> StepRun:
     """Run the step's gang jobs on `hosts`, judge them, and save and return the run."""
-    started = datetime.now(timezone.utc)
-    meta = RunMeta(
-        run_id=new_run_id(spec.command, started),
-        command=spec.command,
-        inventory=inventory_source,
-        started_at=started,
-    )
-    store = RunStore(state_dir, meta.run_id)
+    meta, store = open_run(spec.command, inventory_source, state_dir)
     outcome = spec.conduct(runner, hosts, on_node_progress)
     documents = []
     for host in hosts:
@@ -94,10 +86,4 @@ def run_gang_step(
         finished_at=datetime.now(timezone.utc),
         cluster_results=outcome.judgement.cluster_results,
     )
-    store.write_run(document)
-    return StepRun(
-        document=document,
-        run_dir=store.run_dir,
-        save_error=store.error,
-        run_saved=store.run_saved,
-    )
+    return close_run(store, document)

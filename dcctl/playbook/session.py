@@ -59,14 +59,7 @@ def run_step(
     `on_progress` is told each host's status as it lands; `on_node_progress`, if given, the
     latest progress line of a host still running (host name, the line's object), a few times
     a second at most. Both are called in this thread."""
-    started = datetime.now(timezone.utc)
-    meta = RunMeta(
-        run_id=new_run_id(spec.command, started),
-        command=spec.command,
-        inventory=inventory_source,
-        started_at=started,
-    )
-    store = RunStore(state_dir, meta.run_id)
+    meta, store = open_run(spec.command, inventory_source, state_dir)
     documents: dict[str, dict[str, Any]] = {}
 
     def record(outcome: HostOutcome) -> None:
@@ -96,6 +89,23 @@ def run_step(
     document = run_document(
         meta, ordered, fleet_run.interrupted, finished_at=datetime.now(timezone.utc)
     )
+    return close_run(store, document)
+
+
+def open_run(command: str, inventory_source: str, state_dir: Path) -> tuple[RunMeta, RunStore]:
+    """A new run of `command`: its id, start time and directory."""
+    started = datetime.now(timezone.utc)
+    meta = RunMeta(
+        run_id=new_run_id(command, started),
+        command=command,
+        inventory=inventory_source,
+        started_at=started,
+    )
+    return meta, RunStore(state_dir, meta.run_id)
+
+
+def close_run(store: RunStore, document: dict[str, Any]) -> StepRun:
+    """Save run.json last, and say what was saved."""
     store.write_run(document)
     return StepRun(
         document=document,

@@ -17,7 +17,7 @@ STATUS_STYLE = {"pass": "green", "warn": "yellow", "fail": "bold red", "error": 
 _WORST_FIRST = {"fail": 0, "error": 1, "warn": 2, "skip": 3, "pass": 4}
 
 
-def _number(value: Any, digits: int = 1) -> str:
+def figure_text(value: Any, digits: int = 1) -> str:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         return "-"
     return f"{value:,.{digits}f}"
@@ -30,7 +30,9 @@ def _status(host: dict[str, Any], result_id: str) -> str:
     return "-"
 
 
-def _table(title: str, columns: Iterable[str], rows: list[tuple[str, list[str]]]) -> Table | None:
+def titled_table(
+    title: str, columns: Iterable[str], rows: list[tuple[str, list[str]]]
+) -> Table | None:
     if not rows:
         return None
     table = Table(title=Text(title), title_justify="left")
@@ -54,8 +56,8 @@ def _gemm_rows(host: dict[str, Any]) -> list[tuple[str, list[str]]]:
         dtype = summary.get("dtype")
         rows.append((_status(host, f"bench.gemm.{dtype}"), [
             host["name"], f"{dtype} {device}", size,
-            _number(summary.get("median_tflops"), 2),
-            _number(100 * slowest["vs_median"], 0) + " %" if "vs_median" in slowest else "-",
+            figure_text(summary.get("median_tflops"), 2),
+            figure_text(100 * slowest["vs_median"], 0) + " %" if "vs_median" in slowest else "-",
             "-" if len(gpus) < 2 else f"{len(mismatches)} differ" if mismatches else "agree",
         ]))  # fmt: skip
     return rows
@@ -67,8 +69,8 @@ def _allreduce_rows(host: dict[str, Any]) -> list[tuple[str, list[str]]]:
         return []
     return [(_status(host, "bench.allreduce"), [
         host["name"], f"{section.get('ranks')} x {section.get('backend') or '-'}",
-        _size(section.get("bytes")), _number(section.get("algbw_gbs"), 2),
-        _number(section.get("busbw_gbs"), 2), str(section.get("wrong_total", "-")),
+        size_text(section.get("bytes")), figure_text(section.get("algbw_gbs"), 2),
+        figure_text(section.get("busbw_gbs"), 2), str(section.get("wrong_total", "-")),
     ])]  # fmt: skip
 
 
@@ -78,14 +80,14 @@ def _fio_rows(host: dict[str, Any]) -> list[tuple[str, list[str]]]:
     for job in section.get("jobs") or []:
         clat = job.get("clat_us") or {}
         rows.append((_status(host, f"bench.fio.{job.get('name')}"), [
-            host["name"], str(job.get("name")), _number(job.get("mb_s"), 1),
-            _number(job.get("iops"), 0), _number(clat.get("p50"), 0), _number(clat.get("p99"), 0),
-            _number(clat.get("p99.9"), 0),
+            host["name"], str(job.get("name")), figure_text(job.get("mb_s"), 1),
+            figure_text(job.get("iops"), 0), figure_text(clat.get("p50"), 0),
+            figure_text(clat.get("p99"), 0), figure_text(clat.get("p99.9"), 0),
         ]))  # fmt: skip
     return rows
 
 
-def _size(nbytes: Any) -> str:
+def size_text(nbytes: Any) -> str:
     if not isinstance(nbytes, int):
         return "-"
     for unit, shift in (("GiB", 30), ("MiB", 20), ("KiB", 10)):
@@ -97,13 +99,13 @@ def _size(nbytes: Any) -> str:
 def bench_tables(hosts: list[dict[str, Any]]) -> list[Table]:
     """One table per benchmark that some host ran."""
     tables = [
-        _table("GEMM (TFLOP/s per device, median)",
+        titled_table("GEMM (TFLOP/s per device, median)",
                ["Host", "Dtype", "Size", "TFLOP/s", "Slowest", "Checksums"],
                [row for host in hosts for row in _gemm_rows(host)]),
-        _table("Allreduce, node scope (GB/s = 1e9 B/s, at the largest size)",
+        titled_table("Allreduce, node scope (GB/s = 1e9 B/s, at the largest size)",
                ["Host", "Ranks", "Size", "algbw", "busbw", "#wrong"],
                [row for host in hosts for row in _allreduce_rows(host)]),
-        _table("fio (MB/s = 1e6 B/s; completion latency in µs)",
+        titled_table("fio (MB/s = 1e6 B/s; completion latency in µs)",
                ["Host", "Job", "MB/s", "IOPS", "p50", "p99", "p99.9"],
                [row for host in hosts for row in _fio_rows(host)]),
     ]  # fmt: skip
@@ -122,8 +124,9 @@ def sweep_tables(hosts: list[dict[str, Any]]) -> list[Table]:
         for column in ("Size", "time (µs)", "algbw (GB/s)", "busbw (GB/s)", "#wrong"):
             table.add_column(column, justify="right")
         for row in sizes:
-            table.add_row(_size(row.get("bytes")), _number(row.get("time_us"), 1),
-                          _number(row.get("algbw_gbs"), 2), _number(row.get("busbw_gbs"), 2),
+            table.add_row(size_text(row.get("bytes")), figure_text(row.get("time_us"), 1),
+                          figure_text(row.get("algbw_gbs"), 2),
+                          figure_text(row.get("busbw_gbs"), 2),
                           str(row.get("wrong", "-")))  # fmt: skip
         tables.append(table)
     return tables

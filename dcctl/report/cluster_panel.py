@@ -17,7 +17,13 @@ from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
 
-from dcctl.report.bench_tables import STATUS_STYLE, _number, _size, _table, sweep_tables
+from dcctl.report.bench_tables import (
+    STATUS_STYLE,
+    figure_text,
+    size_text,
+    sweep_tables,
+    titled_table,
+)
 
 CERTIFY_ID = "certify"
 ALLREDUCE_ID = "cluster.allreduce"
@@ -106,8 +112,8 @@ def _figure_lines(metrics: Mapping[str, Any], thresholds: Mapping[str, Any]) -> 
         loss += f" (target {target:g})"
     lines = [
         f"ranks {_count(metrics.get('ranks'))} on {_count(metrics.get('nodes'))} node(s)",
-        f"samples/s {_number(metrics.get('samples_per_s'), 0)} job, "
-        f"{_number(metrics.get('samples_per_s_per_rank'), 0)} per rank",
+        f"samples/s {figure_text(metrics.get('samples_per_s'), 0)} job, "
+        f"{figure_text(metrics.get('samples_per_s_per_rank'), 0)} per rank",
         f"step p50 {_ms(metrics.get('step_p50_s'))} ms, p99 {_ms(metrics.get('step_p99_s'))} ms",
         loss,
     ]
@@ -133,7 +139,7 @@ def _ranks_table(ranks: Any) -> Table | None:
             Text(str(entry.get("host", "-"))),
             Text(_count(entry.get("local_rank"))),
             Text(_gpu(entry.get("gpu"))),
-            Text(_number(entry.get("samples_per_s"), 0)),
+            Text(figure_text(entry.get("samples_per_s"), 0)),
             Text(_ms(entry.get("step_p50_s"))),
             Text(_ms(entry.get("step_p99_s"))),
             Text(_ms(entry.get("local_p50_s"))),
@@ -185,7 +191,7 @@ def allreduce_renderables(results: list[dict[str, Any]], detail: bool) -> list[R
     """One row per group, as the node-scope table shows a host; with `detail`, each group's
     sweep, in the node-scope sweep's own table."""
     rows = [(str(r.get("status")), _allreduce_cells(r)) for r in results]
-    table = _table("Allreduce, cluster scope (GB/s = 1e9 B/s, at the largest size)",
+    table = titled_table("Allreduce, cluster scope (GB/s = 1e9 B/s, at the largest size)",
                    ["Hosts", "Ranks", "Size", "algbw", "busbw", "#wrong"], rows)  # fmt: skip
     shown: list[RenderableType] = [] if table is None else [table]
     shown += [_plain_line(r) for r in results if r.get("status") != "pass"]
@@ -208,9 +214,9 @@ def _allreduce_cells(result: Mapping[str, Any]) -> list[str]:
     return [
         _hosts_label(result.get("hosts")),
         ranks,
-        _size(metrics.get("bytes")),
-        _number(metrics.get("algbw_gbs"), 2),
-        _number(metrics.get("busbw_gbs"), 2),
+        size_text(metrics.get("bytes")),
+        figure_text(metrics.get("algbw_gbs"), 2),
+        figure_text(metrics.get("busbw_gbs"), 2),
         _count(sum(counted)) if counted else "-",
     ]
 
@@ -226,7 +232,7 @@ def pairs_renderables(results: list[dict[str, Any]]) -> list[RenderableType]:
     for number in passes:
         rows = [(str(r.get("status")), _pair_cells(r)) for r in pairs if _pass_number(r) == number]
         title = f"Allreduce pairs, pass {number} (GB/s = 1e9 B/s)"
-        table = _table(title, ["Hosts", "Size", "Ranks", "algbw", "busbw"], rows)
+        table = titled_table(title, ["Hosts", "Size", "Ranks", "algbw", "busbw"], rows)
         if table is not None:
             shown.append(table)
     shown += [_pairs_summary(r) for r in results if r.get("id") == PAIRS_ID]
@@ -242,10 +248,10 @@ def _pair_cells(result: Mapping[str, Any]) -> list[str]:
     metrics = _mapping(result.get("metrics"))
     return [
         " + ".join(str(host) for host in _list(result.get("hosts"))) or "-",
-        _size(metrics.get("bytes")),
+        size_text(metrics.get("bytes")),
         _count(metrics.get("ranks")),
-        _number(metrics.get("algbw_gbs"), 2),
-        _number(metrics.get("busbw_gbs"), 2),
+        figure_text(metrics.get("algbw_gbs"), 2),
+        figure_text(metrics.get("busbw_gbs"), 2),
     ]
 
 
@@ -309,7 +315,7 @@ def _figure(value: Any) -> str:
 
 
 def _ms(seconds: Any) -> str:
-    return _number(seconds * 1000, 2) if _is_number(seconds) else "-"
+    return figure_text(seconds * 1000, 2) if _is_number(seconds) else "-"
 
 
 def _text(value: Any) -> str:

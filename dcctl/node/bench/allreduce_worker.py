@@ -58,7 +58,7 @@ from dcctl.node.bench.allreduce import (
     sweep_sizes,
     worker_params,
 )
-from dcctl.node.bench.rank import GANG_JOB_ENV, run_rank
+from dcctl.node.bench.rank import GANG_JOB_ENV, cuda_device, leave, run_rank
 from dcctl.node.payload import format_progress
 
 # Verification compares this many elements at a time, so its temporaries stay small beside an
@@ -119,13 +119,7 @@ def _env_int(name: str) -> int:
 def _device(torch: Any, kind: str, local_rank: int) -> Any:
     if kind == "cpu":
         return torch.device("cpu")
-    if not torch.cuda.is_available():
-        raise RuntimeError(f"device cuda asked for, but torch {torch.__version__} sees no GPU")
-    visible = torch.cuda.device_count()
-    if local_rank >= visible:
-        raise RuntimeError(f"local rank {local_rank} has no GPU: {visible} visible")
-    torch.cuda.set_device(local_rank)
-    return torch.device("cuda", local_rank)
+    return cuda_device(torch, local_rank)
 
 
 def _start(params: dict[str, Any], rank: int) -> Ranks:
@@ -365,8 +359,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    status = main()
-    sys.stderr.flush()
-    # After a failure a peer may still hold this rank inside a collective; a normal interpreter
-    # exit could wait on the process group's teardown, so leave at once.
-    os._exit(status)
+    leave(main())

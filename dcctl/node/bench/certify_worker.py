@@ -86,7 +86,7 @@ from dcctl.node.bench.certify import (
 )
 from dcctl.node.bench.faults import for_rank
 from dcctl.node.bench.gemm_worker import pci_bus_id
-from dcctl.node.bench.rank import run_rank
+from dcctl.node.bench.rank import cuda_device, leave, run_rank
 from dcctl.node.payload import format_progress
 
 # fp32 bit 22: the top mantissa bit. A flip scales the weight by 2/3 to 3/4 or by 5/4 to 3/2,
@@ -147,13 +147,7 @@ def _device(torch: Any, kind: str, local_rank: int) -> Any:
         # CPU reductions in one order.
         torch.set_num_threads(1)
         return torch.device("cpu")
-    if not torch.cuda.is_available():
-        raise RuntimeError(f"device cuda asked for, but torch {torch.__version__} sees no GPU")
-    visible = torch.cuda.device_count()
-    if local_rank >= visible:
-        raise RuntimeError(f"local rank {local_rank} has no GPU: {visible} visible")
-    torch.cuda.set_device(local_rank)
-    return torch.device("cuda", local_rank)
+    return cuda_device(torch, local_rank)
 
 
 def _start(params: dict[str, Any], rank: int, progress: IO[str]) -> Job:
@@ -471,8 +465,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    status = main()
-    sys.stderr.flush()
-    # After a failure a peer may still hold this rank inside a collective; a normal interpreter
-    # exit could wait on the process group's teardown, so leave at once.
-    os._exit(status)
+    leave(main())

@@ -68,7 +68,7 @@ from dcctl.node.bench.gemm import (
     tflops,
     worker_params,
 )
-from dcctl.node.bench.rank import describe, run_rank
+from dcctl.node.bench.rank import cuda_device, describe, run_rank
 from dcctl.node.payload import format_progress
 from dcctl.node.sysroot import sysroot_path
 
@@ -156,19 +156,14 @@ def _device(torch: Any, kind: str, local_rank: int) -> tuple[Any, dict[str, Any]
     """The torch device and this rank's identity in the rank file."""
     if kind == "cpu":
         return torch.device("cpu"), {"device": "cpu", "name": _cpu_name(), "pci_bus_id": None}
-    if not torch.cuda.is_available():
-        raise RuntimeError(f"device cuda asked for, but torch {torch.__version__} sees no GPU")
-    visible = torch.cuda.device_count()
-    if local_rank >= visible:
-        raise RuntimeError(f"local rank {local_rank} has no GPU: {visible} visible")
-    torch.cuda.set_device(local_rank)
+    device = cuda_device(torch, local_rank)
     properties = torch.cuda.get_device_properties(local_rank)
     identity = {
         "device": f"cuda:{local_rank}",
         "name": str(properties.name),
         "pci_bus_id": pci_bus_id(properties),
     }
-    return torch.device("cuda", local_rank), identity
+    return device, identity
 
 
 def _skip_reason(torch: Any, dtype: str, device: Any, params: dict[str, Any]) -> str | None:

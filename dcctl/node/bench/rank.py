@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import os
 import sys
-from typing import IO, TYPE_CHECKING, Any
+from typing import IO, TYPE_CHECKING, Any, NoReturn
 
 from dcctl.node.bench.orphans import die_with_parent
 
@@ -87,3 +87,23 @@ def run_rank(
         if out_dir is not None:
             write_rank_doc(out_dir, rank, {"rank": rank, "error": message})
         return 1
+
+
+def cuda_device(torch: Any, local_rank: int) -> Any:
+    """This rank's GPU (CUDA device `local_rank`), made current; a clear error when torch sees
+    no GPU, or fewer than the ranks of this node."""
+    if not torch.cuda.is_available():
+        raise RuntimeError(f"device cuda asked for, but torch {torch.__version__} sees no GPU")
+    visible = torch.cuda.device_count()
+    if local_rank >= visible:
+        raise RuntimeError(f"local rank {local_rank} has no GPU: {visible} visible")
+    torch.cuda.set_device(local_rank)
+    return torch.device("cuda", local_rank)
+
+
+def leave(status: int) -> NoReturn:
+    """End a worker process with `status`. After a failure a peer may still hold this rank
+    inside a collective; a normal interpreter exit could wait on the process group's
+    teardown, so leave at once."""
+    sys.stderr.flush()
+    os._exit(status)
