@@ -29,9 +29,9 @@ from dcctl.evaluate.cluster_stats import (
     MAX_ROBUST_Z,
     finite,
     floored_mad,
-    launch_error,
     mean,
     median,
+    node_problems,
     robust_z,
     strictest,
 )
@@ -190,12 +190,7 @@ def _ranks_text(ranks: Sequence[int]) -> str:
 
 
 def _node_problems(node: NodeRun, missing: list[int]) -> list[str]:
-    parts = []
-    if node.error is not None:
-        parts.append(f"{node.error.kind}: {shown(node.error.message)}")
-    payload_error = launch_error(node)
-    if payload_error:
-        parts.append(shown(payload_error))
+    parts = node_problems(node)
     if missing:
         parts.append(f"{_ranks_text(missing)} wrote no result")
     return parts

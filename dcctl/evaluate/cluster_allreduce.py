@@ -23,7 +23,7 @@ from typing import Any
 
 from dcctl.evaluate.bench_allreduce import evaluate_allreduce, size_text
 from dcctl.evaluate.bounds import listed, shown
-from dcctl.evaluate.cluster_stats import finite, launch_error, median, strictest
+from dcctl.evaluate.cluster_stats import finite, median, node_problems, strictest
 from dcctl.evaluate.gang_input import ClusterJudgement, GangRun, NodeRun, cluster_result
 from dcctl.evaluate.result import Result, Status
 from dcctl.inventory.expect_keys import Expectations, expectations
@@ -68,13 +68,7 @@ def _rank_hosts(run: GangRun) -> dict[int, str]:
 
 
 def _node_problem(node: NodeRun) -> str | None:
-    parts = []
-    if node.error is not None:
-        parts.append(f"{node.error.kind}: {shown(node.error.message)}")
-    launch = launch_error(node)
-    if launch:
-        parts.append(shown(launch))
-    return "; ".join(parts) or None
+    return "; ".join(node_problems(node)) or None
 
 
 def _failures(run: GangRun, section: AllreduceSection) -> dict[str, list[str]]:

@@ -8,6 +8,7 @@ import math
 from collections.abc import Iterable, Sequence
 from typing import Any, Literal
 
+from dcctl.evaluate.bounds import shown
 from dcctl.evaluate.gang_input import NodeRun
 from dcctl.inventory.expect_keys import expectations
 from dcctl.inventory.model import Host
@@ -113,9 +114,20 @@ def strictest(hosts: Iterable[Host], key: str, bound: Literal["min", "max"]) -> 
 
 
 def launch_error(node: NodeRun) -> Any:
-    """The node's own launch error ("launch_error"; "error" as the contract first named it),
-    or None, also when the controller already made it the node's error."""
+    """The node's own launch error, or None, also when the controller already made it the
+    node's error."""
     payload = node.payload or {}
     if node.error is not None and node.error.message == str(payload.get("launch_error")):
         return None
-    return payload.get("launch_error") or payload.get("error")
+    return payload.get("launch_error")
+
+
+def node_problems(node: NodeRun) -> list[str]:
+    """What went wrong on the node itself: its error (kind: message) and its launch error."""
+    parts = []
+    if node.error is not None:
+        parts.append(f"{node.error.kind}: {shown(node.error.message)}")
+    launch = launch_error(node)
+    if launch:
+        parts.append(shown(launch))
+    return parts
