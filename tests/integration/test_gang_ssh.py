@@ -100,6 +100,16 @@ def cluster(document: dict[str, Any], result_id: str) -> dict[str, Any]:
     return found[0]
 
 
+def rank_docs(document: dict[str, Any]) -> dict[int, dict[str, Any]]:
+    """Every rank's document, from the hosts' files (what each node's `gang` task returned)."""
+    return {
+        doc["rank"]: doc
+        for host in document["hosts"]
+        for payload in host["facts"]["gang"]
+        for doc in payload["ranks"]
+    }
+
+
 def nothing_left(mark: str) -> None:
     assert wait_for(lambda: not pids_with_env(mark), GONE_WITHIN_S), pids_with_env(mark)
 
@@ -125,6 +135,16 @@ def test_certify_across_two_nodes_certifies_a_healthy_cluster(
     assert set(certificate["versions"]) == {"node1", "node2"}
     assert verdict["metrics"]["samples_per_s"] > 0
     assert [h["status"] for h in document["hosts"]] == ["passed", "passed"]
+    # Under the verdict: four replicas identical bit for bit at every checksum and in the
+    # replay, each rank learning from its own batches, the loss from ~1 to below its target.
+    docs = rank_docs(document)
+    assert sorted(docs) == [0, 1, 2, 3]
+    assert all(doc["world_size"] == 4 and doc["backend"] == "gloo" for doc in docs.values())
+    assert len({json.dumps(doc["checksums"]) for doc in docs.values()}) == 1
+    assert all(doc["replay"]["match"] for doc in docs.values())
+    assert len({tuple(doc["losses"]) for doc in docs.values()}) == 4
+    losses = docs[0]["global_losses"]
+    assert 0.7 < losses[0] < 1.3 and losses[-1] <= docs[0]["loss_target"]
 
 
 def test_certify_names_the_rank_and_host_whose_parameters_flipped(
@@ -141,6 +161,10 @@ def test_certify_names_the_rank_and_host_whose_parameters_flipped(
     assert not any("rank 0" in line or "rank 1" in line for line in reasons), reasons
     hosts = {h["name"]: h for h in document["hosts"]}
     assert hosts["node2"]["status"] == "failed" and hosts["node1"]["status"] == "passed"
+    # The flip shows in rank 3's checksums from its step on, and not before.
+    docs = rank_docs(document)
+    for mine, theirs in zip(docs[3]["checksums"], docs[0]["checksums"], strict=True):
+        assert (mine["value"] == theirs["value"]) == (mine["step"] < 20), (mine, theirs)
 
 
 def test_certify_names_a_slow_rank_as_a_straggler(
