@@ -3,7 +3,9 @@ rendezvous port) and which `gang` requests are refused before anything starts.""
 
 from __future__ import annotations
 
+import importlib.util
 import socket
+import sys
 from collections.abc import Iterator
 from typing import Any
 
@@ -11,6 +13,10 @@ import pytest
 
 from dcctl.node.bench.gang import CPU_RANKS, gang_task, preflight_task
 from dcctl.node.facts import TaskParamsError
+
+# The preflight asks for torch first: the port is only looked at where torch is installed.
+HAS_TORCH = importlib.util.find_spec("torch") is not None
+with_torch = pytest.mark.skipif(not HAS_TORCH, reason="torch is not installed here")
 
 
 @pytest.fixture
@@ -22,6 +28,17 @@ def held_port() -> Iterator[int]:
         yield sock.getsockname()[1]
 
 
+@pytest.mark.skipif(HAS_TORCH, reason="torch is installed here")
+def test_a_node_without_torch_is_refused_naming_the_install_command() -> None:
+    answer = preflight_task({"leader": True, "port": None, "nproc": None})
+    assert answer["problem"] == (
+        f"torch is not installed for {sys.executable}; install it: {sys.executable} -m pip "
+        "install torch (the CPU build, see https://pytorch.org/get-started/locally/)"
+    )
+    assert answer["ports"] == []
+
+
+@with_torch
 def test_the_first_node_offers_distinct_free_ports_and_the_others_none() -> None:
     leader = preflight_task({"leader": True, "port": None, "nproc": None})
     other = preflight_task({"leader": False, "port": None, "nproc": None})
@@ -32,6 +49,7 @@ def test_the_first_node_offers_distinct_free_ports_and_the_others_none() -> None
     assert (leader["device"], leader["nproc"]) == ("cpu", CPU_RANKS)
 
 
+@with_torch
 def test_a_rendezvous_port_in_use_is_refused_naming_it(held_port: int) -> None:
     answer = preflight_task({"leader": True, "port": held_port, "nproc": 2})
     assert answer["problem"] is not None
