@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+from collections.abc import Sequence
 from enum import Enum
 from typing import Any, NamedTuple
 
@@ -236,7 +238,7 @@ class GangJob(NamedTuple):
 def _bench_across_nodes(
     ctx: typer.Context, scope: Scope, sweep: dict[str, int], job: GangJob
 ) -> int:
-    from dcctl.cli.certify import read_fault, selected_names
+    from dcctl.cli.certify import read_fault
     from dcctl.cli.step import execute_gang_step
     from dcctl.playbook.cluster_jobs import (
         NET_ONLY_ENV,
@@ -246,20 +248,22 @@ def _bench_across_nodes(
     )
     from dcctl.playbook.gang_step import GangStepSpec
 
-    options = global_options(ctx)
-    with reporting_errors():
-        settings = JobSettings(
-            quick=job.quick,
-            budget_s=job.timeout_s
-            or budgets(["allreduce"], job.quick, 0, 0.0)["allreduce"] + job.join_timeout_s,
-            join_timeout_s=job.join_timeout_s,
-            nproc_per_node=job.nproc_per_node,
-            port=job.port,
-            fault=read_fault(selected_names(options)),
-            env=dict(NET_ONLY_ENV) if job.net_only else {},
-        )
+    settings = JobSettings(
+        quick=job.quick,
+        budget_s=job.timeout_s
+        or budgets(["allreduce"], job.quick, 0, 0.0)["allreduce"] + job.join_timeout_s,
+        join_timeout_s=job.join_timeout_s,
+        nproc_per_node=job.nproc_per_node,
+        port=job.port,
+        env=dict(NET_ONLY_ENV) if job.net_only else {},
+    )
+
+    def spec_for(hosts: Sequence[Host]) -> GangStepSpec:
+        chosen = dataclasses.replace(settings, fault=read_fault(hosts))
         if scope is Scope.pairs:
-            conduct = pairs_job(settings, sweep)
-        else:
-            conduct = cluster_allreduce_job(settings, sweep, job.net_only)
-        return execute_gang_step(options, GangStepSpec(command="bench", conduct=conduct))
+            return GangStepSpec(command="bench", conduct=pairs_job(chosen, sweep))
+        conduct = cluster_allreduce_job(chosen, sweep, job.net_only)
+        return GangStepSpec(command="bench", conduct=conduct)
+
+    with reporting_errors():
+        return execute_gang_step(global_options(ctx), spec_for)

@@ -3,7 +3,9 @@ a verdict a vendor and a customer can both read."""
 
 from __future__ import annotations
 
+import dataclasses
 import os
+from collections.abc import Sequence
 from typing import Any
 
 import typer
@@ -13,8 +15,9 @@ from dcctl.cli.bounds import (
     seconds_between,
 )
 from dcctl.cli.gang_options import join_timeout_option, nproc_per_node_option, port_option
-from dcctl.cli.options import GlobalOptions, global_options, reporting_errors
+from dcctl.cli.options import global_options, reporting_errors
 from dcctl.errors import InputError
+from dcctl.inventory.model import Host
 
 # The workers' time on a node, join included; generous, so a slow cluster is measured as slow
 # rather than timed out. --quick on a CPU trains for seconds.
@@ -23,7 +26,7 @@ FULL_BUDGET_S = 1800.0
 MAX_STEPS = 1_000_000
 
 
-def read_fault(hosts: list[str] | None = None) -> dict[str, Any] | None:
+def read_fault(hosts: Sequence[Host]) -> dict[str, Any] | None:
     """The fault DCCTL_FAULT asks for (dcctl.node.bench.faults), or None; a bad spec, or a
     host fault naming no selected host, is a usage error (exit 2)."""
     from dcctl.node.bench.faults import FAULT_ENV, BadFault, parse_fault
@@ -35,15 +38,9 @@ def read_fault(hosts: list[str] | None = None) -> dict[str, Any] | None:
         fault = parse_fault(text)
     except BadFault as exc:
         raise InputError(str(exc)) from None
-    if hosts is not None and fault.get("host") is not None and fault["host"] not in hosts:
+    if fault.get("host") is not None and fault["host"] not in {host.name for host in hosts}:
         raise InputError(f"{FAULT_ENV}: host {fault['host']!r} is not among the selected hosts")
     return fault
-
-
-def selected_names(options: GlobalOptions) -> list[str]:
-    from dcctl.inventory import load_inventory, select_hosts
-
-    return [host.name for host in select_hosts(load_inventory(options.inventory), options.limit)]
 
 
 def certify(
@@ -93,17 +90,18 @@ def certify(
     from dcctl.playbook.cluster_jobs import JobSettings, certify_job
     from dcctl.playbook.gang_step import GangStepSpec
 
-    options = global_options(ctx)
+    settings = JobSettings(
+        quick=quick,
+        budget_s=timeout or (QUICK_BUDGET_S if quick else FULL_BUDGET_S),
+        join_timeout_s=join_timeout,
+        nproc_per_node=nproc_per_node,
+        port=port,
+    )
+
+    def spec_for(hosts: Sequence[Host]) -> GangStepSpec:
+        chosen = dataclasses.replace(settings, fault=read_fault(hosts))
+        return GangStepSpec(command="certify", conduct=certify_job(chosen, steps))
+
     with reporting_errors():
-        fault = read_fault(selected_names(options))
-        settings = JobSettings(
-            quick=quick,
-            budget_s=timeout or (QUICK_BUDGET_S if quick else FULL_BUDGET_S),
-            join_timeout_s=join_timeout,
-            nproc_per_node=nproc_per_node,
-            port=port,
-            fault=fault,
-        )
-        spec = GangStepSpec(command="certify", conduct=certify_job(settings, steps))
-        code = execute_gang_step(options, spec)
+        code = execute_gang_step(global_options(ctx), spec_for)
     raise typer.Exit(code)

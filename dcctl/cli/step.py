@@ -16,7 +16,7 @@ from __future__ import annotations
 import contextlib
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, NoReturn
 
 from dcctl.cli.options import GlobalOptions
@@ -48,14 +48,19 @@ def execute_step(options: GlobalOptions, spec: StepSpec) -> int:
     return _finish(options, step_run, stop)
 
 
-def execute_gang_step(options: GlobalOptions, spec: GangStepSpec) -> int:
-    """As execute_step, for a step whose jobs span the selected hosts (dcctl.fleet.gang)."""
+def execute_gang_step(
+    options: GlobalOptions, spec_for: Callable[[Sequence[Host]], GangStepSpec]
+) -> int:
+    """As execute_step, for a step whose jobs span the selected hosts (dcctl.fleet.gang).
+    `spec_for(hosts)` builds the step once the hosts are known (an injected fault must name
+    one of them); an InputError it raises means nothing ran."""
     from dcctl.fleet.gang import GangRunner
     from dcctl.playbook.gang_step import run_gang_step
     from dcctl.report.progress import HostProgress
 
     inventory = load_inventory(options.inventory)
     hosts = select_hosts(inventory, options.limit)
+    spec = spec_for(hosts)
     stop = StopRequest()
     handle_stop_signals(stop)
     with (

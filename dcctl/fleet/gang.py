@@ -170,7 +170,7 @@ class GangRunner:
         ready = [gang for gang in gangs if gang.cause is None]
         self._wave(ready, lambda gang, node: self._preflight(gang, node, spec), done)
         for gang in ready:
-            self._check_prepared(gang, spec)
+            self._check_prepared(gang)
         self._choose_ports([gang for gang in ready if gang.cause is None])
 
     def _preflight(self, gang: _Group, node: _Node, spec: GangSpec) -> None:
@@ -185,7 +185,7 @@ class GangRunner:
             raise HostError("runtime", str(answer["problem"]))
         node.answer = answer
 
-    def _check_prepared(self, gang: _Group, spec: GangSpec) -> None:
+    def _check_prepared(self, gang: _Group) -> None:
         failed = [node for node in gang.nodes if node.error is not None]
         if failed:
             gang.fail(self._cannot_start(failed), [node.host.name for node in failed])
