@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import dataclasses
-from collections.abc import Sequence
 from enum import Enum
-from typing import Any, NamedTuple
 
 import typer
 
@@ -15,7 +12,6 @@ from dcctl.cli.bounds import (
 )
 from dcctl.cli.gang_options import join_timeout_option, nproc_per_node_option, port_option
 from dcctl.cli.options import global_options, reporting_errors
-from dcctl.inventory.model import Host
 
 DTYPES = ("bf16", "fp16", "tf32", "fp32", "fp8")
 # Seconds the node may spend on the preflight (importing torch, initialising CUDA) before the
@@ -172,98 +168,33 @@ def bench(
 
       dcctl -i rack1.yaml bench allreduce --scope pairs     # names a slow node
     """
-    from dcctl.cli.step import execute_step
-    from dcctl.evaluate.bench import evaluate_bench
-    from dcctl.playbook.session import StepSpec
+    from dcctl.cli.step import execute_playbook
+    from dcctl.playbook.model import one_step
 
-    if scope is not Scope.node:
-        if benchmark is not Benchmark.allreduce:
-            raise typer.BadParameter("only allreduce spans nodes", param_hint="--scope")
-        job = GangJob(quick, timeout, nproc_per_node, port, join_timeout, net_only)
-        raise typer.Exit(_bench_across_nodes(ctx, scope, parse_sweep(sizes), job))
-    if net_only or nproc_per_node or port:
+    if scope is not Scope.node and benchmark is not Benchmark.allreduce:
+        raise typer.BadParameter("only allreduce spans nodes", param_hint="--scope")
+    if scope is Scope.node and (net_only or nproc_per_node or port):
         raise typer.BadParameter("applies to --scope cluster or pairs only",
                                  param_hint="--net-only/--nproc-per-node/--port")  # fmt: skip
     bad = [name for name in dtype if name not in DTYPES]
     if bad:
         raise typer.BadParameter(f"unknown dtype {bad[0]!r}; expected one of {', '.join(DTYPES)}",
                                  param_hint="--dtype")  # fmt: skip
-    chosen = ["gemm", "allreduce", "fio"] if benchmark is Benchmark.all else [benchmark.value]
-    gemm: dict[str, Any] = parse_size(size)
-    sweep = parse_sweep(sizes)
-    if dtype:
-        gemm["dtypes"] = list(dict.fromkeys(dtype))
-    if duration:
-        gemm["duration_s"] = duration
-    allowed = budgets(chosen, quick, len(gemm.get("dtypes", DTYPES)), duration)
-    host_timeout = timeout or sum(allowed.values()) + PREFLIGHT_ALLOWANCE_S + OVERHEAD_S
-
-    def params_for(host: Host) -> dict[str, Any]:
-        return {
-            "benchmarks": chosen,
-            "quick": quick,
-            "budgets_s": allowed,
-            "scratch_dir": host.scratch_dir,
-            "gemm": gemm,
-            "allreduce": sweep,
-            "fio": {},
-        }
-
-    def evaluate(host: Host, payload: dict[str, Any]) -> list[Any]:
-        return evaluate_bench(payload, host.expect)
-
-    spec = StepSpec(
-        command="bench",
-        task="bench",
-        params_for=params_for,
-        evaluate=evaluate,
-        timeout_s=host_timeout,
-    )
+    parse_size(size)  # refused here, as a usage error, before anything runs
+    parse_sweep(sizes)
+    options = {
+        "benchmark": benchmark.value,
+        "quick": quick,
+        "dtype": list(dtype),
+        "size": size,
+        "sizes": sizes,
+        "duration": duration,
+        "scope": scope.value,
+        "net_only": net_only,
+        "nproc_per_node": nproc_per_node,
+        "port": port,
+        "join_timeout": join_timeout,
+    }
     with reporting_errors():
-        code = execute_step(global_options(ctx), spec)
+        code = execute_playbook(global_options(ctx), one_step("bench", options, timeout), "bench")
     raise typer.Exit(code)
-
-
-class GangJob(NamedTuple):
-    """The options of an allreduce spanning nodes."""
-
-    quick: bool
-    timeout_s: float | None
-    nproc_per_node: int | None
-    port: int | None
-    join_timeout_s: float
-    net_only: bool
-
-
-def _bench_across_nodes(
-    ctx: typer.Context, scope: Scope, sweep: dict[str, int], job: GangJob
-) -> int:
-    from dcctl.cli.certify import read_fault
-    from dcctl.cli.step import execute_gang_step
-    from dcctl.playbook.cluster_jobs import (
-        NET_ONLY_ENV,
-        JobSettings,
-        cluster_allreduce_job,
-        pairs_job,
-    )
-    from dcctl.playbook.gang_step import GangStepSpec
-
-    settings = JobSettings(
-        quick=job.quick,
-        budget_s=job.timeout_s
-        or budgets(["allreduce"], job.quick, 0, 0.0)["allreduce"] + job.join_timeout_s,
-        join_timeout_s=job.join_timeout_s,
-        nproc_per_node=job.nproc_per_node,
-        port=job.port,
-        env=dict(NET_ONLY_ENV) if job.net_only else {},
-    )
-
-    def spec_for(hosts: Sequence[Host]) -> GangStepSpec:
-        chosen = dataclasses.replace(settings, fault=read_fault(hosts))
-        if scope is Scope.pairs:
-            return GangStepSpec(command="bench", conduct=pairs_job(chosen, sweep))
-        conduct = cluster_allreduce_job(chosen, sweep, job.net_only)
-        return GangStepSpec(command="bench", conduct=conduct)
-
-    with reporting_errors():
-        return execute_gang_step(global_options(ctx), spec_for)

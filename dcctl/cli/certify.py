@@ -3,7 +3,6 @@ a verdict a vendor and a customer can both read."""
 
 from __future__ import annotations
 
-import dataclasses
 import os
 from collections.abc import Sequence
 from typing import Any
@@ -19,10 +18,6 @@ from dcctl.cli.options import global_options, reporting_errors
 from dcctl.errors import InputError
 from dcctl.inventory.model import Host
 
-# The workers' time on a node, join included; generous, so a slow cluster is measured as slow
-# rather than timed out. --quick on a CPU trains for seconds.
-QUICK_BUDGET_S = 300.0
-FULL_BUDGET_S = 1800.0
 MAX_STEPS = 1_000_000
 
 
@@ -86,22 +81,18 @@ def certify(
 
       DCCTL_FAULT=bitflip:rank=1,step=20 dcctl -i lab.yaml certify --quick
     """
-    from dcctl.cli.step import execute_gang_step
-    from dcctl.playbook.cluster_jobs import JobSettings, certify_job
-    from dcctl.playbook.gang_step import GangStepSpec
+    from dcctl.cli.step import execute_playbook
+    from dcctl.playbook.model import one_step
 
-    settings = JobSettings(
-        quick=quick,
-        budget_s=timeout or (QUICK_BUDGET_S if quick else FULL_BUDGET_S),
-        join_timeout_s=join_timeout,
-        nproc_per_node=nproc_per_node,
-        port=port,
-    )
-
-    def spec_for(hosts: Sequence[Host]) -> GangStepSpec:
-        chosen = dataclasses.replace(settings, fault=read_fault(hosts))
-        return GangStepSpec(command="certify", conduct=certify_job(chosen, steps))
-
+    options = {
+        "quick": quick,
+        "steps": steps,
+        "nproc_per_node": nproc_per_node,
+        "port": port,
+        "join_timeout": join_timeout,
+    }
     with reporting_errors():
-        code = execute_gang_step(global_options(ctx), spec_for)
+        code = execute_playbook(
+            global_options(ctx), one_step("certify", options, timeout), "certify"
+        )
     raise typer.Exit(code)

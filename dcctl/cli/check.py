@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import typer
 
 from dcctl.cli.bounds import MAX_TIMEOUT_S, seconds_between
 from dcctl.cli.options import global_options, reporting_errors
-from dcctl.inventory.model import Host
 
 
 def check(
@@ -44,28 +41,10 @@ def check(
 
       dcctl -i rack1.yaml --json check | jq '.hosts[] | select(.status != "passed")'
     """
-    from dcctl.cli.step import execute_step
-    from dcctl.evaluate.node import evaluate_node, health_expect
-    from dcctl.node.probes.dcgm import DCGM_TIMEOUT_S
-    from dcctl.playbook.session import StepSpec
+    from dcctl.cli.step import execute_playbook
+    from dcctl.playbook.model import one_step
 
-    def params_for(host: Host) -> dict[str, Any]:
-        return {
-            "scratch_dir": host.scratch_dir,
-            "xid_window_h": health_expect(host.expect)["xid_window_h"],
-            "dcgm_level": dcgm,
-        }
-
-    def evaluate(host: Host, facts: dict[str, Any]) -> list[Any]:
-        return evaluate_node(facts, host.expect)
-
-    spec = StepSpec(
-        command="check",
-        task="facts",
-        params_for=params_for,
-        evaluate=evaluate,
-        timeout_s=timeout + (DCGM_TIMEOUT_S[dcgm] if dcgm else 0),
-    )
+    playbook = one_step("check", {"dcgm": dcgm}, timeout)
     with reporting_errors():
-        code = execute_step(global_options(ctx), spec)
+        code = execute_playbook(global_options(ctx), playbook, "check")
     raise typer.Exit(code)

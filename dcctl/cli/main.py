@@ -7,7 +7,8 @@ from pathlib import Path
 import typer
 
 from dcctl import __version__
-from dcctl.cli import bench, certify, check, inventory
+from dcctl.cli import audit, bench, certify, check, history, inventory
+from dcctl.cli import run as run_command
 from dcctl.cli.bounds import MAX_CONNECT_TIMEOUT_S, MAX_FORKS, MAX_WORKERS, seconds_between
 from dcctl.cli.options import GlobalOptions
 from dcctl.results.state_dir import default_state_dir
@@ -21,8 +22,9 @@ app = typer.Typer(
     "  dcctl -i rack1.yaml check            # every host of an inventory\n\n"
     "  dcctl -i rack1.yaml -l 'gpu0*,!gpu007' --json check > run.json\n\n"
     "Exit codes: 0 passed, 1 a check failed, 2 usage or input error (nothing ran), "
-    "3 a host could not be evaluated, 4 results shown but not saved (state dir or output not "
-    "writable), 130/143/129 stopped by SIGINT/SIGTERM/SIGHUP (the partial run is kept).",
+    "3 a host could not be evaluated, 4 results shown but not saved (state dir, history or "
+    "output not writable), 5 another audit is running (audit), 130/143/129 stopped by "
+    "SIGINT/SIGTERM/SIGHUP (the partial run is kept).",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     add_completion=False,
@@ -33,6 +35,9 @@ app.add_typer(inventory.app, name="inventory")
 app.command(name="check")(check.check)
 app.command(name="bench")(bench.bench)
 app.command(name="certify")(certify.certify)
+app.command(name="run")(run_command.run)
+app.command(name="audit")(audit.audit)
+app.command(name="history")(history.history)
 
 
 def _version(value: bool) -> None:
@@ -83,6 +88,11 @@ def main(
         help="Where runs and trusted host keys are kept. Default: $XDG_STATE_HOME/dcctl.",
         show_default=False,
     ),
+    no_history: bool = typer.Option(
+        False,
+        "--no-history",
+        help="Do not add this run to the history db (runs are still saved as files).",
+    ),
     verbose: bool = typer.Option(False, "-v", "--verbose", help="More detail."),
     quiet: bool = typer.Option(False, "-q", "--quiet", help="No progress; only problems."),
     strict: bool = typer.Option(False, "--strict", help="Treat warnings as failures (exit 1)."),
@@ -113,6 +123,7 @@ def main(
         strict=strict,
         accept_new_host_keys=accept_new_host_keys,
         connect_timeout_s=connect_timeout,
+        history=not no_history,
     )
 
 

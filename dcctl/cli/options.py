@@ -25,6 +25,8 @@ class GlobalOptions:
     strict: bool
     accept_new_host_keys: bool
     connect_timeout_s: float
+    # Keep each run's figures in the state dir's history db (off: --no-history).
+    history: bool = True
 
     @property
     def show_progress(self) -> bool:

@@ -16,11 +16,11 @@ from __future__ import annotations
 import contextlib
 import os
 import sys
-from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, NoReturn
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, NoReturn
 
 from dcctl.cli.options import GlobalOptions
-from dcctl.fleet.executor import Fleet
 from dcctl.fleet.outcome import FleetOptions
 from dcctl.fleet.signals import (
     StopRequest,
@@ -29,56 +29,65 @@ from dcctl.fleet.signals import (
     stop_signals_deferred,
 )
 from dcctl.inventory import load_inventory, select_hosts
-from dcctl.inventory.model import Host
-from dcctl.playbook.session import StepRun, StepSpec, run_step
+from dcctl.playbook.model import Playbook, PlaybookStep
+from dcctl.playbook.recorder import RunSaved
+from dcctl.playbook.runner import ProgressFor, RunPlan, plan_steps, run_playbook
 from dcctl.results.document import exit_code
 
-if TYPE_CHECKING:
-    from dcctl.playbook.gang_step import GangStepSpec
+
+@dataclass(frozen=True)
+class Execution:
+    """A run that happened: what it saved, and the stop signal that ended it, if one did."""
+
+    saved: RunSaved
+    stop: StopRequest
+
+    @property
+    def stopped(self) -> bool:
+        return bool(self.saved.document["status"] == "interrupted")
 
 
-def execute_step(options: GlobalOptions, spec: StepSpec) -> int:
-    """Run `spec` on the selected hosts, print the run, and return its exit code (a stopped
-    run ends the process here, with its own)."""
+def execute_playbook(options: GlobalOptions, playbook: Playbook, command: str) -> int:
+    """Run `playbook` on the selected hosts, print the run, and return its exit code (a
+    stopped run ends the process here, with its own)."""
+    return finish(options, execute(options, playbook, command))
+
+
+def execute(options: GlobalOptions, playbook: Playbook, command: str) -> Execution:
+    """Select the hosts, build every step (an InputError here means nothing ran), and run.
+
+    From the moment the steps are built, a stop signal only asks the run to stop."""
+    from dcctl.cli.step_specs import build_step
+
     inventory = load_inventory(options.inventory)
     hosts = select_hosts(inventory, options.limit)
+    plan = RunPlan(
+        playbook=playbook,
+        command=command,
+        hosts=hosts,
+        inventory_source=inventory.source,
+        state_dir=options.state_dir,
+        fleet_options=_fleet_options(options),
+        history=options.history,
+    )
+    planned = plan_steps(plan, build_step)
     stop = StopRequest()
-    handle_stop_signals(stop)  # not restored: _finish() ignores them once the output is out
-    step_run = _run(options, spec, hosts, inventory.source, stop)
-    return _finish(options, step_run, stop)
+    handle_stop_signals(stop)  # not restored: finish() ignores them once the output is out
+    saved = run_playbook(plan, planned, stop, progress_for(options))
+    return Execution(saved, stop)
 
 
-def execute_gang_step(
-    options: GlobalOptions, spec_for: Callable[[Sequence[Host]], GangStepSpec]
-) -> int:
-    """As execute_step, for a step whose jobs span the selected hosts (dcctl.fleet.gang).
-    `spec_for(hosts)` builds the step once the hosts are known (an injected fault must name
-    one of them); an InputError it raises means nothing ran."""
-    from dcctl.fleet.gang import GangRunner
-    from dcctl.playbook.gang_step import run_gang_step
-    from dcctl.report.progress import HostProgress
+def progress_for(options: GlobalOptions) -> ProgressFor:
+    """What each step shows while it runs, as the options ask."""
 
-    inventory = load_inventory(options.inventory)
-    hosts = select_hosts(inventory, options.limit)
-    spec = spec_for(hosts)
-    stop = StopRequest()
-    handle_stop_signals(stop)
-    with (
-        GangRunner(_fleet_options(options), stop) as runner,
-        HostProgress(
-            spec.command, len(hosts), enabled=options.show_progress, verbose=options.verbose
-        ) as progress,
-    ):
-        step_run = run_gang_step(
-            spec,
-            hosts,
-            inventory.source,
-            options.state_dir,
-            runner,
-            on_progress=progress.host_done,
-            on_node_progress=progress.node_progress if progress.wants_node_progress else None,
+    def progress(step: PlaybookStep, total: int) -> contextlib.AbstractContextManager[Any]:
+        from dcctl.report.progress import HostProgress
+
+        return HostProgress(
+            step.name, total, enabled=options.show_progress, verbose=options.verbose
         )
-    return _finish(options, step_run, stop)
+
+    return progress
 
 
 def _fleet_options(options: GlobalOptions) -> FleetOptions:
@@ -91,49 +100,27 @@ def _fleet_options(options: GlobalOptions) -> FleetOptions:
     )
 
 
-def _run(
-    options: GlobalOptions, spec: StepSpec, hosts: Sequence[Host], source: str, stop: StopRequest
-) -> StepRun:
-    with Fleet(_fleet_options(options), stop) as fleet:
-        return run_showing_progress(options, spec, hosts, source, fleet)
-
-
-def run_showing_progress(
-    options: GlobalOptions, spec: StepSpec, hosts: Sequence[Host], source: str, fleet: Fleet
-) -> StepRun:
-    """The step, with the hosts done and the node tasks' own progress shown as it comes."""
-    from dcctl.report.progress import HostProgress
-
-    with HostProgress(
-        spec.command, len(hosts), enabled=options.show_progress, verbose=options.verbose
-    ) as progress:
-        return run_step(
-            spec,
-            hosts,
-            source,
-            options.state_dir,
-            fleet,
-            on_progress=progress.host_done,
-            on_node_progress=progress.node_progress if progress.wants_node_progress else None,
-        )
-
-
-def _finish(options: GlobalOptions, step_run: StepRun, stop: StopRequest) -> int:
-    """Print the saved run and return its exit code; from here to exit, stop signals are
-    ignored: the run is over, and a signal must neither cut the output short nor change the
-    code."""
-    stopped = step_run.document["status"] == "interrupted"
+def finish(
+    options: GlobalOptions, execution: Execution, show: Callable[[], bool] | None = None
+) -> int:
+    """Print the saved run (or what `show` prints instead; False: the output was lost) and
+    return its exit code; from here to exit, stop signals are ignored: the run is over, and a
+    signal must neither cut the output short nor change the code. A stopped run exits here."""
+    saved, stop = execution.saved, execution.stop
     with stop_signals_deferred():
-        output_ok = _show(options, step_run, stop.reason if stopped else None)
-        _report_unsaved(step_run)
+        if show is None:
+            output_ok = _show(options, saved, stop.reason if execution.stopped else None)
+        else:
+            output_ok = show()
+        _report_unsaved(saved)
         ignore_stop_signals()  # a signal held back meanwhile is dropped with them
     code = exit_code(
-        step_run.document,
+        saved.document,
         strict=options.strict,
         stop_signal=stop.signum,
-        saved=step_run.save_error is None and output_ok,
+        saved=saved.save_error is None and saved.history_error is None and output_ok,
     )
-    if stopped:
+    if execution.stopped:
         _exit_now(code)
     return code
 
@@ -147,7 +134,7 @@ def _exit_now(code: int) -> NoReturn:
     os._exit(code)
 
 
-def _show(options: GlobalOptions, step_run: StepRun, stopped_by: str | None) -> bool:
+def _show(options: GlobalOptions, step_run: RunSaved, stopped_by: str | None) -> bool:
     """Print the run; False if the output was lost (not if its reader left: `| head`)."""
     from dcctl.report.console import (
         discard_stdout,
@@ -181,10 +168,15 @@ def _show(options: GlobalOptions, step_run: StepRun, stopped_by: str | None) -> 
     return True
 
 
-def _report_unsaved(step_run: StepRun) -> None:
-    """One line: which path could not be written, and what to do about it."""
+def _report_unsaved(step_run: RunSaved) -> None:
+    """One line each: which path could not be written, and what to do about it."""
     from dcctl.report.console import print_error
 
+    if step_run.history_error is not None:
+        print_error(
+            f"history not kept: {step_run.history_error} (the run's files are in "
+            f"{step_run.run_dir}; fix the state dir, or use --no-history)"
+        )
     error = step_run.save_error
     if error is None:
         return

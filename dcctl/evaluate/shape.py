@@ -109,6 +109,7 @@ FACTS: dict[str, tuple[Shape, str]] = {
     "modules": (list, "modules"),
     "nvswitch_count": (COUNT, "nvswitch"),
     "nvme": (Of(Keys()), "nvme"),
+    "versions": (Keys({"ofed": str, "nccl": str, "hca_firmware": Keys()}), "versions"),
     "dcgm": (Keys({"tests": Of(Keys({"result": str}))}), "dcgm"),
 }
 MALFORMED = "node payload malformed"

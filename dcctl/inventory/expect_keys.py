@@ -228,6 +228,36 @@ _TABLE: tuple[ExpectKey, ...] = (
         "bench",
         "certify job's final loss (unset: the target the worker sets for its model)",
     ),
+    # Across runs and hosts: a figure against the host's own history, and against its fleet.
+    ExpectKey(
+        "baseline_runs",
+        kinds.POSITIVE_COUNT,
+        "bench",
+        "a figure's baseline: the median of its last N passing runs on the host",
+        5,
+    ),
+    ExpectKey(
+        "regression_max_drop",
+        kinds.FRACTION,
+        "bench",
+        "how far a figure may fall below its baseline (rise, for latencies) before a finding",
+        0.05,
+    ),
+    ExpectKey(
+        "regression_fail",
+        kinds.BOOL,
+        "bench",
+        "whether a figure past regression_max_drop fails the host instead of warning",
+        False,
+    ),
+    ExpectKey(
+        "outlier_min_spread",
+        kinds.FRACTION,
+        "bench",
+        "how far a host's figure may sit from the median of its GPU model's hosts, as a "
+        "fraction of the median, before a warning (at least 3 MADs either way)",
+        0.10,
+    ),
 )
 
 EXPECT_KEYS: Mapping[str, ExpectKey] = {key.name: key for key in _TABLE}

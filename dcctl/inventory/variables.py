@@ -381,7 +381,7 @@ def _bounded_list(node: SequenceNode, key: str, ctx: Context) -> list[Node]:
     return list(node.value)
 
 
-def _parse_expect(node: Node, key: str, ctx: Context) -> dict[str, Any]:
+def parse_expect(node: Node, key: str, ctx: Context) -> dict[str, Any]:
     """Each entry checked against its kind in the expect table: the plain validated value."""
     expect: dict[str, Any] = {}
     for name, name_node, value_node in _bounded_items(node, key, ctx):
@@ -440,5 +440,5 @@ _VAR_PARSERS: Mapping[str, _ValueParser] = {
     "env": _parse_env,
     "fabric_address": _template_or(_parse_text),
     "scratch_dir": _template_or(_parse_absolute_path),
-    "expect": _parse_expect,
+    "expect": parse_expect,
 }

@@ -6,7 +6,17 @@ import threading
 from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple
 
-from dcctl.node.probes import dcgm, gpu, ib, kernel_log, modules, software, storage, system
+from dcctl.node.probes import (
+    dcgm,
+    gpu,
+    ib,
+    kernel_log,
+    modules,
+    software,
+    storage,
+    system,
+    versions,
+)
 
 DEFAULT_SCRATCH_DIR = "/var/tmp/dcctl"
 # The controller sends expect.xid_window_h; this mirrors its HEALTH_DEFAULTS value, which the
@@ -60,6 +70,7 @@ PROBES: tuple[Probe, ...] = (
         lambda p: {"fabric_manager": modules.collect_fabric_manager()},
     ),
     Probe("nvme", ("nvme",), lambda p: {"nvme": storage.collect_nvme()}),
+    Probe("versions", ("versions",), lambda p: {"versions": versions.collect_versions()}),
     # No key at all unless the controller asked for a DCGM level (check --dcgm N).
     Probe("dcgm", ("dcgm",), lambda p: dcgm.collect_dcgm(p.get("dcgm_level"))),
 )

@@ -10,8 +10,6 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timezone
-from pathlib import Path
 from typing import Any
 
 from dcctl.evaluate.gang_input import ClusterJudgement, GangRun, NodeRun
@@ -19,8 +17,9 @@ from dcctl.fleet.gang import GangRunner
 from dcctl.fleet.outcome import HostOutcome
 from dcctl.fleet.progress import HostProgressCallback
 from dcctl.inventory.model import Host
-from dcctl.playbook.session import ProgressCallback, StepRun, close_run, open_run
-from dcctl.results.document import host_document, run_document
+from dcctl.playbook.recorder import RunRecorder
+from dcctl.playbook.session import ProgressCallback
+from dcctl.results.document import host_document
 
 
 @dataclass(frozen=True)
@@ -62,28 +61,20 @@ def _host_outcome(host: Host, runs: Sequence[GangRun]) -> tuple[HostOutcome, dic
 def run_gang_step(
     spec: GangStepSpec,
     hosts: Sequence[Host],
-    inventory_source: str,
-    state_dir: Path,
     runner: GangRunner,
+    recorder: RunRecorder,
+    index: int,
     on_progress: ProgressCallback,
     on_node_progress: HostProgressCallback | None = None,
-) -> StepRun:
-    """Run the step's gang jobs on `hosts`, judge them, and save and return the run."""
-    meta, store = open_run(spec.command, inventory_source, state_dir)
+) -> bool:
+    """Run step `index` (begun on `recorder`): the step's gang jobs on `hosts`, judged, every
+    host's part and the cluster results handed to the recorder; True when it was stopped."""
     outcome = spec.conduct(runner, hosts, on_node_progress)
-    documents = []
     for host in hosts:
         host_outcome, facts = _host_outcome(host, outcome.runs)
         results = outcome.judgement.host_results.get(host.name, [])
         document = host_document(host_outcome, facts, results)
-        documents.append(document)
-        store.write_host(host.name, document)
+        recorder.host_landed(index, document)
         on_progress(host.name, document["status"])
-    document = run_document(
-        meta,
-        documents,
-        runner.interrupted,
-        finished_at=datetime.now(timezone.utc),
-        cluster_results=outcome.judgement.cluster_results,
-    )
-    return close_run(store, document)
+    recorder.cluster_results(index, outcome.judgement.cluster_results)
+    return runner.interrupted

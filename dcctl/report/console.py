@@ -108,10 +108,13 @@ def print_run(
     # certify and the jobs across nodes are benchmarks too: the GPUs a host ran on tell more
     # than its OS and kernel, which those runs do not read.
     bench = document.get("command") in ("bench", "certify")
+    kinds = {step.get("command") for step in document.get("steps") or [] if not step.get("skipped")}
     console = stdout_console()
+    if len(document.get("steps") or []) > 1:
+        console.print(_steps_table(document["steps"]))
     if hosts:
         console.print(_bench_hosts_table(hosts) if bench else _check_hosts_table(hosts))
-    if bench:
+    if bench or "bench" in kinds:
         from dcctl.report.bench_tables import bench_tables, sweep_tables
 
         for table in bench_tables(hosts) + (sweep_tables(hosts) if detail else []):
@@ -126,6 +129,26 @@ def print_run(
         # Last before the summary: a cluster verdict is what the run was for.
         print_cluster_results(console, cluster, detail)
     console.print(_summary_line(document, run_dir, stopped_by))
+
+
+def _steps_table(steps: list[dict[str, Any]]) -> Table:
+    """A playbook's steps: what each found, at a glance, before the hosts."""
+    table = Table(title=Text("Steps"), title_justify="left")
+    for column in ("Step", "Command", "Status", "Hosts passed", "failed", "error"):
+        table.add_column(column)
+    for step in steps:
+        summary = step.get("summary") or {}
+        status = str(step.get("status"))
+        table.add_row(
+            Text(str(step.get("name"))),
+            Text(str(step.get("command"))),
+            Text(status, style=_STEP_STYLE.get(status, "")),
+            *(Text(str(summary.get(key, 0))) for key in ("passed", "failed", "error")),
+        )
+    return table
+
+
+_STEP_STYLE = {"passed": "green", "failed": "bold red", "error": "yellow", "skipped": "dim"}
 
 
 def _shown_cluster_results(document: dict[str, Any], only_problems: bool) -> list[dict[str, Any]]:

@@ -79,29 +79,40 @@ def host_document(
     }
 
 
+def step_status(
+    host_documents: Sequence[dict[str, Any]],
+    cluster_results: Sequence[dict[str, Any]],
+    interrupted: bool,
+) -> str:
+    """passed, failed, error or interrupted: for a run, or for one step of it."""
+    hosts = {h["status"] for h in host_documents}
+    cluster = {result["status"] for result in cluster_results}
+    if interrupted:
+        return "interrupted"
+    if "failed" in hosts or "fail" in cluster:
+        return "failed"
+    if "error" in hosts or "error" in cluster:
+        return "error"
+    return "passed"
+
+
 def run_document(
     meta: RunMeta,
     host_documents: Sequence[dict[str, Any]],
     interrupted: bool,
     finished_at: datetime,
     cluster_results: Sequence[dict[str, Any]] = (),
+    steps: Sequence[dict[str, Any]] = (),
 ) -> dict[str, Any]:
     """The run document; `cluster_results` are the verdicts of jobs spanning hosts (certify,
-    cluster allreduce), which decide the run's status as the hosts' results do."""
+    cluster allreduce), which decide the run's status as the hosts' results do; `steps` the
+    entries of the run's steps, in order."""
     counts = {
         status: sum(1 for h in host_documents if h["status"] == status)
         for status in ("passed", "failed", "error")
     }
     warnings = sum(1 for h in host_documents for r in h["results"] if r["status"] == "warn")
-    cluster = {result["status"] for result in cluster_results}
-    if interrupted:
-        status = "interrupted"
-    elif counts["failed"] or "fail" in cluster:
-        status = "failed"
-    elif counts["error"] or "error" in cluster:
-        status = "error"
-    else:
-        status = "passed"
+    status = step_status(host_documents, cluster_results, interrupted)
     return {
         "schema": SCHEMA_ID,
         "run_id": meta.run_id,
@@ -113,6 +124,7 @@ def run_document(
         "inventory": meta.inventory,
         "status": status,
         "summary": {"hosts": len(host_documents), **counts, "warnings": warnings},
+        "steps": list(steps),
         "hosts": list(host_documents),
         "cluster_results": list(cluster_results),
     }

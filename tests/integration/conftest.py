@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from slurm_lab import SlurmLab, slurm_missing
 from sshlab import (
     SSHD_BIN,
     SilentListener,
@@ -85,3 +86,21 @@ def state_dir(tmp_path: Path, lab_known_hosts: Path) -> Path:
     state.mkdir()
     shutil.copy(lab_known_hosts, state / "known_hosts")
     return state
+
+
+# The Slurm nodes of the lab: n1..n8 for the drain/resume tests, audit* for `dcctl audit`.
+SLURM_LAB_NODES = [*(f"n{i}" for i in range(1, 9)), "audit1", "audit2", "audit3"]
+
+
+@pytest.fixture(scope="session")
+def slurm_lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SlurmLab]:
+    """A real slurmctld (with its own munged) on this machine, shared by the session."""
+    missing = slurm_missing()
+    if missing is not None:
+        pytest.skip(missing)
+    lab = SlurmLab(tmp_path_factory.mktemp("slurm"), SLURM_LAB_NODES)
+    lab.start()
+    try:
+        yield lab
+    finally:
+        lab.stop()

@@ -34,7 +34,7 @@ SYSROOTS = REPO / "tests" / "fixtures" / "sysroots"
 FACT_KEYS = {
     "os", "kernel", "cpu", "memory", "swap", "uptime_s", "python", "driver", "cuda", "gpus",
     "gpu_source", "torch", "fio", "mounts", "scratch", "ib", "nvme", "kernel_log", "modules",
-    "nvswitch_count", "fabric_manager",
+    "nvswitch_count", "fabric_manager", "versions",
 }  # fmt: skip
 # Filled only when the controller asks for a DCGM level (check --dcgm N).
 ON_REQUEST_KEYS = {"dcgm"}

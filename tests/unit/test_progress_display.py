@@ -10,10 +10,12 @@ from typing import Any
 import pytest
 
 from dcctl.cli.options import GlobalOptions
-from dcctl.cli.step import run_showing_progress
+from dcctl.cli.step import progress_for
 from dcctl.fleet.outcome import FleetRun, HostOutcome
 from dcctl.inventory.model import Host
-from dcctl.playbook.session import StepSpec
+from dcctl.playbook.model import PlaybookStep
+from dcctl.playbook.recorder import RunRecorder
+from dcctl.playbook.session import StepSpec, new_run_meta, run_host_step
 from dcctl.report.progress import (
     LOG_INTERVAL_S,
     SHOWN_HOSTS,
@@ -169,14 +171,18 @@ def run_step_logged(
 ) -> list[str]:
     hosts = [Host(name=f"gpu{i:03}", address="10.0.0.1") for i in (1, 2)]
     spec = StepSpec("bench", "soak", lambda _h: {}, lambda _h, _f: [], 60.0)
-    step = run_showing_progress(
-        options(tmp_path, **changes),
-        spec,
-        hosts,
-        "inv.yaml",
-        ReportingFleet(),  # type: ignore[arg-type]
-    )
-    assert [h["status"] for h in step.document["hosts"]] == ["passed", "passed"]
+    step = PlaybookStep(name="bench", kind="bench")
+    recorder = RunRecorder(new_run_meta("bench", "inv.yaml"), tmp_path / "state", None)
+    index = recorder.begin_step(step)
+    with progress_for(options(tmp_path, **changes))(step, len(hosts)) as progress:
+        node_progress = progress.node_progress if progress.wants_node_progress else None
+        run_host_step(
+            spec, hosts, ReportingFleet(), recorder, index,  # type: ignore[arg-type]
+            progress.host_done, node_progress,
+        )  # fmt: skip
+    recorder.finish_step(index, interrupted=False)
+    saved = recorder.finish(interrupted=False)
+    assert [h["status"] for h in saved.document["hosts"]] == ["passed", "passed"]
     return capsys.readouterr().err.splitlines()
 
 

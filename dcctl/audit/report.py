@@ -1,0 +1,118 @@
+"""What an audit does once its run is over: compare with the previous audit, write the
+node_exporter textfile, drain or resume hosts in Slurm, and print what changed."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from dcctl.audit.changes import Change, Finding, change_line, changes, document_findings
+from dcctl.cli.options import GlobalOptions
+from dcctl.playbook.recorder import RunSaved
+
+
+def _previous_findings(options: GlobalOptions, document: dict[str, Any]) -> list[Finding] | None:
+    """The findings of the previous finished audit of the same playbook; None when there is
+    no history to ask (then everything found is new)."""
+    if not options.history:
+        return None
+    from dcctl.results.history import History, HistoryError
+
+    try:
+        with History.open(options.state_dir) as history:
+            previous = history.previous_run("audit", document["run_id"], document["playbook"])
+            if previous is None:
+                return []
+            return [
+                Finding(row.host, row.result_id, row.gpu_index, row.status, row.message)
+                for row in history.findings(previous)
+            ]
+    except HistoryError:
+        return None  # the run already reported why the history is not kept
+
+
+def _evaluated(document: dict[str, Any]) -> list[str]:
+    return [host["name"] for host in document["hosts"] if host["error"] is None]
+
+
+def _first_failure(host: dict[str, Any]) -> str:
+    for result in host["results"]:
+        if result.get("status") == "fail":
+            return f"{result['id']}: {result.get('message') or ''}"
+    return "failed"
+
+
+class AuditReport:
+    def __init__(
+        self, options: GlobalOptions, saved: RunSaved, duration_s: float, now: datetime
+    ) -> None:
+        self.options = options
+        self.saved = saved
+        self.document = saved.document
+        self.duration_s = duration_s
+        self.now = now
+        current = document_findings(self.document)
+        previous = _previous_findings(options, self.document)
+        self.changes: Sequence[Change] = changes(previous or [], current, _evaluated(self.document))
+        # Lines for stdout beyond the changes (Slurm actions), and problems for stderr.
+        self.actions: list[str] = []
+        self.problems: list[str] = []
+        self.output_lost = False
+
+    def write_textfile(self, path: Path | None) -> None:
+        if path is None:
+            return
+        from dcctl.report.prometheus import write_textfile
+
+        try:
+            write_textfile(path, self.document, self.duration_s, self.now)
+        except OSError as exc:
+            self.problems.append(f"cannot write the textfile {path}: {exc.strerror or exc}")
+            self.output_lost = True
+
+    def drain(self, dry_run: bool) -> None:
+        """Drain the hosts that failed, resume those that passed; hosts that could not be
+        evaluated are left as they are (Slurm itself notices a node that is down)."""
+        from dcctl.audit.slurm_sync import sync_slurm
+
+        failing = {h["name"]: _first_failure(h) for h in self.document["hosts"]
+                   if h["status"] == "failed"}  # fmt: skip
+        passing = [h["name"] for h in self.document["hosts"] if h["status"] == "passed"]
+        lines, problems = sync_slurm(failing, passing, dry_run)
+        self.actions.extend(lines)
+        self.problems.extend(problems)
+
+    def show(self) -> bool:
+        """Print what changed (or the whole run with -v, or the run document with --json);
+        False when the output, or the textfile, was lost."""
+        from dcctl.report.console import (
+            discard_stdout,
+            print_error,
+            print_json,
+            print_notice,
+            print_run,
+        )
+
+        if self.document["status"] == "interrupted":
+            where = f"; the partial run is in {self.saved.run_dir}" if self.saved.run_saved else ""
+            print_notice(f"audit stopped before the end{where}")
+        try:
+            if self.options.json:
+                print_json(self.document)
+            elif self.options.verbose:
+                run_dir = str(self.saved.run_dir) if self.saved.run_saved else None
+                print_run(self.document, run_dir, only_problems=False, detail=True)
+            if not self.options.json:
+                for line in [change_line(change) for change in self.changes] + self.actions:
+                    print(line, flush=False)
+        except BrokenPipeError:
+            discard_stdout()
+        except OSError as exc:
+            discard_stdout()
+            print_error(f"cannot write the output: {exc.strerror or exc}")
+            return False
+        for problem in self.problems:
+            print_error(problem)
+        return not self.output_lost

@@ -1,0 +1,180 @@
+"""A run: the steps of a playbook, in order, on the selected hosts, under one run id, one run
+directory and one run document. `dcctl check`, `bench` and `certify` are one-step runs of it.
+
+Every step is built before the first one runs, so a step that cannot be built (a bad fault
+injection, a bad size) stops the run before anything ran. A step that fails with
+`on_fail: stop` and a stop signal both end the run there; the steps not run are listed as
+skipped. Steps on each host alone share one set of connections; steps across hosts (gang jobs)
+open their own.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol
+
+from dcctl.fleet.outcome import FleetOptions
+from dcctl.fleet.progress import HostProgressCallback
+from dcctl.fleet.signals import StopRequest
+from dcctl.inventory.model import Host
+from dcctl.playbook.compare import compare_step
+from dcctl.playbook.gang_step import GangStepSpec, run_gang_step
+from dcctl.playbook.model import Playbook, PlaybookStep
+from dcctl.playbook.recorder import RunRecorder, RunSaved
+from dcctl.playbook.session import StepSpec, new_run_meta, run_host_step
+
+if TYPE_CHECKING:
+    from dcctl.fleet.executor import Fleet
+    from dcctl.results.history import History
+
+BuildStep = Callable[[PlaybookStep, Sequence[Host]], "StepSpec | GangStepSpec"]
+
+
+class StepProgress(Protocol):
+    """What a step shows while it runs (dcctl.report.progress.HostProgress)."""
+
+    wants_node_progress: bool
+
+    def host_done(self, name: str, status: str) -> None: ...
+
+    def node_progress(self, name: str, line: Mapping[str, Any]) -> None: ...
+
+
+ProgressFor = Callable[[PlaybookStep, int], contextlib.AbstractContextManager[StepProgress]]
+
+
+@dataclass(frozen=True)
+class RunPlan:
+    """What to run, where, and where to keep it."""
+
+    playbook: Playbook
+    # The run document's `command`: check, bench, certify, run or audit.
+    command: str
+    hosts: Sequence[Host]
+    inventory_source: str
+    state_dir: Path
+    fleet_options: FleetOptions
+    history: bool = True
+
+
+@dataclass(frozen=True)
+class PlannedStep:
+    step: PlaybookStep
+    hosts: tuple[Host, ...]
+    spec: StepSpec | GangStepSpec
+
+
+def _step_expect(inventory: dict[str, Any], step: dict[str, Any]) -> dict[str, Any]:
+    """The step's thresholds over the inventory's; a step's null unsets the inventory's."""
+    merged = {**inventory, **step}
+    return {key: value for key, value in merged.items() if value is not None}
+
+
+def plan_steps(plan: RunPlan, build: BuildStep) -> list[PlannedStep]:
+    """Every step built, with its hosts carrying the step's `expect` over the inventory's."""
+    planned = []
+    for step in plan.playbook.steps:
+        hosts = tuple(
+            dataclasses.replace(host, expect=_step_expect(host.expect, step.expect))
+            if step.expect
+            else host
+            for host in plan.hosts
+        )
+        planned.append(PlannedStep(step, hosts, build(step, hosts)))
+    return planned
+
+
+def _open_history(plan: RunPlan) -> tuple[History | None, str | None]:
+    if not plan.history:
+        return None, None
+    from dcctl.results.history import History, HistoryError
+
+    try:
+        return History.open(plan.state_dir), None
+    except HistoryError as exc:
+        return None, str(exc)
+
+
+class _Steps:
+    """The connections a run's steps use, opened when a step first needs them."""
+
+    def __init__(self, plan: RunPlan, stop: StopRequest, stack: contextlib.ExitStack) -> None:
+        self._plan = plan
+        self._stop = stop
+        self._stack = stack
+        self._fleet: Fleet | None = None
+
+    def fleet(self) -> Fleet:
+        if self._fleet is None:
+            from dcctl.fleet.executor import Fleet
+
+            self._fleet = self._stack.enter_context(Fleet(self._plan.fleet_options, self._stop))
+        return self._fleet
+
+    def run(
+        self,
+        planned: PlannedStep,
+        recorder: RunRecorder,
+        index: int,
+        progress: StepProgress,
+    ) -> bool:
+        """Run one step; True when it was stopped."""
+        on_node: HostProgressCallback | None = (
+            progress.node_progress if progress.wants_node_progress else None
+        )
+        spec = planned.spec
+        if isinstance(spec, GangStepSpec):
+            from dcctl.fleet.gang import GangRunner
+
+            with GangRunner(self._plan.fleet_options, self._stop) as runner:
+                return run_gang_step(
+                    spec, planned.hosts, runner, recorder, index, progress.host_done, on_node
+                )
+        return run_host_step(
+            spec, planned.hosts, self.fleet(), recorder, index, progress.host_done, on_node
+        )
+
+
+def run_playbook(
+    plan: RunPlan,
+    planned: Sequence[PlannedStep],
+    stop: StopRequest,
+    progress_for: ProgressFor,
+) -> RunSaved:
+    """Run the planned steps in order and save the run; a stop signal ends it early, with
+    everything measured so far kept."""
+    history, history_error = _open_history(plan)
+    playbook = plan.playbook.source if plan.playbook.from_file else None
+    meta = new_run_meta(plan.command, plan.inventory_source, playbook)
+    recorder = RunRecorder(meta, plan.state_dir, history)
+    recorder.history_error = history_error
+    recorder.expect_hosts([host.name for host in plan.hosts])
+    interrupted = False
+    try:
+        with contextlib.ExitStack() as stack:
+            steps = _Steps(plan, stop, stack)
+            for position, item in enumerate(planned):
+                if interrupted or stop.is_set():
+                    interrupted = True
+                    for rest in planned[position:]:
+                        recorder.skip_step(rest.step)
+                    break
+                index = recorder.begin_step(item.step)
+                with progress_for(item.step, len(item.hosts)) as progress:
+                    stopped = steps.run(item, recorder, index, progress)
+                if not stopped:
+                    compare_step(recorder, index, item.hosts, history)
+                status = recorder.finish_step(index, stopped)
+                interrupted = stopped
+                if not stopped and status in ("failed", "error") and item.step.on_fail == "stop":
+                    for rest in planned[position + 1 :]:
+                        recorder.skip_step(rest.step)
+                    break
+        return recorder.finish(interrupted)
+    finally:
+        if history is not None:
+            history.close()
