@@ -2,17 +2,22 @@
 prints, so two audits that found the same problems print nothing the second time; a problem
 that is new, that got worse or better, or that went away is one line each.
 
-A finding is a result that is not a pass (warn, fail, error) or a host that could not be
-evaluated; it is the same finding in two audits when host, result id and GPU are the same.
+A finding is a result that is not a pass (warn, fail, error), a host that could not be
+evaluated, or a cluster verdict that is not a pass (under the host CLUSTER_HOST); it is the
+same finding in two audits when host, step, result id and GPU are the same. A finding has gone
+away only where its host ran its step this time: a step that did not run (skipped, stopped)
+recovers nothing.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
 FINDING_STATUSES = ("warn", "fail", "error")
+# Where the history keeps the verdicts of jobs across hosts (dcctl.results.history).
+CLUSTER_HOST = "(cluster)"
 # A host that could not be evaluated, as a finding of its own.
 HOST_FINDING = "host"
 _RANK = {"warn": 1, "fail": 2, "error": 2}
@@ -27,10 +32,12 @@ class Finding:
     gpu_index: int | None
     status: str
     message: str
+    # The step that found it; None for a host that could not be evaluated.
+    step: str | None = None
 
     @property
-    def key(self) -> tuple[str, str, int | None]:
-        return (self.host, self.result_id, self.gpu_index)
+    def key(self) -> tuple[str, str | None, str, int | None]:
+        return (self.host, self.step, self.result_id, self.gpu_index)
 
 
 @dataclass(frozen=True)
@@ -47,6 +54,18 @@ def _gpu_index(result: Mapping[str, Any]) -> int | None:
     return index if isinstance(index, int) and not isinstance(index, bool) else None
 
 
+def _result_finding(host: str, result: Mapping[str, Any]) -> Finding:
+    step = result.get("step")
+    return Finding(
+        host,
+        str(result["id"]),
+        _gpu_index(result),
+        str(result["status"]),
+        str(result.get("message") or ""),
+        str(step) if step is not None else None,
+    )
+
+
 def document_findings(document: Mapping[str, Any]) -> list[Finding]:
     """The findings of a run document, in its order."""
     found: list[Finding] = []
@@ -55,27 +74,43 @@ def document_findings(document: Mapping[str, Any]) -> list[Finding]:
         error = host.get("error")
         if error:
             found.append(Finding(name, HOST_FINDING, None, "error", str(error.get("message"))))
-        for result in host.get("results") or []:
-            if result.get("status") in FINDING_STATUSES:
-                found.append(
-                    Finding(
-                        name,
-                        str(result["id"]),
-                        _gpu_index(result),
-                        str(result["status"]),
-                        str(result.get("message") or ""),
-                    )
-                )
+        found += [
+            _result_finding(name, result)
+            for result in host.get("results") or []
+            if result.get("status") in FINDING_STATUSES
+        ]
+    found += [
+        _result_finding(CLUSTER_HOST, result)
+        for result in document.get("cluster_results") or []
+        if result.get("status") in FINDING_STATUSES
+    ]
     return found
 
 
+def evaluated(document: Mapping[str, Any]) -> set[tuple[str, str | None]]:
+    """(host, step) for every step a host ran to the end, and (host, None) for every host
+    that was evaluated at all: where a finding may have gone away."""
+    pairs: set[tuple[str, str | None]] = set()
+    for host in document.get("hosts") or []:
+        steps = {result.get("step") for result in host.get("results") or []}
+        pairs |= {(str(host["name"]), str(step)) for step in steps if step is not None}
+        if not host.get("error"):
+            pairs.add((str(host["name"]), None))
+    for result in document.get("cluster_results") or []:
+        if result.get("step") is not None:
+            pairs.add((CLUSTER_HOST, str(result["step"])))
+    return pairs
+
+
 def changes(
-    previous: Iterable[Finding], current: Sequence[Finding], evaluated: Iterable[str]
+    previous: Iterable[Finding],
+    current: Sequence[Finding],
+    ran: Collection[tuple[str, str | None]],
 ) -> list[Change]:
-    """From the previous audit's findings to this one's. A finding of a host this audit could
-    not evaluate has not gone away: only hosts in `evaluated` can recover."""
-    before = {finding.key: finding for finding in previous}
-    now = {finding.key: finding for finding in current}
+    """From the previous audit's findings to this one's. A finding of the previous audit is
+    recovered only where its host ran its step again (`ran`, from `evaluated`)."""
+    before = {_keyed(finding).key: finding for finding in previous}
+    now = {_keyed(finding).key: finding for finding in current}
     listed: list[Change] = []
     for key, finding in now.items():
         old = before.get(key)
@@ -85,11 +120,17 @@ def changes(
             listed.append(Change("worse", finding, old.status))
         elif _RANK[finding.status] < _RANK[old.status]:
             listed.append(Change("better", finding, old.status))
-    hosts_seen = set(evaluated)
     for key, old in before.items():
-        if key not in now and old.host in hosts_seen:
+        if key not in now and (old.host, _keyed(old).step) in ran:
             listed.append(Change("recovered", old, old.status))
     return listed
+
+
+def _keyed(finding: Finding) -> Finding:
+    """A host that could not be evaluated is one finding whichever step it happened in."""
+    if finding.result_id == HOST_FINDING and finding.step is not None:
+        return Finding(finding.host, HOST_FINDING, None, finding.status, finding.message)
+    return finding
 
 
 def _subject(finding: Finding) -> str:

@@ -1,13 +1,15 @@
 """One audit at a time per state dir: cron starting the next audit while the last one still
 runs (a slow node, a hung mount) must not pile up runs on the nodes.
 
-The lock is an advisory `flock` on `<state>/audit.lock`, which the kernel drops when the holder
-exits however it exits (SIGKILL included), so a stale lock never blocks the next audit. The
-file holds the holder's pid and start time, for the message the second audit prints.
+The lock is a POSIX record lock (`lockf`) on `<state>/audit.lock`, which the kernel drops when
+the holder exits however it exits (SIGKILL included), so a stale lock never blocks the next
+audit; unlike `flock`, a process forked from the holder (a fleet worker) does not hold it too.
+The file holds the holder's pid and start time, for the message the second audit prints.
 """
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import os
 from dataclasses import dataclass
@@ -41,8 +43,11 @@ class AuditLock:
         descriptor = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
         handle = os.fdopen(descriptor, "r+")
         try:
-            fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
+            fcntl.lockf(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as exc:
+            if exc.errno not in (errno.EACCES, errno.EAGAIN):
+                handle.close()
+                raise
             holder = handle.read(200).strip()
             handle.close()
             return Busy(self.path, holder)
@@ -58,5 +63,5 @@ class AuditLock:
 
     def release(self) -> None:
         if self._file is not None:
-            self._file.close()  # closing drops the flock
+            self._file.close()  # closing drops the lock
             self._file = None

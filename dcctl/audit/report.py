@@ -8,58 +8,83 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from dcctl.audit.changes import Change, Finding, change_line, changes, document_findings
+from dcctl.audit.changes import (
+    CLUSTER_HOST,
+    Change,
+    Finding,
+    change_line,
+    changes,
+    document_findings,
+    evaluated,
+)
 from dcctl.cli.options import GlobalOptions
+from dcctl.fleet.signals import StopRequest
 from dcctl.playbook.recorder import RunSaved
 
 
 def _previous_findings(options: GlobalOptions, document: dict[str, Any]) -> list[Finding] | None:
-    """The findings of the previous finished audit of the same playbook; None when there is
-    no history to ask (then everything found is new)."""
+    """The findings each host (and the cluster) had in its own previous finished audit of
+    the same playbook; None when there is no history to ask (then everything found is new)."""
     if not options.history:
         return None
     from dcctl.results.history import History, HistoryError
 
+    names = [host["name"] for host in document["hosts"]] + [CLUSTER_HOST]
     try:
         with History.open(options.state_dir) as history:
-            previous = history.previous_run("audit", document["run_id"], document["playbook"])
-            if previous is None:
-                return []
-            return [
-                Finding(row.host, row.result_id, row.gpu_index, row.status, row.message)
-                for row in history.findings(previous)
-            ]
+            per_host = history.previous_findings(
+                "audit", document["run_id"], document["playbook"], names
+            )
     except HistoryError:
         return None  # the run already reported why the history is not kept
-
-
-def _evaluated(document: dict[str, Any]) -> list[str]:
-    return [host["name"] for host in document["hosts"] if host["error"] is None]
+    return [
+        Finding(row.host, row.result_id, row.gpu_index, row.status, row.message, row.step)
+        for rows in per_host.values()
+        for row in rows
+    ]
 
 
 def _first_failure(host: dict[str, Any]) -> str:
+    """The drain reason's text: the failed check, then what it said. The check (and GPU)
+    come first, so the same failure reads the same from one audit to the next even where
+    its message carries a fresh figure."""
     for result in host["results"]:
         if result.get("status") == "fail":
-            return f"{result['id']}: {result.get('message') or ''}"
+            gpu = result.get("gpu")
+            on = f" GPU {gpu.get('index')}" if isinstance(gpu, dict) else ""
+            return f"{result['id']}{on}: {result.get('message') or ''}"
     return "failed"
 
 
 class AuditReport:
     def __init__(
-        self, options: GlobalOptions, saved: RunSaved, duration_s: float, now: datetime
+        self,
+        options: GlobalOptions,
+        saved: RunSaved,
+        stop: StopRequest,
+        duration_s: float,
+        now: datetime,
     ) -> None:
         self.options = options
+        self.stop = stop
         self.saved = saved
         self.document = saved.document
         self.duration_s = duration_s
         self.now = now
-        current = document_findings(self.document)
-        previous = _previous_findings(options, self.document)
-        self.changes: Sequence[Change] = changes(previous or [], current, _evaluated(self.document))
         # Lines for stdout beyond the changes (Slurm actions), and problems for stderr.
         self.actions: list[str] = []
         self.problems: list[str] = []
         self.output_lost = False
+        self.changes: Sequence[Change] = []
+        if self.document["status"] == "interrupted":
+            return  # a partial audit tells nothing about what went away, nor what is new
+        previous = _previous_findings(options, self.document)
+        if previous is None:
+            self.problems.append(
+                "no history to compare with: every finding is listed, not only what changed"
+            )
+        current = document_findings(self.document)
+        self.changes = changes(previous or [], current, evaluated(self.document))
 
     def write_textfile(self, path: Path | None) -> None:
         if path is None:
@@ -77,10 +102,13 @@ class AuditReport:
         evaluated are left as they are (Slurm itself notices a node that is down)."""
         from dcctl.audit.slurm_sync import sync_slurm
 
-        failing = {h["name"]: _first_failure(h) for h in self.document["hosts"]
-                   if h["status"] == "failed"}  # fmt: skip
-        passing = [h["name"] for h in self.document["hosts"] if h["status"] == "passed"]
-        lines, problems = sync_slurm(failing, passing, dry_run)
+        hosts = self.document["hosts"]
+        failing = {h["name"]: _first_failure(h) for h in hosts if h["status"] == "failed"}
+        # A host passes again only when every step ran: one that passed the first step of a
+        # playbook whose later steps were skipped may still have what it was drained for.
+        complete = not any(step["skipped"] for step in self.document["steps"])
+        passing = [h["name"] for h in hosts if h["status"] == "passed"] if complete else []
+        lines, problems = sync_slurm(failing, passing, dry_run, should_stop=self.stop.is_set)
         self.actions.extend(lines)
         self.problems.extend(problems)
 

@@ -98,6 +98,24 @@ def reason_for(finding: str) -> str:
     return reason[: MAX_REASON_CHARS - len(_ELLIPSIS)].rstrip() + _ELLIPSIS
 
 
+def same_finding(old: str, new: str) -> bool:
+    """Whether two dcctl reasons name the same failed check (`dcctl: <check>: <message>`):
+    the message may carry a figure measured afresh each audit, and a node must not be drained
+    again, its reason's time stamp reset, for the failure it is already drained for."""
+
+    def check(reason: str) -> str:
+        head, sep, _ = reason[len(REASON_PREFIX) :].strip().partition(": ")
+        return head if sep else reason
+
+    return check(old) == check(new)
+
+
+def read_node(name: str, scontrol: str = "scontrol") -> SlurmNode | None:
+    """One node as Slurm has it now, or None if Slurm does not know it."""
+    output = _run([scontrol, "show", "node", "-o", name], what=f"scontrol show node {name}")
+    return parse_nodes(output).get(name)
+
+
 def plan(
     failing: Mapping[str, str], passing: Collection[str], nodes: Mapping[str, SlurmNode]
 ) -> list[Decision]:
@@ -127,7 +145,7 @@ def _plan_failing(name: str, finding: str, node: SlurmNode | None) -> Decision:
     if foreign is not None:
         return Decision(name, None, foreign)
     reason = reason_for(finding)
-    if node.drained and node.reason == reason:
+    if node.drained and node.reason is not None and same_finding(node.reason, reason):
         return Decision(name, None, "already drained by dcctl for this finding")
     note = "new finding: update the reason" if node.drained else "fails: drain"
     return Decision(name, DrainAction("drain", name, reason), note)

@@ -105,13 +105,17 @@ def _audit(
 ) -> int:
     from dcctl.audit.report import AuditReport
     from dcctl.cli.step import execute, finish
+    from dcctl.results.document import stopped_exit_code
 
     started = time.monotonic()
     execution = execute(options, book, "audit")
     duration_s = time.monotonic() - started
-    report = AuditReport(options, execution.saved, duration_s, datetime.now(timezone.utc))
-    if not execution.stopped:
+    stop = execution.stop
+    report = AuditReport(options, execution.saved, stop, duration_s, datetime.now(timezone.utc))
+    # A stop that came after the last step still stops the audit: no textfile, no Slurm.
+    if not stop.is_set():
         report.write_textfile(textfile)
-        if drain:
-            report.drain(dry_run)
-    return finish(options, execution, report.show)
+    if drain and not stop.is_set():
+        report.drain(dry_run)
+    code = finish(options, execution, report.show)
+    return stopped_exit_code(stop.signum) if stop.is_set() else code

@@ -44,7 +44,13 @@ def history(
     metric: str | None = typer.Option(
         None, "--metric", help="A metric name or glob, e.g. bench.gemm.bf16.tflops or '*busbw*'."
     ),
-    since: str = typer.Option("30d", "--since", help="How far back: 30m, 12h, 7d, 4w."),
+    since: str | None = typer.Option(
+        None,
+        "--since",
+        help="How far back: 30m, 12h, 7d, 4w. Default: 30d for a host, 7d for the whole fleet "
+        "(one line per host and metric).",
+        show_default=False,
+    ),
     json_output: bool = typer.Option(
         False, "--json", help="Print the trends as JSON on stdout; nothing else there."
     ),
@@ -65,11 +71,18 @@ def history(
     options = global_options(ctx)
     now = datetime.now(timezone.utc)
     with reporting_errors():
-        window = parse_duration(since)
+        window = parse_duration(since or (HOST_WINDOW if host else FLEET_WINDOW))
         if keep_days is not None:
             _prune(options.state_dir, keep_days, now)
             return
         _show(options.state_dir, host, metric, now - window, json_output or options.json)
+
+
+# How far back the trends reach unless --since says: a month of one host, a week of the fleet
+# (a year of hourly audits of 256 hosts is millions of figures; a week of them reads in well
+# under a second).
+HOST_WINDOW = "30d"
+FLEET_WINDOW = "7d"
 
 
 def _show(

@@ -237,6 +237,14 @@ _TABLE: tuple[ExpectKey, ...] = (
         5,
     ),
     ExpectKey(
+        "baseline_long_days",
+        kinds.AMOUNT,
+        "bench",
+        "also judge a figure against its N passing runs at least this many days old, so a slow "
+        "decline is caught (0: recent runs only)",
+        28,
+    ),
+    ExpectKey(
         "regression_max_drop",
         kinds.FRACTION,
         "bench",

@@ -120,6 +120,20 @@ class RunRecorder:
         step.cluster_results.extend(tagged)
         self._history_call("record_cluster_results", self.run_id, index, tagged)
 
+    def add_cluster_results(self, index: int, results: Sequence[dict[str, Any]]) -> None:
+        """Cluster findings made once the step is over (the jobs' baselines)."""
+        if not results:
+            return
+        from dcctl.results.history import CLUSTER_HOST
+
+        step = self._steps[index]
+        tagged = [{**result, "step": step.step.name} for result in results]
+        step.cluster_results.extend(tagged)
+        self._history_call("add_results", self.run_id, index, CLUSTER_HOST, tagged)
+
+    def step_cluster_results(self, index: int) -> list[dict[str, Any]]:
+        return list(self._steps[index].cluster_results)
+
     def finish_step(self, index: int, interrupted: bool) -> str:
         """Close step `index`; returns its status."""
         step = self._steps[index]
@@ -194,6 +208,11 @@ class RunRecorder:
             "skipped": step.skipped,
         }
 
+    def history_failed(self, exc: Exception) -> None:
+        """A history read or write that failed: kept (the first) for the caller to report."""
+        if self.history_error is None:
+            self.history_error = f"{type(exc).__name__}: {exc}"
+
     def _history_call(self, method: str, *args: Any) -> None:
         """A history write; one that fails is remembered, never raised: the run goes on and
         its files still hold every result."""
@@ -202,5 +221,4 @@ class RunRecorder:
         try:
             getattr(self.history, method)(*args)
         except Exception as exc:  # sqlite3 and OS errors alike: the history is a side record
-            if self.history_error is None:
-                self.history_error = f"{type(exc).__name__}: {exc}"
+            self.history_failed(exc)

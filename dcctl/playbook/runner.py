@@ -139,6 +139,17 @@ class _Steps:
         )
 
 
+def _compare(
+    recorder: RunRecorder, index: int, hosts: Sequence[Host], history: History | None
+) -> None:
+    """The step judged across hosts and runs; a comparison that breaks (odd facts, a history
+    it cannot read) costs those findings, never the run: it is reported as the history is."""
+    try:
+        compare_step(recorder, index, hosts, history)
+    except Exception as exc:  # the measured results are already kept; only the extras are lost
+        recorder.history_failed(RuntimeError(f"comparing step {index + 1} failed: {exc}"))
+
+
 def run_playbook(
     plan: RunPlan,
     planned: Sequence[PlannedStep],
@@ -148,33 +159,53 @@ def run_playbook(
     """Run the planned steps in order and save the run; a stop signal ends it early, with
     everything measured so far kept."""
     history, history_error = _open_history(plan)
-    playbook = plan.playbook.source if plan.playbook.from_file else None
+    # The file's full path: audits of one playbook are compared whatever the working dir.
+    playbook = str(Path(plan.playbook.source).resolve()) if plan.playbook.from_file else None
     meta = new_run_meta(plan.command, plan.inventory_source, playbook)
     recorder = RunRecorder(meta, plan.state_dir, history)
-    recorder.history_error = history_error
+    if history_error is not None:
+        recorder.history_error = history_error
     recorder.expect_hosts([host.name for host in plan.hosts])
-    interrupted = False
     try:
-        with contextlib.ExitStack() as stack:
-            steps = _Steps(plan, stop, stack)
-            for position, item in enumerate(planned):
-                if interrupted or stop.is_set():
-                    interrupted = True
-                    for rest in planned[position:]:
-                        recorder.skip_step(rest.step)
-                    break
-                index = recorder.begin_step(item.step)
-                with progress_for(item.step, len(item.hosts)) as progress:
-                    stopped = steps.run(item, recorder, index, progress)
-                if not stopped:
-                    compare_step(recorder, index, item.hosts, history)
-                status = recorder.finish_step(index, stopped)
-                interrupted = stopped
-                if not stopped and status in ("failed", "error") and item.step.on_fail == "stop":
-                    for rest in planned[position + 1 :]:
-                        recorder.skip_step(rest.step)
-                    break
-        return recorder.finish(interrupted)
+        interrupted = _run_steps(plan, planned, stop, progress_for, recorder, history)
+    except BaseException:
+        recorder.finish(interrupted=True)  # what was measured before it broke stays readable
+        raise
     finally:
         if history is not None:
             history.close()
+    return recorder.finish(interrupted)
+
+
+def _run_steps(
+    plan: RunPlan,
+    planned: Sequence[PlannedStep],
+    stop: StopRequest,
+    progress_for: ProgressFor,
+    recorder: RunRecorder,
+    history: History | None,
+) -> bool:
+    """Every step in order, until one with `on_fail: stop` fails or a stop signal comes;
+    the steps not run are listed as skipped. True when stopped."""
+    with contextlib.ExitStack() as stack:
+        steps = _Steps(plan, stop, stack)
+        for position, item in enumerate(planned):
+            if stop.is_set():
+                for rest in planned[position:]:
+                    recorder.skip_step(rest.step)
+                return True
+            index = recorder.begin_step(item.step)
+            with progress_for(item.step, len(item.hosts)) as progress:
+                stopped = steps.run(item, recorder, index, progress)
+            if not stopped:
+                _compare(recorder, index, item.hosts, history)
+            status = recorder.finish_step(index, stopped)
+            if stopped:
+                for rest in planned[position + 1 :]:
+                    recorder.skip_step(rest.step)
+                return True
+            if status in ("failed", "error") and item.step.on_fail == "stop":
+                for rest in planned[position + 1 :]:
+                    recorder.skip_step(rest.step)
+                return False
+    return False

@@ -125,7 +125,7 @@ def _host_up(document: Mapping[str, Any]) -> dict[Labels, float]:
     samples: dict[Labels, float] = {}
     for host in _hosts(document):
         labels = (("host", host["name"]),)
-        up = 0.0 if host.get("status") == "error" else 1.0
+        up = 0.0 if host.get("error") else 1.0
         samples[labels] = min(up, samples.get(labels, up))
     return samples
 

@@ -241,6 +241,26 @@ class History:
             self._insert_findings(host_run, kept)
             self._insert_metrics(host, host_run, at, [p for r in kept for p in result_points(r)])
 
+    def add_results(
+        self, run_id: str, step_index: int, host_name: str, results: Sequence[Mapping[str, Any]]
+    ) -> None:
+        """Findings about a host made once its step was over (its baselines, the fleet
+        comparison): kept beside the host's own, and a failure among them fails the host.
+        Their figures (a baseline, a change) are not trended: they restate the host's own."""
+        kept = [r for r in results if isinstance(r.get("id"), str)]
+        with self._write():
+            run, _ = self._run(run_id)
+            host = self._intern("hosts", host_name)
+            row = self._db.execute(
+                "SELECT id, status FROM host_runs WHERE run = ? AND step = ? AND host = ?",
+                (run, step_index, host),
+            ).fetchone()
+            if row is None:
+                raise HistoryError(f"{self.path}: {host_name} has no row in step {step_index}")
+            self._insert_findings(int(row[0]), kept)
+            if row[1] == "passed" and any(r.get("status") == "fail" for r in kept):
+                self._db.execute("UPDATE host_runs SET status = 'failed' WHERE id = ?", (row[0],))
+
     def finish_step(self, run_id: str, index: int, status: str, finished_at: datetime) -> None:
         with self._write():
             run, _ = self._run(run_id)
@@ -291,16 +311,30 @@ class History:
             return query.trends(self._db, host, metric, since)
 
     def baselines(
-        self, hosts: Sequence[str], runs: int, before_run_id: str
+        self, hosts: Sequence[str], runs: int, before_run_id: str, min_age_s: float = 0.0
     ) -> dict[str, dict[tuple[str, int | None], list[float]]]:
+        """Per host and (metric, GPU), the figures of its last `runs` passing runs before
+        `before_run_id`, newest first; with `min_age_s`, only runs at least that much older.
+        A figure that was itself flagged as a regression is no baseline: a decline must not
+        become the norm it is measured against."""
         with self._reading():
-            return query.baselines(self._db, hosts, runs, before_run_id)
+            return query.baselines(self._db, hosts, runs, before_run_id, int(min_age_s))
 
     def previous_run(
         self, command: str, before_run_id: str, playbook: str | None = None
     ) -> str | None:
         with self._reading():
             return query.previous_run(self._db, command, before_run_id, playbook)
+
+    def previous_findings(
+        self, command: str, before_run_id: str, playbook: str | None, hosts: Sequence[str]
+    ) -> dict[str, list[Finding]]:
+        """Per host, the findings of the latest finished run of `command` and `playbook` (the
+        same playbook, the built-in one being None) before `before_run_id` that evaluated it;
+        hosts no such run reached are absent. Per host, so an audit of a few hosts in between
+        does not make every other host's findings look new."""
+        with self._reading():
+            return query.previous_findings(self._db, command, before_run_id, playbook, hosts)
 
     def findings(self, run_id: str) -> list[Finding]:
         with self._reading():
@@ -323,7 +357,15 @@ class History:
                 self._fresh_ids.clear()
                 self._db.execute("ROLLBACK")
                 raise
-            self._db.execute("COMMIT")
+            try:
+                self._db.execute("COMMIT")
+            except BaseException:
+                # A commit that failed (disk full, I/O error) leaves the transaction open:
+                # end it, or every later write fails on "transaction within a transaction".
+                self._fresh_ids.clear()
+                with contextlib.suppress(sqlite3.Error):
+                    self._db.execute("ROLLBACK")
+                raise
             self._ids.update(self._fresh_ids)
             self._fresh_ids.clear()
 

@@ -266,11 +266,12 @@ def _moment_of(known: dict[int, datetime], at: int) -> datetime:
 
 
 def baselines(
-    db: Any, hosts: Sequence[str], runs: int, before_run_id: str
+    db: Any, hosts: Sequence[str], runs: int, before_run_id: str, min_age_s: int = 0
 ) -> dict[str, dict[tuple[str, int | None], list[float]]]:
     before = db.execute(
         "SELECT id, started_at FROM runs WHERE run_id = ?", (before_run_id,)
     ).fetchone() or (-1, 2**62)
+    latest = before[1] - min_age_s
     found: dict[str, dict[tuple[str, int | None], list[float]]] = {}
     for host in hosts:
         per_key: dict[tuple[str, int | None], list[float]] = {}
@@ -279,18 +280,21 @@ def baselines(
             " WHERE s.host = (SELECT id FROM hosts WHERE name = ?)",
             (host,),
         ).fetchall():
+            gpu_index = None if gpu == NODE_WIDE else gpu
             values = [
                 value
                 for (value,) in db.execute(
                     "SELECT m.value FROM metrics m JOIN host_runs hr ON hr.id = m.host_run"
                     " WHERE m.series = ? AND m.at <= ? AND hr.run != ? AND hr.status = 'passed'"
-                    f" AND m.status IN {_BASELINE_CODES} ORDER BY m.at DESC, m.host_run DESC"
-                    " LIMIT ?",
-                    (series_id, before[1], before[0], runs),
+                    f" AND m.status IN {_BASELINE_CODES}"
+                    " AND NOT EXISTS (SELECT 1 FROM results r JOIN checks c ON c.id = r.check_id"
+                    "   WHERE r.host_run = m.host_run AND c.name = ? AND r.gpu IS ?)"
+                    " ORDER BY m.at DESC, m.host_run DESC LIMIT ?",
+                    (series_id, latest, before[0], f"baseline.{metric_name}", gpu_index, runs),
                 )
             ]
             if values:
-                per_key[(metric_name, None if gpu == NODE_WIDE else gpu)] = values
+                per_key[(metric_name, gpu_index)] = values
         found[host] = per_key
     return found
 
@@ -303,13 +307,40 @@ def previous_run(db: Any, command: str, before_run_id: str, playbook: str | None
         "SELECT id, started_at FROM runs WHERE run_id = ?", (before_run_id,)
     ).fetchone() or (2**62, 2**62)
     row = db.execute(
-        "SELECT run_id FROM runs WHERE command = ? AND (? IS NULL OR playbook = ?)"
+        "SELECT run_id FROM runs WHERE command = ? AND playbook IS ?"
         " AND finished_at IS NOT NULL AND status != 'interrupted'"
         " AND (started_at < ? OR (started_at = ? AND id < ?))"
         " ORDER BY started_at DESC, id DESC LIMIT 1",
-        (command, playbook, playbook, before[1], before[1], before[0]),
+        (command, playbook, before[1], before[1], before[0]),
     ).fetchone()
     return str(row[0]) if row else None
+
+
+def previous_findings(
+    db: Any, command: str, before_run_id: str, playbook: str | None, hosts: Sequence[str]
+) -> dict[str, list[Finding]]:
+    before = db.execute(
+        "SELECT id, started_at FROM runs WHERE run_id = ?", (before_run_id,)
+    ).fetchone() or (2**62, 2**62)
+    found: dict[str, list[Finding]] = {}
+    cached: dict[str, list[Finding]] = {}
+    for host in hosts:
+        row = db.execute(
+            "SELECT ru.run_id FROM host_runs hr JOIN runs ru ON ru.id = hr.run"
+            " WHERE hr.host = (SELECT id FROM hosts WHERE name = ?)"
+            " AND ru.command = ? AND ru.playbook IS ?"
+            " AND ru.finished_at IS NOT NULL AND ru.status != 'interrupted'"
+            " AND (ru.started_at < ? OR (ru.started_at = ? AND ru.id < ?))"
+            " ORDER BY ru.started_at DESC, ru.id DESC LIMIT 1",
+            (host, command, playbook, before[1], before[1], before[0]),
+        ).fetchone()
+        if row is None:
+            continue
+        run_id = str(row[0])
+        if run_id not in cached:
+            cached[run_id] = findings(db, run_id)
+        found[host] = [finding for finding in cached[run_id] if finding.host == host]
+    return found
 
 
 def findings(db: Any, run_id: str) -> list[Finding]:

@@ -435,6 +435,43 @@ def run_dcctl(case: Case, workers: int) -> dict[str, Any]:
     }
 
 
+def _history_rows(state: Path) -> int:
+    """Host rows the run left in the history db: proof that history was on."""
+    import sqlite3
+
+    path = state / "history.sqlite"
+    if not path.exists():
+        return 0
+    with contextlib.closing(sqlite3.connect(path)) as db:
+        return int(db.execute("SELECT count(*) FROM host_runs").fetchone()[0])
+
+
+def run_history_ratio(case: Case, workers: int, runs: int) -> dict[str, Any]:
+    """`dcctl check` with history on and off on the same hosts, alternating so both see the
+    same machine; the medians' ratio is what recording history costs a run."""
+    inventory = case.dcctl_inventory(case.workdir / "inventory.yaml", case.host_entries())
+    walls: dict[str, list[float]] = {"off": [], "on": []}
+    rows: list[int] = []
+    for index in range(runs):
+        for label, flags in (("off", ["--no-history"]), ("on", [])):
+            state = case.state_dir(f"history-{label}-{index}")
+            argv = case.dcctl_argv(inventory, state, "-q", "--workers", str(workers), *flags)
+            sample = measure(argv, env=case.env, cwd=case.workdir,
+                             stdout=case.workdir / f"history-{label}-{index}.out",
+                             sshds=case.sshds)  # fmt: skip
+            walls[label].append(round(sample.wall_s, 3))
+            if label == "on":
+                rows.append(_history_rows(state))
+    off, on = statistics.median(walls["off"]), statistics.median(walls["on"])
+    return {
+        "runs": runs,
+        "wall_s_off": walls["off"],
+        "wall_s_on": walls["on"],
+        "history_host_rows": rows,
+        "ratio_on_off": round(on / off, 3),
+    }
+
+
 def run_openssh(case: Case, command: str) -> dict[str, Any]:
     hosts_file = case.workdir / "hosts.txt"
     hosts_file.write_text("".join(address + "\n" for address in case.fleet.addresses[: case.n]))
@@ -854,6 +891,14 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--no-ansible", action="store_true", help="skip Ansible entirely")
     parser.add_argument(
+        "--history-runs",
+        type=int,
+        default=0,
+        metavar="RUNS",
+        help="also time dcctl with history on and with --no-history, alternating, RUNS times "
+        "each, and report the ratio on / off (default 0: not measured)",
+    )
+    parser.add_argument(
         "--startup-runs",
         type=int,
         default=10,
@@ -910,6 +955,9 @@ def run_cell(fleet: Fleet, plan: Plan, n: int, forks: int) -> dict[str, Any]:
     row["dcctl"] = by_workers[str(args.workers[0])]
     if len(by_workers) > 1:
         row["dcctl_by_workers"] = by_workers
+    if args.history_runs > 0:
+        print(f"N={n} forks={forks}: history on / off ...", file=sys.stderr, flush=True)
+        row["history"] = run_history_ratio(case, args.workers[0], args.history_runs)
     print(f"N={n} forks={forks}: OpenSSH ...", file=sys.stderr, flush=True)
     row["openssh"] = run_openssh(case, plan.remote_command)
     if plan.ansible is None:

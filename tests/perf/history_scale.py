@@ -35,12 +35,10 @@ METRICS = (
     ("bench.allreduce.busbw_gbs", -1, 360.0),
     ("bench.allreduce.algbw_gbs", -1, 190.0),
 )
-# Runs `dcctl` whether or not the installed command line has `history` registered yet.
+# The real command line, as `dcctl` runs it.
 LAUNCHER = """
 import sys
-from dcctl.cli import history, main
-if not any(c.name == "history" for c in main.app.registered_commands):
-    main.app.command(name="history")(history.history)
+from dcctl.cli import main
 sys.argv[0] = "dcctl"
 main.app()
 """

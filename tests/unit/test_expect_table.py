@@ -80,6 +80,7 @@ BENCH_KEYS: dict[str, tuple[kinds.Kind, Any]] = {
     "certify_min_samples_per_s": (kinds.AMOUNT, None),
     "certify_max_final_loss": (kinds.AMOUNT, None),
     "baseline_runs": (kinds.POSITIVE_COUNT, 5),
+    "baseline_long_days": (kinds.AMOUNT, 28),
     "regression_max_drop": (kinds.FRACTION, 0.05),
     "regression_fail": (kinds.BOOL, False),
     "outlier_min_spread": (kinds.FRACTION, 0.10),

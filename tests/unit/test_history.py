@@ -121,10 +121,25 @@ def test_previous_run_is_the_latest_finished_one(history: History) -> None:
     record_run(history, "r1", T0 + timedelta(hours=1), [host_doc("gpu1", 1)])
     record_run(history, "r2", T0 + timedelta(hours=2), [host_doc("gpu1", 1)], finish=False)
     record_run(history, "r3", T0 + timedelta(hours=3), [host_doc("gpu1", 1)], finish=False)
-    assert history.previous_run("audit", "r3") == "r1"
+    assert history.previous_run("audit", "r3", playbook="audit.yaml") == "r1"
     assert history.previous_run("audit", "r1", playbook="audit.yaml") == "r0"
-    assert history.previous_run("audit", "r0") is None
-    assert history.previous_run("check", "r3") is None
+    assert history.previous_run("audit", "r0", playbook="audit.yaml") is None
+    assert history.previous_run("check", "r3", playbook="audit.yaml") is None
+    # The built-in audit (no playbook file) is another playbook than audit.yaml.
+    assert history.previous_run("audit", "r3") is None
+
+
+def test_previous_findings_are_each_hosts_own_last_audit(history: History) -> None:
+    ecc = {"id": "ecc", "kind": "check", "status": "fail", "message": "ecc"}
+    failing = {**host_doc("gpu1", 1), "status": "failed", "results": [ecc]}
+    record_run(history, "r0", T0, [failing, host_doc("gpu2", 1)])
+    # An audit of gpu2 alone in between must not hide gpu1's last findings.
+    record_run(history, "r1", T0 + timedelta(hours=1), [host_doc("gpu2", 1)])
+    record_run(history, "r2", T0 + timedelta(hours=2), [host_doc("gpu1", 1)], finish=False)
+    found = history.previous_findings("audit", "r2", "audit.yaml", ["gpu1", "gpu2", "gpu3"])
+    assert {host: [f.result_id for f in listed] for host, listed in found.items()} == {
+        "gpu1": ["ecc"], "gpu2": []
+    }  # fmt: skip
 
 
 def test_cluster_results_trend_under_the_cluster_host(history: History) -> None:
