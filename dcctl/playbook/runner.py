@@ -167,14 +167,15 @@ def run_playbook(
         recorder.history_error = history_error
     recorder.expect_hosts([host.name for host in plan.hosts])
     try:
-        interrupted = _run_steps(plan, planned, stop, progress_for, recorder, history)
-    except BaseException:
-        recorder.finish(interrupted=True)  # what was measured before it broke stays readable
-        raise
+        try:
+            interrupted = _run_steps(plan, planned, stop, progress_for, recorder, history)
+        except BaseException:
+            recorder.finish(interrupted=True)  # what was measured before it broke stays readable
+            raise
+        return recorder.finish(interrupted)
     finally:
         if history is not None:
             history.close()
-    return recorder.finish(interrupted)
 
 
 def _run_steps(

@@ -3,9 +3,12 @@ textfile node_exporter can read, and Slurm drain/resume through a real slurmctld
 
 from __future__ import annotations
 
+import json
 import os
+import signal
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -164,6 +167,10 @@ def test_drain_failing_hosts_and_resume_them_never_a_node_drained_by_hand(
     assert slurm_state(slurm_lab, "audit3") == (True, "bad fan, ticket 4711")
     assert slurm_state(slurm_lab, "audit1") == (False, None)
 
+    again = audit.run({"audit2": ">=99", "audit3": ">=99"}, "--drain")
+    assert (again.returncode, again.stdout) == (1, "")  # drained already: nothing new to say
+    assert slurm_state(slurm_lab, "audit2") == (drained, reason)
+
     passing = audit.run({}, "--drain")
     assert passing.returncode == 0, passing.stderr
     assert slurm_state(slurm_lab, "audit2") == (False, None)
@@ -176,3 +183,49 @@ def test_dry_run_without_drain_is_a_usage_error(tmp_path: Path, options: list[st
     result = run_dcctl(["--state-dir", str(tmp_path / "s"), "audit", *options], tmp_path)
     assert result.code == 2
     assert "--drain" in result.stderr
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGHUP])
+def test_a_stop_mid_audit_keeps_the_partial_run_and_touches_neither_textfile_nor_slurm(
+    tmp_path: Path, signum: int
+) -> None:
+    """Stopped while fio (the second step) runs, once the check step's host has landed."""
+    playbook = tmp_path / "audit.yaml"
+    playbook.write_text("steps:\n  - check: {}\n  - bench: {benchmark: fio}\n")
+    inv = tmp_path / "inv.yaml"
+    inv.write_text(f"all:\n  hosts:\n    audit1: {{connection: local, python: {sys.executable}, "
+                   f"scratch_dir: {tmp_path / 'scratch'}}}\n")  # fmt: skip
+    state, textfile = tmp_path / "state", tmp_path / "dcctl.prom"
+    args = ["-i", str(inv), "--state-dir", str(state), "audit", "--playbook", str(playbook),
+            "--textfile", str(textfile), "--drain"]  # fmt: skip
+    proc = start_dcctl(args, tmp_path)
+    try:
+        landed = wait_for(lambda: any(state.glob("runs/*/hosts/audit1.json")), proc)
+        assert landed, "the check step never landed"
+        proc.send_signal(signum)
+        out, err = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+    assert proc.returncode == 128 + signum, err
+    assert out == ""
+    assert "audit stopped before the end" in err
+    assert not textfile.exists()
+    (run_json,) = state.glob("runs/*/run.json")
+    document = json.loads(run_json.read_text())
+    assert document["status"] == "interrupted"
+    assert [s["status"] for s in document["steps"]] == ["passed", "interrupted"]
+    assert not list((tmp_path / "scratch").glob("**/*.fio*"))  # fio's files removed
+
+
+def wait_for(condition: Callable[[], bool], proc: subprocess.Popen[str]) -> bool:
+    """True once `condition` holds, False if the process ended first or 60 s passed; waits
+    on the process between looks, so it never spins."""
+    for _ in range(600):
+        if condition():
+            return True
+        try:
+            proc.wait(timeout=0.1)
+            return condition()
+        except subprocess.TimeoutExpired:
+            continue
+    return False
