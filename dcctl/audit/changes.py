@@ -15,6 +15,8 @@ from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from dcctl.results.history_query import Finding
+
 FINDING_STATUSES = ("warn", "fail", "error")
 # Where the history keeps the verdicts of jobs across hosts (dcctl.results.history).
 CLUSTER_HOST = "(cluster)"
@@ -23,21 +25,6 @@ HOST_FINDING = "host"
 _RANK = {"warn": 1, "fail": 2, "error": 2}
 
 ChangeKind = Literal["new", "worse", "better", "recovered"]
-
-
-@dataclass(frozen=True)
-class Finding:
-    host: str
-    result_id: str
-    gpu_index: int | None
-    status: str
-    message: str
-    # The step that found it; None for a host that could not be evaluated.
-    step: str | None = None
-
-    @property
-    def key(self) -> tuple[str, str | None, str, int | None]:
-        return (self.host, self.step, self.result_id, self.gpu_index)
 
 
 @dataclass(frozen=True)

@@ -11,7 +11,6 @@ from typing import Any
 from dcctl.audit.changes import (
     CLUSTER_HOST,
     Change,
-    Finding,
     change_line,
     changes,
     document_findings,
@@ -20,6 +19,7 @@ from dcctl.audit.changes import (
 from dcctl.cli.options import GlobalOptions
 from dcctl.fleet.signals import StopRequest
 from dcctl.playbook.recorder import RunSaved
+from dcctl.results.history_query import Finding
 
 
 def _previous_findings(options: GlobalOptions, document: dict[str, Any]) -> list[Finding] | None:
@@ -37,11 +37,7 @@ def _previous_findings(options: GlobalOptions, document: dict[str, Any]) -> list
             )
     except HistoryError:
         return None  # the run already reported why the history is not kept
-    return [
-        Finding(row.host, row.result_id, row.gpu_index, row.status, row.message, row.step)
-        for rows in per_host.values()
-        for row in rows
-    ]
+    return [finding for found in per_host.values() for finding in found]
 
 
 def _first_failure(host: dict[str, Any]) -> str:

@@ -172,14 +172,15 @@ def _report_unsaved(step_run: RunSaved) -> None:
     """One line each: which path could not be written, and what to do about it."""
     from dcctl.report.console import print_error
 
-    if step_run.history_error is not None:
-        print_error(
-            f"history not kept: {step_run.history_error} (the run's files are in "
-            f"{step_run.run_dir}; fix the state dir, or use --no-history)"
-        )
     error = step_run.save_error
     if error is None:
+        if step_run.history_error is not None:
+            print_error(
+                f"history not kept: {step_run.history_error} (the run's files are in "
+                f"{step_run.run_dir}; fix the state dir, or use --no-history)"
+            )
         return
+    # The history lives in the same state dir: the line about the dir says it for both.
     if step_run.run_saved:
         what = "run.json holds every result, but not every host file was written"
     else:

@@ -73,24 +73,31 @@ class ValueConstructor(SafeConstructor):
         return BaseConstructor.construct_mapping(self, node, deep=deep)
 
 
-def read_text(path: str) -> str:
+def read_text(path: str, kind: str = "inventory", limit: int = MAX_INVENTORY_BYTES) -> str:
+    """The file's text, or one InputError line naming it (`kind`: what the file should be)."""
     try:
         with open(path, "rb") as handle:
             # One byte past the limit tells a file that is too large without reading it all.
-            data = handle.read(MAX_INVENTORY_BYTES + 1)
+            data = handle.read(limit + 1)
     except FileNotFoundError:
-        raise InputError(f"{path}: inventory file not found") from None
+        raise InputError(f"{path}: {kind} file not found") from None
     except IsADirectoryError:
-        raise InputError(f"{path}: is a directory, not an inventory file") from None
+        raise InputError(f"{path}: is a directory, not {_article(kind)} {kind} file") from None
     except OSError as exc:
-        raise InputError(f"{path}: cannot read inventory: {exc.strerror}") from None
-    if len(data) > MAX_INVENTORY_BYTES:
-        limit = f"{MAX_INVENTORY_BYTES // 2**20} MiB"
-        raise InputError(f"{path}: larger than {limit}, dcctl's limit for an inventory file")
+        raise InputError(f"{path}: cannot read {kind}: {exc.strerror}") from None
+    if len(data) > limit:
+        size = f"{limit // 2**20} MiB"
+        raise InputError(
+            f"{path}: larger than {size}, dcctl's limit for {_article(kind)} {kind} file"
+        )
     try:
         return data.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise InputError(f"{path}: not UTF-8 text (bad byte at offset {exc.start})") from None
+
+
+def _article(noun: str) -> str:
+    return "an" if noun[:1] in "aeiou" else "a"
 
 
 def compose(text: str, path: str) -> Node:

@@ -38,6 +38,7 @@ from dcctl.inventory.document import (
     is_null,
     line,
     mapping_items,
+    read_text,
 )
 from dcctl.inventory.messages import shorten
 from dcctl.inventory.variables import hint, parse_expect
@@ -226,23 +227,7 @@ def _refuse_duplicates(node: MappingNode, prefix: str, ctx: Context) -> None:
 
 
 def _read(path: str) -> str:
-    try:
-        with open(path, "rb") as handle:
-            # One byte past the limit tells a file that is too large without reading it all.
-            data = handle.read(MAX_PLAYBOOK_BYTES + 1)
-    except FileNotFoundError:
-        raise InputError(f"{path}: playbook file not found") from None
-    except IsADirectoryError:
-        raise InputError(f"{path}: is a directory, not a playbook file") from None
-    except OSError as exc:
-        raise InputError(f"{path}: cannot read playbook: {exc.strerror}") from None
-    if len(data) > MAX_PLAYBOOK_BYTES:
-        limit = f"{MAX_PLAYBOOK_BYTES // 2**20} MiB"
-        raise InputError(f"{path}: larger than {limit}, dcctl's limit for a playbook")
-    try:
-        return data.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise InputError(f"{path}: not UTF-8 text (bad byte at offset {exc.start})") from None
+    return read_text(path, "playbook", MAX_PLAYBOOK_BYTES)
 
 
 def _compose(text: str, path: str) -> Node:

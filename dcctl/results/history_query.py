@@ -45,12 +45,20 @@ class Series:
 
 @dataclass(frozen=True)
 class Finding:
+    """A result that is not a pass, or a host that could not be evaluated (result id
+    "host"), as an audit compares them from one run to the next."""
+
     host: str
     result_id: str
     gpu_index: int | None
     status: str
     message: str
-    step: str | None
+    # The step that found it; None for a host that could not be evaluated.
+    step: str | None = None
+
+    @property
+    def key(self) -> tuple[str, str | None, str, int | None]:
+        return (self.host, self.step, self.result_id, self.gpu_index)
 
 
 @dataclass(frozen=True)
