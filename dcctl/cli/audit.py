@@ -12,6 +12,7 @@ import typer
 
 from dcctl.cli.options import GlobalOptions, global_options, reporting_errors
 from dcctl.errors import InputError
+from dcctl.report.report_files import report_option
 
 if TYPE_CHECKING:
     from dcctl.playbook.model import Playbook
@@ -49,6 +50,7 @@ def audit(
         "--dry-run",
         help="With --drain: say what would be drained or resumed; change nothing.",
     ),
+    report_file: Path | None = report_option(),
 ) -> None:
     """Audit the fleet: run the audit playbook, keep the figures in the history, and print
     only what changed since the previous audit (new failures, regressions, recoveries). Two
@@ -87,7 +89,7 @@ def audit(
             print_error(str(busy))
             raise typer.Exit(EXIT_BUSY)
         try:
-            code = _audit(options, book, textfile, drain, dry_run)
+            code = _audit(options, book, textfile, (drain, dry_run), report_file)
         finally:
             lock.release()
     raise typer.Exit(code)
@@ -101,8 +103,14 @@ def _playbook(path: Path | None) -> Playbook:
 
 
 def _audit(
-    options: GlobalOptions, book: Playbook, textfile: Path | None, drain: bool, dry_run: bool
+    options: GlobalOptions,
+    book: Playbook,
+    textfile: Path | None,
+    slurm: tuple[bool, bool],
+    report_file: Path | None,
 ) -> int:
+    """The audit, once it holds the lock; `slurm` is (--drain, --dry-run)."""
+    drain, dry_run = slurm
     from dcctl.audit.report import AuditReport
     from dcctl.cli.step import execute, finish
     from dcctl.results.document import stopped_exit_code
@@ -117,5 +125,5 @@ def _audit(
         report.write_textfile(textfile)
     if drain and not stop.is_set():
         report.drain(dry_run)
-    code = finish(options, execution, report.show)
+    code = finish(options, execution, report.show, report=report_file)
     return stopped_exit_code(stop.signum) if stop.is_set() else code

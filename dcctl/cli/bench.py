@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from enum import Enum
+from pathlib import Path
 
 import typer
 
@@ -12,6 +13,7 @@ from dcctl.cli.bounds import (
 )
 from dcctl.cli.gang_options import join_timeout_option, nproc_per_node_option, port_option
 from dcctl.cli.options import global_options, reporting_errors
+from dcctl.report.report_files import report_option
 
 DTYPES = ("bf16", "fp16", "tf32", "fp32", "fp8")
 # Seconds the node may spend on the preflight (importing torch, initialising CUDA) before the
@@ -144,6 +146,7 @@ def bench(
     nproc_per_node: int | None = nproc_per_node_option("cluster/pairs: "),
     port: int | None = port_option("cluster/pairs: "),
     join_timeout: float = join_timeout_option("cluster/pairs: "),
+    report_file: Path | None = report_option(),
 ) -> None:
     """Run GEMM, node-scope allreduce and fio on every host, and judge the figures.
 
@@ -196,5 +199,6 @@ def bench(
         "join_timeout": join_timeout,
     }
     with reporting_errors():
-        code = execute_playbook(global_options(ctx), one_step("bench", options, timeout), "bench")
+        book = one_step("bench", options, timeout)
+        code = execute_playbook(global_options(ctx), book, "bench", report=report_file)
     raise typer.Exit(code)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import typer
@@ -17,6 +18,7 @@ from dcctl.cli.gang_options import join_timeout_option, nproc_per_node_option, p
 from dcctl.cli.options import global_options, reporting_errors
 from dcctl.errors import InputError
 from dcctl.inventory.model import Host
+from dcctl.report.report_files import report_option
 
 MAX_STEPS = 1_000_000
 
@@ -61,6 +63,7 @@ def certify(
         help="Seconds the job may run on the nodes (default: 300 with --quick, else 1800).",
         show_default=False,
     ),
+    report_file: Path | None = report_option(),
 ) -> None:
     """Train a reference MLP with DistributedDataParallel on every GPU of the selected nodes
     and certify the cluster.
@@ -92,7 +95,6 @@ def certify(
         "join_timeout": join_timeout,
     }
     with reporting_errors():
-        code = execute_playbook(
-            global_options(ctx), one_step("certify", options, timeout), "certify"
-        )
+        book = one_step("certify", options, timeout)
+        code = execute_playbook(global_options(ctx), book, "certify", report=report_file)
     raise typer.Exit(code)

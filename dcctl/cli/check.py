@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import typer
 
 from dcctl.cli.bounds import MAX_TIMEOUT_S, seconds_between
 from dcctl.cli.options import global_options, reporting_errors
+from dcctl.report.report_files import report_option
 
 
 def check(
@@ -26,6 +29,7 @@ def check(
         "the host's time limit grows to match.",
         show_default=False,
     ),
+    report_file: Path | None = report_option(),
 ) -> None:
     """Check every host's OS, kernel, NVIDIA driver, CUDA, GPU health (ECC, row remaps, PCIe,
     clocks, NVLink, fabric), kernel log XIDs, InfiniBand ports and mounts.
@@ -46,5 +50,5 @@ def check(
 
     playbook = one_step("check", {"dcgm": dcgm}, timeout)
     with reporting_errors():
-        code = execute_playbook(global_options(ctx), playbook, "check")
+        code = execute_playbook(global_options(ctx), playbook, "check", report=report_file)
     raise typer.Exit(code)

@@ -7,7 +7,7 @@ from pathlib import Path
 import typer
 
 from dcctl import __version__
-from dcctl.cli import audit, bench, certify, check, history, inventory
+from dcctl.cli import audit, bench, certify, check, history, inventory, report
 from dcctl.cli import run as run_command
 from dcctl.cli.bounds import MAX_CONNECT_TIMEOUT_S, MAX_FORKS, MAX_WORKERS, seconds_between
 from dcctl.cli.options import GlobalOptions
@@ -22,9 +22,9 @@ app = typer.Typer(
     "  dcctl -i rack1.yaml check            # every host of an inventory\n\n"
     "  dcctl -i rack1.yaml -l 'gpu0*,!gpu007' --json check > run.json\n\n"
     "Exit codes: 0 passed, 1 a check failed, 2 usage or input error (nothing ran), "
-    "3 a host could not be evaluated, 4 results shown but not saved (state dir, history or "
-    "output not writable), 5 another audit is running (audit), 130/143/129 stopped by "
-    "SIGINT/SIGTERM/SIGHUP (the partial run is kept).",
+    "3 a host could not be evaluated, 4 results shown but not saved (state dir, history, "
+    "report file or output not writable), 5 another audit is running (audit), 130/143/129 "
+    "stopped by SIGINT/SIGTERM/SIGHUP (the partial run is kept).",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     add_completion=False,
@@ -38,6 +38,7 @@ app.command(name="certify")(certify.certify)
 app.command(name="run")(run_command.run)
 app.command(name="audit")(audit.audit)
 app.command(name="history")(history.history)
+app.command(name="report")(report.report)
 
 
 def _version(value: bool) -> None:

@@ -7,6 +7,7 @@ from pathlib import Path
 import typer
 
 from dcctl.cli.options import global_options, reporting_errors
+from dcctl.report.report_files import report_option
 
 
 def run(
@@ -17,6 +18,7 @@ def run(
     quick: bool = typer.Option(
         False, "--quick", help="Quick on every step that has it: seconds, not minutes."
     ),
+    report_file: Path | None = report_option(),
 ) -> None:
     """Run a playbook: its steps (check, bench, certify) in order on the selected hosts, each
     with its own thresholds, time limit and on_fail (continue or stop). The whole file is
@@ -28,6 +30,8 @@ def run(
       dcctl -i rack1.yaml run playbooks/acceptance.yaml
 
       dcctl -i rack1.yaml --json run playbooks/check.yaml > run.json
+
+      dcctl -i rack1.yaml run playbooks/acceptance.yaml --report acceptance.xml
     """
     from dcctl.cli.step import execute_playbook
     from dcctl.playbook.loader import load_playbook
@@ -37,5 +41,5 @@ def run(
         book = load_playbook(str(playbook))
         if quick:
             book = with_quick(book)
-        code = execute_playbook(global_options(ctx), book, "run")
+        code = execute_playbook(global_options(ctx), book, "run", report=report_file)
     raise typer.Exit(code)

@@ -18,6 +18,7 @@ import os
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, NoReturn
 
 from dcctl.cli.options import GlobalOptions
@@ -47,10 +48,13 @@ class Execution:
         return bool(self.saved.document["status"] == "interrupted")
 
 
-def execute_playbook(options: GlobalOptions, playbook: Playbook, command: str) -> int:
-    """Run `playbook` on the selected hosts, print the run, and return its exit code (a
-    stopped run ends the process here, with its own)."""
-    return finish(options, execute(options, playbook, command))
+def execute_playbook(
+    options: GlobalOptions, playbook: Playbook, command: str, report: Path | None = None
+) -> int:
+    """Run `playbook` on the selected hosts, print the run (and write it to `report`, as
+    JUnit, Markdown or JSON by its extension), and return its exit code (a stopped run ends
+    the process here, with its own)."""
+    return finish(options, execute(options, playbook, command), report=report)
 
 
 def execute(options: GlobalOptions, playbook: Playbook, command: str) -> Execution:
@@ -101,7 +105,10 @@ def _fleet_options(options: GlobalOptions) -> FleetOptions:
 
 
 def finish(
-    options: GlobalOptions, execution: Execution, show: Callable[[], bool] | None = None
+    options: GlobalOptions,
+    execution: Execution,
+    show: Callable[[], bool] | None = None,
+    report: Path | None = None,
 ) -> int:
     """Print the saved run (or what `show` prints instead; False: the output was lost) and
     return its exit code; from here to exit, stop signals are ignored: the run is over, and a
@@ -112,17 +119,28 @@ def finish(
             output_ok = _show(options, saved, stop.reason if execution.stopped else None)
         else:
             output_ok = show()
+        report_ok = _write_report(saved, report)
         _report_unsaved(saved)
         ignore_stop_signals()  # a signal held back meanwhile is dropped with them
     code = exit_code(
         saved.document,
         strict=options.strict,
         stop_signal=stop.signum,
-        saved=saved.save_error is None and saved.history_error is None and output_ok,
+        saved=saved.save_error is None and saved.history_error is None and output_ok and report_ok,
     )
     if execution.stopped:
         _exit_now(code)
     return code
+
+
+def _write_report(step_run: RunSaved, report: Path | None) -> bool:
+    """--report FILE: the run, partial or whole, as JUnit, Markdown or JSON; False after one
+    error line."""
+    if report is None:
+        return True
+    from dcctl.report.report_files import save_report
+
+    return save_report(step_run.document, report)
 
 
 def _exit_now(code: int) -> NoReturn:

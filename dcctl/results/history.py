@@ -136,15 +136,16 @@ class History:
     def _migrate(self) -> None:
         version = self._user_version()
         self._refuse_newer(version)
-        if version == 0 and self._has_foreign_tables():
-            raise HistoryError(f"{self.path}: not a dcctl history: move it away")
         for target in range(version + 1, SCHEMA_VERSION + 1):
             with self._write():
-                # Another dcctl may have migrated while this one waited for the lock.
+                # Another dcctl may have migrated while this one waited for the lock; what
+                # the file holds is only read under it (a schema half seen is not foreign).
                 current = self._user_version()
                 self._refuse_newer(current)
                 if current >= target:
                     continue
+                if current == 0 and self._has_foreign_tables():
+                    raise HistoryError(f"{self.path}: not a dcctl history: move it away")
                 for statement in statements(MIGRATIONS[target - 1]):
                     self._db.execute(statement)
                 self._db.execute(f"PRAGMA user_version = {target}")

@@ -1,0 +1,118 @@
+"""A run written to a file as a report: the format follows the file's extension (.xml JUnit,
+.md Markdown, .json the run document), and the file appears whole or not at all (temp file and
+rename), so a CI job never picks up half a JUnit file.
+
+Used by `dcctl report -o FILE` and by `--report FILE` on bench, certify, run and audit.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import typer
+
+from dcctl.errors import InputError
+
+# Extension -> format; the formats a file can take (the console table is for a terminal).
+EXTENSIONS = {".xml": "junit", ".md": "markdown", ".json": "json"}
+FILE_FORMATS = ("junit", "markdown", "json")
+_KNOWN = ".xml (JUnit), .md (Markdown), .json (run document)"
+
+
+def format_for(path: Path) -> str:
+    """The format a report file's extension asks for; InputError (exit 2) for any other."""
+    fmt = EXTENSIONS.get(path.suffix.lower())
+    if fmt is None:
+        raise InputError(f"{path}: a report file ends in {_KNOWN}")
+    return fmt
+
+
+def render(document: Mapping[str, Any], fmt: str) -> str:
+    """The whole report as text; `fmt` one of FILE_FORMATS."""
+    if fmt == "junit":
+        from dcctl.report.junit import render_junit
+
+        return render_junit(document)
+    if fmt == "markdown":
+        from dcctl.report.markdown import render_markdown
+
+        return render_markdown(document)
+    if fmt == "json":
+        return json.dumps(document, indent=2) + "\n"
+    raise InputError(f"format {fmt!r}: expected one of {', '.join(FILE_FORMATS)}")
+
+
+def write_report(document: Mapping[str, Any], path: Path, fmt: str | None = None) -> None:
+    """Render `document` (as `fmt`, else as the extension says) and write it atomically.
+    InputError for an unknown extension; OSError if the file cannot be written (nothing is
+    left behind then)."""
+    write_text_atomic(path, render(document, fmt or format_for(path)))
+
+
+def write_text_atomic(path: Path, text: str) -> None:
+    """`text` at `path`, whole or not at all; an existing file there is replaced."""
+    fd, temp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as out:
+            out.write(text)
+            out.flush()
+            os.fsync(out.fileno())
+        # mkstemp makes the file 0600; a report is made to be shared, as any file the user
+        # writes with `>` would be.
+        os.chmod(temp_name, 0o666 & ~_umask())
+        os.replace(temp_name, path)
+    except BaseException:
+        Path(temp_name).unlink(missing_ok=True)
+        raise
+
+
+def _umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def save_report(document: Mapping[str, Any], path: Path | None, option: str = "--report") -> bool:
+    """Write the report `path` asks for, if any; False (after one error line on stderr) if
+    it could not be written: the caller's exit code then says "not saved" (4)."""
+    if path is None:
+        return True
+    try:
+        write_report(document, path)
+    except (OSError, InputError) as exc:
+        from dcctl.report.console import print_error
+
+        print_error(f"{_why(path, exc)}; the report was not saved (choose another {option} path)")
+        return False
+    return True
+
+
+def _why(path: Path, exc: Exception) -> str:
+    if isinstance(exc, OSError):
+        return f"cannot write {path}: {exc.strerror or exc}"
+    return str(exc)
+
+
+def _check_report_path(value: Path | None) -> Path | None:
+    """Refuse an unknown extension while the command line is parsed: before anything runs."""
+    if value is not None and value.suffix.lower() not in EXTENSIONS:
+        raise typer.BadParameter(f"{value}: expected a file ending in {_KNOWN}")
+    return value
+
+
+def report_option() -> Any:
+    """`--report FILE` for the commands that run hosts: the run, also written as a report."""
+    return typer.Option(
+        None,
+        "--report",
+        metavar="FILE",
+        callback=_check_report_path,
+        help="Also write the run as a report: .xml JUnit, .md Markdown, .json run document "
+        "(written whole or not at all; not writable: exit 4).",
+        show_default=False,
+    )
