@@ -2,12 +2,28 @@
 
 from __future__ import annotations
 
+import signal
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
+
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+
+
+@pytest.fixture(autouse=True)
+def _stop_signals_restored() -> Iterator[None]:
+    """A command run in this process (CliRunner) takes the stop signals over and, once its
+    output is written, ignores them for good, as the real process does until it exits. Left
+    so, every process a later test starts would inherit them ignored, and dcctl keeps a
+    signal ignored at start ignored: a Ctrl-C or SIGTERM test would wait for ever."""
+    saved = {signum: signal.getsignal(signum) for signum in STOP_SIGNALS}
+    yield
+    for signum, handler in saved.items():
+        signal.signal(signum, handler)
 
 
 @pytest.fixture
