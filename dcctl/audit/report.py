@@ -111,32 +111,25 @@ class AuditReport:
     def show(self) -> bool:
         """Print what changed (or the whole run with -v, or the run document with --json);
         False when the output, or the textfile, was lost."""
-        from dcctl.report.console import (
-            discard_stdout,
-            print_error,
-            print_json,
-            print_notice,
-            print_run,
-        )
+        from dcctl.report.console import print_error, print_notice, written
 
         if self.document["status"] == "interrupted":
             where = f"; the partial run is in {self.saved.run_dir}" if self.saved.run_saved else ""
             print_notice(f"audit stopped before the end{where}")
-        try:
-            if self.options.json:
-                print_json(self.document)
-            elif self.options.verbose:
-                run_dir = str(self.saved.run_dir) if self.saved.run_saved else None
-                print_run(self.document, run_dir, only_problems=False, detail=True)
-            if not self.options.json:
-                for line in [change_line(change) for change in self.changes] + self.actions:
-                    print(line, flush=False)
-        except BrokenPipeError:
-            discard_stdout()
-        except OSError as exc:
-            discard_stdout()
-            print_error(f"cannot write the output: {exc.strerror or exc}")
+        if not written(self._print):
             return False
         for problem in self.problems:
             print_error(problem)
         return not self.output_lost
+
+    def _print(self) -> None:
+        from dcctl.report.console import print_json, print_run
+
+        if self.options.json:
+            print_json(self.document)
+            return
+        if self.options.verbose:
+            run_dir = str(self.saved.run_dir) if self.saved.run_saved else None
+            print_run(self.document, run_dir, only_problems=False, detail=True)
+        for line in [change_line(change) for change in self.changes] + self.actions:
+            print(line, flush=False)

@@ -149,23 +149,18 @@ def _comparison_text(comparison: RunComparison, fmt: str) -> str:
 
 def _print_comparison(comparison: RunComparison) -> int:
     """The comparison's tables on the console: what changed first, then every figure."""
-    from dcctl.report.console import discard_stdout, print_error, print_table
+    from dcctl.report.console import print_table, written
     from dcctl.report.run_compare import comparison_tables, summary_line
 
     after, before = comparison.after, comparison.before
-    try:
+
+    def show() -> None:
         print(f"run {after.run_id} ({after.status}) against {before.run_id} ({before.status})")
         for title, columns, rows in comparison_tables(comparison):
             print_table(title, columns, rows)
         print(summary_line(comparison))
-        sys.stdout.flush()
-    except BrokenPipeError:
-        discard_stdout()
-    except OSError as exc:
-        discard_stdout()
-        print_error(f"cannot write the output: {exc.strerror or exc}")
-        return EXIT_NOT_SAVED
-    return 0
+
+    return 0 if written(show) else EXIT_NOT_SAVED
 
 
 def _notice(notice: str | None) -> None:
@@ -176,32 +171,19 @@ def _notice(notice: str | None) -> None:
 
 
 def _print_table(options: GlobalOptions, document: dict[str, Any], run_dir: Path) -> int:
-    from dcctl.report.console import discard_stdout, print_error, print_run
+    from dcctl.report.console import print_run, written
 
-    try:
+    def show() -> None:
         print_run(document, str(run_dir), only_problems=options.quiet, detail=options.verbose)
-    except BrokenPipeError:
-        discard_stdout()  # the reader had what it wanted
-    except OSError as exc:
-        discard_stdout()
-        print_error(f"cannot write the output: {exc.strerror or exc}")
-        return EXIT_NOT_SAVED
-    return 0
+
+    return 0 if written(show) else EXIT_NOT_SAVED
 
 
 def _print_text(text: str) -> int:
-    from dcctl.report.console import discard_stdout, print_error
+    from dcctl.report.console import written
 
-    try:
-        sys.stdout.write(text if text.endswith("\n") else text + "\n")
-        sys.stdout.flush()
-    except BrokenPipeError:
-        discard_stdout()
-    except OSError as exc:
-        discard_stdout()
-        print_error(f"cannot write the output: {exc.strerror or exc}")
-        return EXIT_NOT_SAVED
-    return 0
+    ok = written(lambda: sys.stdout.write(text if text.endswith("\n") else text + "\n"))
+    return 0 if ok else EXIT_NOT_SAVED
 
 
 def _write(output: Path, text: str, what: str) -> int:

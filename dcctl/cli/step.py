@@ -154,16 +154,11 @@ def _exit_now(code: int) -> NoReturn:
 
 def _show(options: GlobalOptions, step_run: RunSaved, stopped_by: str | None) -> bool:
     """Print the run; False if the output was lost (not if its reader left: `| head`)."""
-    from dcctl.report.console import (
-        discard_stdout,
-        print_error,
-        print_json,
-        print_notice,
-        print_run,
-    )
+    from dcctl.report.console import print_json, print_notice, print_run, written
 
     run_dir = str(step_run.run_dir) if step_run.run_saved else None
-    try:
+
+    def show() -> None:
         if options.json:
             print_json(step_run.document)
             if stopped_by is not None:
@@ -177,13 +172,8 @@ def _show(options: GlobalOptions, step_run: RunSaved, stopped_by: str | None) ->
                 detail=options.verbose,
                 stopped_by=stopped_by,
             )
-    except BrokenPipeError:
-        discard_stdout()  # the reader had what it wanted
-    except OSError as exc:
-        discard_stdout()
-        print_error(f"cannot write the output: {exc.strerror or exc}")
-        return False
-    return True
+
+    return written(show)
 
 
 def _report_unsaved(step_run: RunSaved) -> None:

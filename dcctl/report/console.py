@@ -9,7 +9,7 @@ import json
 import os
 import sys
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from rich.console import Console
@@ -81,6 +81,22 @@ def _print_stderr(text: Text) -> None:
     # A terminal that closed (SIGHUP) fails every write: there is no one left to tell.
     with contextlib.suppress(OSError):
         stderr_console().print(text, soft_wrap=True)  # one line, however long
+
+
+def written(write: Callable[[], object]) -> bool:
+    """Run `write`, which prints to stdout; False, after one error line, when stdout could
+    not take it (a full disk under `> file`). A reader that left (`| head`) is no failure: it
+    had what it wanted."""
+    try:
+        write()
+        sys.stdout.flush()
+    except BrokenPipeError:
+        discard_stdout()
+    except OSError as exc:
+        discard_stdout()
+        print_error(f"cannot write the output: {exc.strerror or exc}")
+        return False
+    return True
 
 
 def discard_stdout() -> None:
