@@ -213,7 +213,11 @@ def test_a_stop_mid_audit_keeps_the_partial_run_and_touches_neither_textfile_nor
     (run_json,) = state.glob("runs/*/run.json")
     document = json.loads(run_json.read_text())
     assert document["status"] == "interrupted"
-    assert [s["status"] for s in document["steps"]] == ["passed", "interrupted"]
+    # The signal lands while fio runs, or just before its step begins (while the check step is
+    # compared with the history): either way the second step did not run to its end.
+    check_step, fio_step = document["steps"]
+    assert check_step["status"] == "passed"
+    assert fio_step["status"] in ("interrupted", "skipped")
     assert not list((tmp_path / "scratch").glob("**/*.fio*"))  # fio's files removed
 
 
