@@ -9,8 +9,6 @@ so the collector never reads half a file; the temp name starts with "." and does
 from __future__ import annotations
 
 import math
-import os
-import tempfile
 from collections.abc import Iterable, Mapping
 from datetime import datetime
 from pathlib import Path
@@ -59,18 +57,9 @@ def write_textfile(
     path: Path, document: Mapping[str, Any], duration_s: float, now: datetime
 ) -> None:
     """Replace `path` with the rendered textfile in one rename; OSError goes to the caller."""
-    text = render_textfile(document, duration_s, now)
-    fd, temp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as out:
-            out.write(text)
-            out.flush()
-            os.fsync(out.fileno())
-        os.chmod(temp_name, TEXTFILE_MODE)
-        os.replace(temp_name, path)
-    except BaseException:
-        Path(temp_name).unlink(missing_ok=True)
-        raise
+    from dcctl.results.store import write_text_atomic
+
+    write_text_atomic(path, render_textfile(document, duration_s, now), TEXTFILE_MODE)
 
 
 def _hosts(document: Mapping[str, Any]) -> Iterable[Mapping[str, Any]]:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -56,19 +55,10 @@ def write_report(document: Mapping[str, Any], path: Path, fmt: str | None = None
 
 def write_text_atomic(path: Path, text: str) -> None:
     """`text` at `path`, whole or not at all; an existing file there is replaced."""
-    fd, temp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as out:
-            out.write(text)
-            out.flush()
-            os.fsync(out.fileno())
-        # mkstemp makes the file 0600; a report is made to be shared, as any file the user
-        # writes with `>` would be.
-        os.chmod(temp_name, 0o666 & ~_umask())
-        os.replace(temp_name, path)
-    except BaseException:
-        Path(temp_name).unlink(missing_ok=True)
-        raise
+    from dcctl.results import store
+
+    # A report is made to be shared, as any file the user writes with `>` would be.
+    store.write_text_atomic(path, text, 0o666 & ~_umask())
 
 
 def _umask() -> int:

@@ -134,16 +134,21 @@ def _make_private_dirs(top: Path, leaf: Path) -> None:
 
 
 def _write_json_atomic(path: Path, document: dict[str, Any]) -> Path:
-    fd, temp_name = tempfile.mkstemp(dir=path.parent, prefix=".", suffix=".tmp")
+    write_text_atomic(path, json.dumps(document, indent=2) + "\n", 0o600)
+    return path
+
+
+def write_text_atomic(path: Path, text: str, mode: int) -> None:
+    """`text` at `path` with `mode`, whole or not at all (a temp file in the same directory,
+    fsynced, renamed over it); nothing is left behind when it fails."""
+    fd, temp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
-        with os.fdopen(fd, "w") as out:
-            json.dump(document, out, indent=2)
-            out.write("\n")
+        with os.fdopen(fd, "w", encoding="utf-8") as out:
+            out.write(text)
             out.flush()
             os.fsync(out.fileno())
-        os.chmod(temp_name, 0o600)
+        os.chmod(temp_name, mode)
         os.replace(temp_name, path)
     except BaseException:
         Path(temp_name).unlink(missing_ok=True)
         raise
-    return path
