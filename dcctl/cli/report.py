@@ -1,4 +1,5 @@
-"""`dcctl report [RUN]`: render a stored run (table, JSON, JUnit, Markdown), or compare two."""
+"""`dcctl report [RUN]`: render a stored run (table, HTML, JSON, JUnit, Markdown), or compare
+two."""
 
 from __future__ import annotations
 
@@ -16,10 +17,16 @@ if TYPE_CHECKING:
 
 # As dcctl.results.document.EXIT_NOT_SAVED (not imported: `dcctl --help` loads every command).
 EXIT_NOT_SAVED = 4
-FORMATS = ("table", "json", "junit", "markdown")
+FORMATS = ("table", "html", "json", "junit", "markdown")
 # What a comparison of two runs can be shown as: JUnit has no place for a change in a figure.
 COMPARISON_FORMATS = ("table", "json", "markdown")
-_NAMES = {"junit": "JUnit XML", "markdown": "Markdown", "json": "JSON", "table": "table"}
+_NAMES = {
+    "html": "HTML",
+    "junit": "JUnit XML",
+    "markdown": "Markdown",
+    "json": "JSON",
+    "table": "table",
+}
 
 
 def report(
@@ -35,8 +42,9 @@ def report(
         "--format",
         "-f",
         metavar="FORMAT",
-        help="table (the console view; -v adds each host's checks), json (the run document), "
-        "junit or markdown. Default: as -o's extension says (.xml, .md, .json), else table "
+        help="table (the console view; -v adds each host's checks), html (one self-contained "
+        "page with plots, for signing and printing), json (the run document), junit or "
+        "markdown. Default: as -o's extension says (.html, .xml, .md, .json), else table "
         "(json with the global --json).",
         show_default=False,
     ),
@@ -58,8 +66,9 @@ def report(
         show_default=False,
     ),
 ) -> None:
-    """Render a stored run: the console table, its JSON document, JUnit XML for CI, or
-    Markdown for tickets and chat. A run killed before it wrote run.json is rebuilt from its
+    """Render a stored run: the console table, one self-contained HTML page with plots (opens
+    offline, prints to PDF), its JSON document, JUnit XML for CI, or Markdown for tickets and
+    chat. A run killed before it wrote run.json is rebuilt from its
     host files (a notice on stderr says so). Exit 0 once the report is out, whatever the run
     found; 2 for an unknown run or a bad option.
 
@@ -70,6 +79,8 @@ def report(
       dcctl -v report 20260301T0930       # by id prefix, with every check
 
       dcctl report latest -o results.xml  # JUnit for CI
+
+      dcctl report latest --format html -o rack1.html   # the acceptance page
 
       dcctl report latest --format markdown -o rack1.md
 
@@ -95,7 +106,7 @@ def _format(fmt: str | None, output: Path | None, json_output: bool, comparing: 
         raise InputError(f"--format {fmt!r}: {what} renders as {', '.join(allowed)}")
     if chosen == "table" and output is not None:
         raise InputError(
-            f"--format table is for the terminal: write {output} as junit, markdown or json "
+            f"--format table is for the terminal: write {output} as html, junit, markdown or json "
             "(or leave --format out and let the extension choose)"
         )
     return chosen

@@ -299,7 +299,9 @@ def _pair_result(run: GangRun, round_: int, threshold: float, source: str) -> di
     }
     expected = {"min_busbw_gbs": threshold}
     result = Result(PAIR_ID, status, message, busbw, expected, "bench", metrics=metrics)
-    return cluster_result(result, run.hosts, **{"pass": round_})
+    # The pair's sweep, for the report's busbw-against-size plot.
+    sizes = list(section.get("sizes") or [])
+    return cluster_result(result, run.hosts, sizes=sizes, **{"pass": round_})
 
 
 def _observations(rounds: list[tuple[int, GangRun]], threshold: float) -> dict[str, list[Seen]]:

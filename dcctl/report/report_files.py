@@ -1,6 +1,7 @@
-"""A run written to a file as a report: the format follows the file's extension (.xml JUnit,
-.md Markdown, .json the run document), and the file appears whole or not at all (temp file and
-rename), so a CI job never picks up half a JUnit file.
+"""A run written to a file as a report: the format follows the file's extension (.html the
+self-contained page with plots, .xml JUnit, .md Markdown, .json the run document), and the
+file appears whole or not at all (temp file and rename), so a CI job never picks up half a
+JUnit file.
 
 Used by `dcctl report -o FILE` and by `--report FILE` on bench, certify, run and audit.
 """
@@ -18,9 +19,9 @@ import typer
 from dcctl.errors import InputError
 
 # Extension -> format; the formats a file can take (the console table is for a terminal).
-EXTENSIONS = {".xml": "junit", ".md": "markdown", ".json": "json"}
-FILE_FORMATS = ("junit", "markdown", "json")
-_KNOWN = ".xml (JUnit), .md (Markdown), .json (run document)"
+EXTENSIONS = {".html": "html", ".htm": "html", ".xml": "junit", ".md": "markdown", ".json": "json"}
+FILE_FORMATS = ("html", "junit", "markdown", "json")
+_KNOWN = ".html (page with plots), .xml (JUnit), .md (Markdown), .json (run document)"
 
 
 def format_for(path: Path) -> str:
@@ -33,6 +34,10 @@ def format_for(path: Path) -> str:
 
 def render(document: Mapping[str, Any], fmt: str) -> str:
     """The whole report as text; `fmt` one of FILE_FORMATS."""
+    if fmt == "html":
+        from dcctl.report.html import render_html
+
+        return render_html(document)
     if fmt == "junit":
         from dcctl.report.junit import render_junit
 
@@ -102,7 +107,7 @@ def report_option() -> Any:
         "--report",
         metavar="FILE",
         callback=_check_report_path,
-        help="Also write the run as a report: .xml JUnit, .md Markdown, .json run document "
-        "(written whole or not at all; not writable: exit 4).",
+        help="Also write the run as a report: .html page with plots, .xml JUnit, .md Markdown, "
+        ".json run document (written whole or not at all; not writable: exit 4).",
         show_default=False,
     )

@@ -272,7 +272,7 @@ def test_an_unwritable_output_is_exit_4_and_leaves_nothing(
     ("args", "expected"),
     [
         (["-o", "r.txt"], ".xml (JUnit)"),
-        (["--format", "html"], "--format 'html'"),
+        (["--format", "pdf"], "--format 'pdf'"),
         (["--format", "table", "-o", "r.md"], "for the terminal"),
     ],
 )
@@ -295,7 +295,7 @@ def test_load_run_and_write_report_from_python(runs: tuple[Path, str, str], tmp_
     write_report(document, tmp_path / "r.md")
     assert "alpha" in (tmp_path / "r.md").read_text()
     with pytest.raises(InputError, match=r"\.xml \(JUnit\)"):
-        write_report(document, tmp_path / "r.html")
+        write_report(document, tmp_path / "r.pdf")
     # --report's writer: an unwritable path is one error line and False (the caller's exit 4).
     assert save_report(document, None)
     assert not save_report(document, tmp_path / "no" / "r.xml")
@@ -312,7 +312,7 @@ def test_the_report_option_refuses_an_unknown_extension_before_anything_runs() -
     def command(report: Path | None = _REPORT_OPTION) -> None:
         ran.append(report)
 
-    assert CliRunner().invoke(app, ["--report", "r.html"]).exit_code == 2
+    assert CliRunner().invoke(app, ["--report", "r.pdf"]).exit_code == 2
     assert CliRunner().invoke(app, ["--report", "r.XML"]).exit_code == 0
     assert ran == [Path("r.XML")]
 
@@ -322,3 +322,37 @@ def test_dcctl_has_the_report_command(tmp_path: Path) -> None:
     result = run_dcctl(["report", "--help"], home=tmp_path)
     assert result.code == 0, result.stderr
     assert "--against" in result.stdout and "Examples" in result.stdout
+
+
+def test_html_of_a_run_by_extension_and_by_format(
+    runs: tuple[Path, str, str], tmp_path: Path
+) -> None:
+    """-o r.html chooses the page; --format html writes the same page to stdout. The page names
+    the run, every host, and the unreachable one as such."""
+    state, _, after = runs
+    out = tmp_path / "r.html"
+    result = _report(state, "report", after, "-o", str(out))
+    assert result.exit_code == 0, result.stderr
+    assert f"HTML report of run {after}" in result.stderr
+    page = out.read_text()
+    assert page.startswith("<!DOCTYPE html>") and after in page
+    for host in ("alpha", "beta", "gone"):
+        assert f'data-host="{host}"' in page
+    assert 'class="host-failed" data-host="alpha"' in page
+    assert "unreachable" in page.split('data-host="gone"')[1].split("</tr>")[0]
+    printed = _report(state, "report", after, "--format", "html")
+    assert printed.exit_code == 0, printed.stderr
+    # The same page but for the moment it was rendered, in its footer.
+    strip = lambda text: text.split("<footer>")[0]  # noqa: E731
+    assert strip(printed.stdout) == strip(page)
+
+
+def test_a_comparison_is_not_an_html_page(runs: tuple[Path, str, str], tmp_path: Path) -> None:
+    state, before, after = runs
+    result = _report(state, "report", after, "--against", before, "--format", "html")
+    assert result.exit_code == 2
+    assert "renders as table, json, markdown" in _one_line(result)
+    result = _report(state, "report", after, "--against", before, "-o", str(tmp_path / "c.html"))
+    assert result.exit_code == 2
+    assert "written as .md or .json" in _one_line(result)
+    assert list(tmp_path.iterdir()) == []

@@ -18,6 +18,8 @@ import statistics
 from collections import Counter
 from typing import Any, TypedDict, cast
 
+from dcctl.node.bench.soak import downsampled
+
 WORKER_MODULE = "dcctl.node.bench.gemm_worker"
 DTYPES = ("bf16", "fp16", "tf32", "fp32", "fp8")
 DEVICES = ("cuda", "cpu")
@@ -248,8 +250,8 @@ def _dtype_summary(dtype: str, docs: list[RankDoc]) -> dict[str, Any]:
 
 def _soak_gpu(doc: RankDoc, soak: SoakDoc, before: str | None) -> dict[str, Any] | None:
     windows = [w for w in soak.get("windows") or [] if isinstance(w, dict)]
-    figures = [w["tflops"] for w in windows if isinstance(w.get("tflops"), (int, float))]
-    figures = [figure for figure in figures if figure > 0]
+    timed = [w for w in windows if isinstance(w.get("tflops"), (int, float)) and w["tflops"] > 0]
+    figures = [w["tflops"] for w in timed]
     if not figures:
         return None
     median = statistics.median(figures)
@@ -265,6 +267,8 @@ def _soak_gpu(doc: RankDoc, soak: SoakDoc, before: str | None) -> dict[str, Any]
         "min_vs_median": min(figures) / median,
         # None when there is nothing to compare (no checksum before or after the soak).
         "checksum_stable": None if before is None or after is None else before == after,
+        # Throughput over time for the report's plot: [t_s, tflops] per window.
+        "series": downsampled([[w.get("t_s"), w["tflops"]] for w in timed]),
     }
 
 

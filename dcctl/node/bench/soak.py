@@ -90,7 +90,8 @@ class SoakSampler:
         return {**summarize_samples(self._samples), "error": self._error}
 
 
-def _downsampled(points: list[Any]) -> list[Any]:
+def downsampled(points: list[Any]) -> list[Any]:
+    """At most MAX_SERIES_POINTS of a series, evenly spaced, for a plot."""
     if len(points) <= MAX_SERIES_POINTS:
         return points
     step = len(points) / MAX_SERIES_POINTS
@@ -120,7 +121,7 @@ def _gpu_summary(samples: list[dict[str, Any]]) -> dict[str, Any]:
         # Share of samples each reason was active in.
         "reasons": {name: round(count / len(samples), 3) for name, count in sorted(seen.items())},
         "throttled": sorted(name for name in seen if name in THROTTLE_REASONS),
-        "series": _downsampled(
+        "series": downsampled(
             [[s.get("t_s"), s.get("sm_mhz"), s.get("temp_c"), s.get("power_w")] for s in samples]
         ),
     }
