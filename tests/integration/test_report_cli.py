@@ -64,7 +64,7 @@ def _check(tmp: Path, state: Path) -> str:
     inventory.write_text(_INVENTORY.format(python=sys.executable, alpha=_ALPHA))
     result = run_dcctl(
         ["-i", str(inventory), "--state-dir", str(state), "--json", "--connect-timeout", "2",
-         "check"],
+         "check", "--report", str(tmp / "check.html")],
         home=tmp,
     )  # fmt: skip
     assert result.code == 1, result.stderr
@@ -314,7 +314,14 @@ def test_the_report_option_refuses_an_unknown_extension_before_anything_runs() -
 
     assert CliRunner().invoke(app, ["--report", "r.pdf"]).exit_code == 2
     assert CliRunner().invoke(app, ["--report", "r.XML"]).exit_code == 0
-    assert ran == [Path("r.XML")]
+    assert CliRunner().invoke(app, ["--report", "r.html"]).exit_code == 0
+    assert ran == [Path("r.XML"), Path("r.html")]
+
+
+def test_check_report_html_writes_the_page_as_the_run_ends(runs: tuple[Path, str, str]) -> None:
+    state, _, after = runs
+    page = (state.parent / "check.html").read_text()
+    assert after in page and 'data-host="gone"' in page
 
 
 def test_dcctl_has_the_report_command(tmp_path: Path) -> None:
