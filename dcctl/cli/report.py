@@ -142,7 +142,7 @@ def _report(
     else:
         from dcctl.report.report_files import render
 
-        text, what = render(after.document, fmt), "report"
+        text, what = render(after.document, fmt, after.run_dir), "report"
     if output is None:
         return _print_text(text)
     return _write(output, text, f"{_NAMES[fmt]} {what} of run {after.document['run_id']}")

@@ -71,7 +71,7 @@ def execute(options: GlobalOptions, playbook: Playbook, command: str) -> Executi
         hosts=hosts,
         inventory_source=inventory.source,
         state_dir=options.state_dir,
-        fleet_options=_fleet_options(options),
+        fleet_options=fleet_options(options),
         history=options.history,
     )
     planned = plan_steps(plan, build_step)
@@ -94,7 +94,7 @@ def progress_for(options: GlobalOptions) -> ProgressFor:
     return progress
 
 
-def _fleet_options(options: GlobalOptions) -> FleetOptions:
+def fleet_options(options: GlobalOptions) -> FleetOptions:
     return FleetOptions(
         forks=options.forks,
         workers=options.workers,
@@ -129,7 +129,7 @@ def finish(
         saved=saved.save_error is None and saved.history_error is None and output_ok and report_ok,
     )
     if execution.stopped:
-        _exit_now(code)
+        exit_now(code)
     return code
 
 
@@ -140,10 +140,10 @@ def _write_report(step_run: RunSaved, report: Path | None) -> bool:
         return True
     from dcctl.report.report_files import save_report
 
-    return save_report(step_run.document, report)
+    return save_report(step_run.document, report, run_dir=step_run.run_dir)
 
 
-def _exit_now(code: int) -> NoReturn:
+def exit_now(code: int) -> NoReturn:
     """Everything measured is on disk and printed. Worker threads still unwinding a handshake
     would hold interpreter exit for up to a connect timeout: leave now."""
     for stream in (sys.stdout, sys.stderr):

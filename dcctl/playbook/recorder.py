@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 from dcctl.playbook.host_merge import merge_host_documents, tag_results
 from dcctl.playbook.model import PlaybookStep
 from dcctl.results.document import RunMeta, iso_utc, run_document, step_status
+from dcctl.results.sources import SOURCE_FILES, SOURCES_DIR, read_source_file
 from dcctl.results.store import RunStore, SaveError
 
 if TYPE_CHECKING:
@@ -53,6 +54,10 @@ class RunRecorder:
     def __init__(self, meta: RunMeta, state_dir: Path, history: History | None) -> None:
         self.meta = meta
         self.store = RunStore(state_dir, meta.run_id)
+        for key, path in (("inventory", meta.inventory), ("playbook", meta.playbook)):
+            kept = read_source_file(path)
+            if kept is not None:  # what the report shows as used; a failed write is kept
+                self.store.write_text(f"{SOURCES_DIR}/{SOURCE_FILES[key]}", kept)
         self.history = history
         self.history_error: str | None = None
         self._hosts: dict[str, dict[str, Any]] = {}

@@ -32,12 +32,14 @@ def format_for(path: Path) -> str:
     return fmt
 
 
-def render(document: Mapping[str, Any], fmt: str) -> str:
-    """The whole report as text; `fmt` one of FILE_FORMATS."""
+def render(document: Mapping[str, Any], fmt: str, run_dir: Path | None = None) -> str:
+    """The whole report as text; `fmt` one of FILE_FORMATS. The HTML page shows the inventory
+    and playbook the run kept in `run_dir`, if given."""
     if fmt == "html":
         from dcctl.report.html import render_html
+        from dcctl.results.sources import read_sources
 
-        return render_html(document)
+        return render_html(document, read_sources(run_dir) if run_dir is not None else None)
     if fmt == "junit":
         from dcctl.report.junit import render_junit
 
@@ -51,11 +53,13 @@ def render(document: Mapping[str, Any], fmt: str) -> str:
     raise InputError(f"format {fmt!r}: expected one of {', '.join(FILE_FORMATS)}")
 
 
-def write_report(document: Mapping[str, Any], path: Path, fmt: str | None = None) -> None:
+def write_report(
+    document: Mapping[str, Any], path: Path, fmt: str | None = None, run_dir: Path | None = None
+) -> None:
     """Render `document` (as `fmt`, else as the extension says) and write it atomically.
     InputError for an unknown extension; OSError if the file cannot be written (nothing is
     left behind then)."""
-    write_text_atomic(path, render(document, fmt or format_for(path)))
+    write_text_atomic(path, render(document, fmt or format_for(path), run_dir))
 
 
 def write_text_atomic(path: Path, text: str) -> None:
@@ -72,13 +76,18 @@ def _umask() -> int:
     return mask
 
 
-def save_report(document: Mapping[str, Any], path: Path | None, option: str = "--report") -> bool:
+def save_report(
+    document: Mapping[str, Any],
+    path: Path | None,
+    option: str = "--report",
+    run_dir: Path | None = None,
+) -> bool:
     """Write the report `path` asks for, if any; False (after one error line on stderr) if
     it could not be written: the caller's exit code then says "not saved" (4)."""
     if path is None:
         return True
     try:
-        write_report(document, path)
+        write_report(document, path, run_dir=run_dir)
     except (OSError, InputError) as exc:
         from dcctl.report.console import print_error
 

@@ -93,6 +93,20 @@ class RunStore:
         self.run_saved = path is not None
         return path
 
+    def write_text(self, relative: str, text: str) -> Path | None:
+        """A text file in the run directory (mode 0600), whole or not at all."""
+        path = self.run_dir / relative
+        self._dirs_made = self._dirs_made or self._make_dirs()
+        if not self._dirs_made:
+            return None
+        try:
+            _make_private_dirs(self.state_dir, path.parent)
+            write_text_atomic(path, text, 0o600)
+        except OSError as exc:
+            self._failed(path, exc)
+            return None
+        return path
+
     def _make_dirs(self) -> bool:
         try:
             _make_private_dirs(self.state_dir, self.run_dir / "hosts")

@@ -1,6 +1,7 @@
 """The HTML report as markup: it can request nothing and run nothing, text from nodes stays
 text, every section renders from a run that ran it, and a half-written or malformed run
-still gives a page. What Chromium makes of the page is tests/integration/test_report_html.py.
+still gives a page. What Chromium makes of the page is
+tests/integration/test_report_html_browser.py.
 
 The page is parsed back with the standard library's HTML parser, as a browser tokenizes it.
 """
@@ -16,7 +17,12 @@ from typing import Any
 import pytest
 from run_documents import UNREACHABLE, acceptance_run
 
+from dcctl.evaluate.bench_gemm import GemmLimits, evaluate_gemm
+from dcctl.node.bench.gemm import summarize_gemm
 from dcctl.report.html import render_html
+from dcctl.report.html.series import gemm_grids
+
+FIXTURES = Path(__file__).parent.parent / "fixtures"
 
 
 class _Page(HTMLParser):
@@ -41,7 +47,7 @@ class _Page(HTMLParser):
 
 @pytest.fixture(scope="module")
 def page(tmp_path_factory: pytest.TempPathFactory) -> str:
-    return render_html(acceptance_run(tmp_path_factory), read_source=lambda _: "all: {}\n")
+    return render_html(acceptance_run(tmp_path_factory), sources={"inventory": "all: {}\n"})
 
 
 # Attributes through which a page loads or navigates to something.
@@ -86,18 +92,22 @@ def test_each_benchmark_that_ran_has_its_plot_and_only_those(page: str) -> None:
 
 def test_text_from_nodes_stays_text(tmp_path_factory: pytest.TempPathFactory) -> None:
     document = acceptance_run(tmp_path_factory)
-    hostile = '<script>alert(1)</script>"><img src=x onerror=alert(2)>'
-    host = document["hosts"][0]
+    # Markup, entities, and what matplotlib would read as mathtext ($...$) or as a legend
+    # entry to hide (a leading _).
+    hostile = '_$\\x$ <script>alert(1)</script>"><img src=x onerror=alert(2)> a$b$c &amp;'
+    host = next(h for h in document["hosts"] if h["name"] == "gpu001")
     host["name"] = hostile
     host["results"][0]["message"] = hostile
     host["facts"]["kernel"] = hostile
     document["run_id"] = hostile
-    page = render_html(document, read_source=lambda _: hostile)
+    page = render_html(document, sources={"inventory": hostile})
     parsed = _Page(page)
     assert not parsed.named("script") and not parsed.named("img")
     text = "".join(parsed.text)
-    assert text.count(hostile) >= 5  # run id, matrix row, facts, finding, inventory, footer
+    assert text.count(hostile) >= 6  # run id, matrix row, facts, inventory, footer, plots
     assert any(a.get("data-host") == hostile for a in parsed.named("tr"))
+    gemm = page.split('data-plot="gemm-0"')[1].split("</figure>")[0]
+    assert hostile in "".join(_Page(gemm).text)  # drawn as written, dollars and all
 
 
 def _malformed(document: dict[str, Any], case: str) -> None:
@@ -129,7 +139,7 @@ def test_a_half_written_or_malformed_run_still_renders(
 ) -> None:
     document = copy.deepcopy(acceptance_run(tmp_path_factory))
     _malformed(document, case)
-    page = render_html(document, read_source=lambda _: None)
+    page = render_html(document)
     parsed = _Page(page)
     assert page.rstrip().endswith("</html>")
     assert parsed.named("footer")
@@ -138,10 +148,29 @@ def test_a_half_written_or_malformed_run_still_renders(
 
 def test_a_real_certify_run_has_its_loss_curve_and_step_times() -> None:
     """`dcctl certify --quick` as recorded on a CPU machine (tests/fixtures/report)."""
-    fixture = Path(__file__).parent.parent / "fixtures" / "report" / "certify-quick-cpu.json"
+    fixture = FIXTURES / "report" / "certify-quick-cpu.json"
     page = render_html(json.loads(fixture.read_text()))
     parsed = _Page(page)
     assert [a["data-plot"] for a in parsed.named("figure")] == ["certify-loss-0", "certify-steps-0"]
     text = "".join(parsed.text)
     assert "CERTIFIED" in text and "1.0247 → 0.0723" in text
     assert "target 0.15" in page  # the loss target drawn in the plot's legend
+
+
+def test_a_gpu_without_a_figure_leaves_its_column_empty() -> None:
+    """GPU 3 of the recorded 8x H100 run errors and GPU 5 runs at half speed: the grid keeps
+    each figure under its own GPU index (the result's per-GPU list skips GPU 3)."""
+    ranks = sorted((FIXTURES / "bench" / "gemm" / "h100x8").glob("rank-*.json"))
+    docs = [json.loads(p.read_text()) for p in ranks]
+    docs[3] = {key: docs[3][key] for key in ("device", "name", "pci_bus_id", "rank")}
+    docs[3]["error"] = "CUDA error: an illegal memory access was encountered"
+    for result in docs[5]["results"]:
+        result["tflops"] /= 2
+    section = summarize_gemm(docs)
+    results = [r.to_json() for r in evaluate_gemm(section, GemmLimits())]
+    document = {"hosts": [{"name": "n1", "status": "failed", "facts": {"gemm": section},
+                           "results": results}]}  # fmt: skip
+    bf16 = next(g for g in gemm_grids(document) if g.dtype == "bf16")
+    row = bf16.tflops[0]
+    assert len(row) == 8 and row[3] is None
+    assert row[5] is not None and row[5] < 0.6 * (row[4] or 0)

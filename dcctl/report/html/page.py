@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import html
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime, timezone
 from typing import Any
 
@@ -32,12 +32,9 @@ def esc(value: Any) -> str:
     return html.escape(value if isinstance(value, str) else str(value), quote=True)
 
 
-def render_html(
-    document: Mapping[str, Any], read_source: Callable[[str], str | None] | None = None
-) -> str:
-    """The whole page. `read_source(path)` gives a used file's text (None: not readable); by
-    default the file is read from disk as it is when the report is rendered."""
-    reader = read_source or _read_file
+def render_html(document: Mapping[str, Any], sources: Mapping[str, str] | None = None) -> str:
+    """The whole page. `sources`: the inventory's and playbook's text as the run kept them
+    (dcctl.results.sources.read_sources), by run document key; the page reads no file."""
     default_step = str(document.get("command") or "run")
     title = (
         f"dcctl {document.get('command', '?')} {document.get('run_id', '')}: "
@@ -55,7 +52,7 @@ def render_html(
         _soak(series.soak_series(document)),
         _facts(series.host_facts(document)),
         _fleet(series.fleet_comparisons(document)),
-        _sources(document, reader),
+        _sources(document, sources or {}),
         _footer(document),
     ]
     return (
@@ -80,15 +77,16 @@ def _table(columns: Sequence[str], rows: Iterable[Sequence[Any]], css: str = "")
 def _td(cell: Any) -> str:
     if isinstance(cell, _Status):
         symbol = SYMBOLS.get(cell.status, "?")
-        return f'<td class="s-{esc(cell.status)}">{symbol} {esc(cell.status)}</td>'
+        return f'<td class="s-{esc(cell.status)}">{symbol} {esc(cell.text)}</td>'
     return f"<td>{esc('-' if cell is None or cell == '' else cell)}</td>"
 
 
 class _Status:
     """A table cell that shows a status with its symbol and colour."""
 
-    def __init__(self, status: str) -> None:
+    def __init__(self, status: str, text: str | None = None) -> None:
         self.status = status if status in SYMBOLS else "error"
+        self.text = text or self.status
 
 
 def _section(key: str, title: str, content: str, note: str = "") -> str:
@@ -161,7 +159,7 @@ def _verdict(document: Mapping[str, Any]) -> str:
                 [
                     step.get("name"),
                     step.get("command"),
-                    _Status(_step_status(step)),
+                    _Status(_step_status(step), str(step.get("status"))),
                     done.get("hosts"),
                     done.get("passed"),
                     done.get("failed"),
@@ -190,9 +188,9 @@ def _verdict(document: Mapping[str, Any]) -> str:
 
 
 def _step_status(step: Mapping[str, Any]) -> str:
-    return {"passed": "pass", "failed": "fail", "skipped": "skip"}.get(
-        str(step.get("status")), "error"
-    )
+    # An interrupted step ran part of the way: a warning's mark, named as what it is.
+    statuses = {"passed": "pass", "failed": "fail", "skipped": "skip", "interrupted": "warn"}
+    return statuses.get(str(step.get("status")), "error")
 
 
 def _findings(found: list[series.Finding]) -> str:
@@ -373,18 +371,24 @@ def _soak(soak: series.Soak) -> str:
                 "soak: GEMM throughput over time",
                 "TFLOP/s",
                 soak.throughput,
+                "time into the soak (s)",
             )
         )
     if soak.clocks:
-        caption = f"SM clock from NVML once a second, {len(soak.clocks)} GPU(s)."
+        # NVML is sampled from the moment the GEMM workers start, dtype runs included.
+        caption = (
+            f"SM clock from NVML once a second, {len(soak.clocks)} GPU(s), from the start of "
+            "the GEMM benchmark (the dtype runs, then the soak)."
+        )
         figures.append(
             _plot(
                 "soak-clocks",
                 caption,
                 plots.soak_plot,
-                "soak: SM clock over time",
+                "SM clock under GEMM load",
                 "MHz",
                 soak.clocks,
+                "time since the GEMM benchmark began (s)",
             )
         )
     return _section("soak", "Soak", "".join(figures))
@@ -436,32 +440,22 @@ def _fleet(rows: list[series.Compared]) -> str:
     return _section("fleet", "Drift and regressions", _table(columns, cells), note)
 
 
-def _read_file(path: str) -> str | None:
-    try:
-        with open(path, encoding="utf-8", errors="replace") as handle:
-            return handle.read(SOURCE_CHARS + 1)
-    except OSError:
-        return None
-
-
-def _sources(document: Mapping[str, Any], reader: Callable[[str], str | None]) -> str:
+def _sources(document: Mapping[str, Any], sources: Mapping[str, str]) -> str:
     parts = []
     for label, key in (("Inventory", "inventory"), ("Playbook", "playbook")):
         path = document.get(key)
         if not isinstance(path, str) or not path or path.startswith("<"):
             continue  # none, or the built-in default ("<built-in: localhost>")
-        text = reader(path)
+        text = sources.get(key)
         if text is None:
             parts.append(
-                f'<h3>{esc(label)}: {esc(path)}</h3><p class="none">not readable '
-                "when this report was rendered.</p>"
+                f'<h3>{esc(label)}: {esc(path)}</h3><p class="none">not kept with this run.</p>'
             )
             continue
-        cut = len(text) > SOURCE_CHARS
         shown = text[:SOURCE_CHARS]
-        digest = hashlib.sha256(shown.encode("utf-8", "replace")).hexdigest()[:16]
-        note = f"as read when this report was rendered; sha256 {digest}…" + (
-            f"; first {SOURCE_CHARS:,} characters" if cut else ""
+        digest = hashlib.sha256(text.encode("utf-8", "replace")).hexdigest()[:16]
+        note = f"as the run read it; sha256 {digest}…" + (
+            f"; the first {SOURCE_CHARS:,} characters" if len(text) > SOURCE_CHARS else ""
         )
         parts.append(
             f'<h3>{esc(label)}: {esc(path)}</h3><p class="note">{esc(note)}</p>'

@@ -15,6 +15,7 @@ from __future__ import annotations
 import io
 import math
 import re
+import statistics
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, cast
@@ -54,8 +55,11 @@ _PROLOG = re.compile(r"^.*?(?=<svg)", re.DOTALL)
 @contextmanager
 def _svg_settings(name: str) -> Iterator[None]:
     import matplotlib
+    import matplotlib.style
 
     settings: dict[str, Any] = {
+        # Host names and job names are data: "$" must not start mathtext (which can fail).
+        "text.parse_math": False,
         "svg.fonttype": "none",
         "svg.hashsalt": f"dcctl-{name}",
         # A fixed title position: placing it automatically measures every tick label again.
@@ -72,7 +76,8 @@ def _svg_settings(name: str) -> Iterator[None]:
         "xtick.color": "#333333",
         "ytick.color": "#333333",
     }
-    with matplotlib.rc_context(cast(Any, settings)):
+    # The defaults first: the user's matplotlibrc (usetex, a black face) must not reach the page.
+    with matplotlib.style.context("default"), matplotlib.rc_context(cast(Any, settings)):
         yield
 
 
@@ -98,16 +103,36 @@ def _label_margin(labels: Sequence[str]) -> float:
     return 0.35 + 0.075 * max((len(label) for label in labels), default=4)
 
 
-def _svg(figure: Figure) -> str:
+def _svg(figure: Figure, name: str) -> str:
     buffer = io.StringIO()
     figure.savefig(buffer, format="svg", metadata={"Date": None, "Creator": None})
-    return _PROLOG.sub("", buffer.getvalue(), count=1).strip()
+    return _scoped(_PROLOG.sub("", buffer.getvalue(), count=1).strip(), name)
+
+
+_ID = re.compile(r'\bid="([^"]+)"')
+_REFERENCE = re.compile(r'(url\(#|href="#)([^")]+)')
+
+
+def _scoped(svg: str, name: str) -> str:
+    """Every id in the SVG, and every reference to one, prefixed with the plot's name: the
+    element ids matplotlib writes (figure_1, axes_1, ...) repeat in every plot, and ids must
+    be unique in the page that holds them all."""
+    ids = set(_ID.findall(svg))
+    svg = _ID.sub(lambda m: f'id="{name}-{m.group(1)}"', svg)
+    return _REFERENCE.sub(
+        lambda m: m.group(1) + (f"{name}-{m.group(2)}" if m.group(2) in ids else m.group(2)), svg
+    )
+
+
+def _legend(text: str) -> str:
+    """A label from the data as a legend shows it: one starting with "_" would be hidden."""
+    return "\u200b" + text if text.startswith("_") else text
 
 
 def render(name: str, draw: Any, *args: Any) -> str:
     """`draw(*args)` returns a Figure; its SVG, drawn under this module's settings."""
     with _svg_settings(name):
-        return _svg(draw(*args))
+        return _svg(draw(*args), name)
 
 
 # --- GEMM --------------------------------------------------------------------------------------
@@ -266,7 +291,7 @@ def busbw_plot(title: str, curves: Sequence[Curve], threshold: float | None) -> 
                 linestyle="--",
                 marker="x",
                 linewidth=1.8,
-                label=f"{curve.label} ({curve.status})",
+                label=_legend(f"{curve.label} ({curve.status})"),
             )
         elif named:
             axes.plot(
@@ -277,21 +302,27 @@ def busbw_plot(title: str, curves: Sequence[Curve], threshold: float | None) -> 
                 marker=MARKERS[index % len(MARKERS)],
                 markersize=3,
                 linewidth=1.2,
-                label=curve.label,
+                label=_legend(curve.label),
             )
         else:
             label = f"{len(curves)} passing (grey)" if shown == 0 else None
             axes.plot(curve.sizes, curve.busbw, color="#999999", linewidth=0.7, label=label)
             shown += 1
-    if threshold is not None:
-        axes.axhline(
-            threshold,
+    sizes = sorted({size for curve in curves for size in curve.sizes})
+    if threshold is not None and sizes:
+        # Drawn at the largest size only: that is the one the judge compares (small messages
+        # are latency-bound, and a line across them would make every one look failing).
+        largest = sizes[-1]
+        axes.plot(
+            [largest / 4, largest * 1.4],
+            [threshold, threshold],
             color="#111111",
             linestyle=":",
-            linewidth=1.2,
-            label=f"minimum {threshold:g} GB/s",
+            linewidth=1.6,
+            marker="|",
+            markersize=8,
+            label=f"minimum {threshold:g} GB/s at {size_text(int(largest))}",
         )
-    sizes = sorted({size for curve in curves for size in curve.sizes})
     ticks = _size_ticks(sizes)
     axes.set_xticks(ticks, [size_text(int(t)) for t in ticks])
     axes.set_xlabel("message size (bytes, log scale)")
@@ -320,11 +351,12 @@ def fio_plot(bars: FioBars) -> Figure:
     panels = figure.subplots(1, len(bars.jobs), squeeze=False)[0]
     positions = list(range(len(bars.hosts)))
     for axes, job in zip(panels, bars.jobs, strict=True):
-        values = [value or 0.0 for value in bars.mb_s[job]]
-        statuses = bars.statuses[job]
-        failing = [status in ("fail", "error") for status in statuses]
+        # A host that did not run the job has no bar (not a bar of zero).
+        ran = [i for i in positions if bars.mb_s[job][i] is not None]
+        values = [bars.mb_s[job][i] or 0.0 for i in ran]
+        failing = [bars.statuses[job][i] in ("fail", "error") for i in ran]
         drawn = axes.barh(
-            positions,
+            ran,
             values,
             color=[FAIL_COLOR if f else "#4a6fa5" for f in failing],
             edgecolor="#222222",
@@ -379,7 +411,10 @@ def loss_plot(run: Certify) -> Figure:
             linewidth=1.2,
             label=f"target {run.loss_target:g}",
         )
-    if all(point[1] > 0 for point in run.loss_curve):
+    for index, step in enumerate(run.diverged):
+        label = f"loss not finite ({len(run.diverged)} step(s))" if index == 0 else None
+        axes.axvline(step, color=FAIL_COLOR, linestyle="--", linewidth=1.0, label=label)
+    if run.loss_curve and all(point[1] > 0 for point in run.loss_curve):
         axes.set_yscale("log")
     axes.set_xlabel("step")
     axes.set_ylabel("loss")
@@ -435,7 +470,7 @@ def step_time_plot(run: Certify) -> Figure:
             markersize=4 if len(local) <= NAMED_RANKS else 2,
             label="compute per step p50 (judged)",
         )
-        middle = sorted(y for _, y in local)[len(local) // 2]
+        middle = statistics.median(y for _, y in local)  # as the straggler rule takes it
         axes.axhline(
             middle, color="#111111", linestyle="--", linewidth=0.8, label="median compute p50"
         )
@@ -445,7 +480,7 @@ def step_time_plot(run: Certify) -> Figure:
                 color="#111111",
                 linestyle=":",
                 linewidth=1,
-                label=f"median + {100 * run.max_straggler:g} %",
+                label=f"median + {100 * run.max_straggler:g} % (or far out by robust z)",
             )
     stragglers = [r for r in run.ranks if r.straggler]
     if stragglers:
@@ -481,7 +516,7 @@ def step_time_plot(run: Certify) -> Figure:
 # --- soak -----------------------------------------------------------------------------------------
 
 
-def soak_plot(title: str, unit: str, series: Sequence[Series]) -> Figure:
+def soak_plot(title: str, unit: str, series: Sequence[Series], time_label: str) -> Figure:
     """Each GPU's figure over the soak. With many GPUs: the range over all of them (grey band)
     and their median in time buckets, and the GPU lowest at the end drawn and named."""
     figure = _figure(3.4)
@@ -494,7 +529,7 @@ def soak_plot(title: str, unit: str, series: Sequence[Series]) -> Figure:
             color=PASS_COLORS[index % len(PASS_COLORS)],
             linestyle=LINE_STYLES[index % len(LINE_STYLES)],
             linewidth=1.2,
-            label=line.label,
+            label=_legend(line.label),
         )
     if series and not named:
         times, low, middle, high = _band(series)
@@ -511,7 +546,7 @@ def soak_plot(title: str, unit: str, series: Sequence[Series]) -> Figure:
             linewidth=1.6,
             label=f"lowest at the end: {lowest.label}",
         )
-    axes.set_xlabel("time into the soak (s)")
+    axes.set_xlabel(time_label)
     axes.set_ylabel(unit)
     axes.set_title(title, loc="left")
     axes.legend(fontsize=7, loc="lower left", ncols=2 if named and len(series) > 5 else 1)

@@ -190,6 +190,7 @@ def gemm_grids(document: Mapping[str, Any]) -> list[GemmGrid]:
     """One grid per dtype measured, bf16 (what acceptance is judged on) first."""
     grids: dict[str, GemmGrid] = {}
     for host in sorted(hosts_of(document), key=lambda h: str(h.get("name"))):
+        by_dtype = _gemm_by_gpu(as_map(as_map(host.get("facts")).get("gemm")))
         for result in results_of(host):
             check = str(result.get("id"))
             metrics = as_map(result.get("metrics"))
@@ -199,10 +200,40 @@ def gemm_grids(document: Mapping[str, Any]) -> list[GemmGrid]:
             dtype = check[len(GEMM_PREFIX) :]
             grid = grids.setdefault(dtype, GemmGrid(dtype, [], [], [], []))
             grid.hosts.append(str(host.get("name")))
-            grid.tflops.append([number(value) for value in per_gpu])
+            # By GPU index from the host's facts: the metrics list only the GPUs that gave a
+            # figure, so one dead GPU would shift every later one a column left.
+            row = by_dtype.get(dtype)
+            grid.tflops.append(row if row is not None else [number(v) for v in per_gpu])
             grid.peaks.append(number(metrics.get("peak_tflops")))
             grid.statuses.append(str(result.get("status")))
     return sorted(grids.values(), key=lambda g: (g.dtype != "bf16", g.dtype))
+
+
+def _index(value: Any) -> int | None:
+    found = number(value)
+    return int(found) if found is not None and found.is_integer() and 0 <= found < 1024 else None
+
+
+def _gemm_by_gpu(section: Mapping[str, Any]) -> dict[str, list[float | None]]:
+    """dtype -> TFLOP/s at each GPU index (None: no figure), from the GEMM facts section; the
+    row spans every device the node ran, so a GPU that gave nothing shows as a gap."""
+    devices = [
+        i
+        for d in as_list(section.get("devices"))
+        if (i := _index(as_map(d).get("rank"))) is not None
+    ]
+    rows: dict[str, list[float | None]] = {}
+    for entry in as_list(section.get("dtypes")):
+        measured = as_map(entry)
+        figures = {}
+        for gpu in as_list(measured.get("gpus")):
+            index = _index(as_map(gpu).get("rank"))
+            if index is not None:
+                figures[index] = number(as_map(gpu).get("tflops"))
+        width = max([*devices, *figures, -1]) + 1
+        if figures:
+            rows[str(measured.get("dtype"))] = [figures.get(i) for i in range(width)]
+    return rows
 
 
 # --- allreduce -------------------------------------------------------------------------------
@@ -234,7 +265,8 @@ def _curve(label: str, status: str, sizes: Any) -> Curve | None:
     for size in as_list(sizes):
         entry = as_map(size)
         at, busbw = number(entry.get("bytes")), number(entry.get("busbw_gbs"))
-        if at is not None and at > 0 and busbw is not None:
+        # Sizes a sweep can have: beyond 2^62 bytes is a broken document, not a message.
+        if at is not None and 0 < at < 2**62 and busbw is not None:
             points.append((at, busbw))
     if not points:
         return None
@@ -350,6 +382,7 @@ class Certify:
     verdict: str
     reasons: list[str]
     loss_curve: list[tuple[float, float]]  # (step, global loss)
+    diverged: list[float]  # steps whose loss was not a finite number (NaN, inf: null in JSON)
     loss_target: float | None
     ranks: list[RankTime]
     max_straggler: float | None
@@ -363,12 +396,14 @@ def certify_runs(document: Mapping[str, Any]) -> list[Certify]:
             continue
         certificate = as_map(result.get("certificate"))
         thresholds = as_map(certificate.get("thresholds")) or as_map(result.get("expected"))
-        curve = []
+        curve, diverged = [], []
         for point in as_list(certificate.get("loss_curve")):
             pair = as_list(point)
             step, loss = (number(pair[0]), number(pair[1])) if len(pair) == 2 else (None, None)
             if step is not None and loss is not None:
                 curve.append((step, loss))
+            elif step is not None:
+                diverged.append(step)  # the judge fails a run whose loss is not finite
         ranks = []
         for entry in as_list(certificate.get("ranks")):
             rank = as_map(entry)
@@ -395,6 +430,7 @@ def certify_runs(document: Mapping[str, Any]) -> list[Certify]:
                 ),
                 reasons=[str(r) for r in as_list(certificate.get("reasons"))],
                 loss_curve=curve,
+                diverged=diverged,
                 loss_target=number(thresholds.get("loss_target")),
                 ranks=sorted(ranks, key=lambda r: r.rank),
                 max_straggler=number(thresholds.get("max_straggler")),
@@ -480,10 +516,13 @@ def host_facts(document: Mapping[str, Any]) -> list[HostFacts]:
         facts = dict(as_map(host.get("facts")))
         if not any(key in facts for key in ("os", "kernel", "driver", "gpus")):
             continue
-        summary = summarize_facts(facts)
+        try:
+            summary = summarize_facts(facts)
+        except (AttributeError, TypeError, ValueError):  # a wrongly typed section: no summary
+            summary = {}
         # A fact the run did not read shows "-": a bench run reads GPUs, not the OS.
         shown = {
-            key: summary[key] if key in facts else "-"
+            key: summary.get(key, "-") if key in facts else "-"
             for key in ("os", "kernel", "driver", "cuda", "gpus")
         }
         gpus = [as_map(g) for g in as_list(facts.get("gpus"))]

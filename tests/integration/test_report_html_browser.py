@@ -76,8 +76,10 @@ def test_a_64_host_page_renders_every_plot_and_the_matrix(big_page: Path, tmp_pa
         pdf = page.pdf()
         _no_requests(page, big_page)
     keys = [plot["key"] for plot in plots]
-    assert keys == ["gemm-0", "busbw-node", "busbw-cluster", "busbw-pairs", "fio",
-                    "certify-loss-0", "certify-steps-0", "soak-throughput", "soak-clocks"]  # fmt: skip
+    assert keys == [
+        "gemm-0", "busbw-node", "busbw-cluster", "busbw-pairs", "fio", "certify-loss-0",
+        "certify-steps-0", "soak-throughput", "soak-clocks",
+    ]  # fmt: skip
     for plot in plots:
         assert plot["width"] > 300 and plot["height"] > 150, plot["key"]
         assert plot["shapes"] > 20, plot["key"]
