@@ -7,7 +7,7 @@ from pathlib import Path
 import typer
 
 from dcctl import __version__
-from dcctl.cli import audit, bench, certify, check, history, inventory, report
+from dcctl.cli import audit, bench, certify, check, history, inventory, provision, report
 from dcctl.cli import run as run_command
 from dcctl.cli.bounds import MAX_CONNECT_TIMEOUT_S, MAX_FORKS, MAX_WORKERS, seconds_between
 from dcctl.cli.options import GlobalOptions
@@ -39,6 +39,7 @@ app.command(name="run")(run_command.run)
 app.command(name="audit")(audit.audit)
 app.command(name="history")(history.history)
 app.command(name="report")(report.report)
+app.command(name="provision")(provision.provision)
 
 
 def _version(value: bool) -> None:

@@ -9,6 +9,8 @@ Connection = Literal["ssh", "local"]
 
 DEFAULT_SCRATCH_DIR = "/var/tmp/dcctl"
 DEFAULT_PYTHON = "python3"
+# Where `dcctl provision` makes the benchmarks' venv when the inventory names no other.
+DEFAULT_RUNTIME_VENV = "/opt/dcctl/venv"
 
 
 @dataclass(frozen=True)
@@ -22,6 +24,12 @@ class Host:
     it must use is a Jinja template, or its connection is an Ansible plugin dcctl lacks. Such a
     host stays in the inventory, as in Ansible, so groups and `--limit` resolve the same; a run
     reports it as an `inventory` error and contacts it never.
+
+    `runtime_venv` .. `wheelhouse` are read by `dcctl provision` only, so a Jinja template in
+    one of them (a role variable of the same name) spoils only that command for the host:
+    `provision_unusable`, not `unusable`. `python_set` says whether the inventory chose the
+    interpreter (`python`/`ansible_python_interpreter` at any level): if not, bench and
+    certify use the one `dcctl provision` recorded for the host.
     """
 
     name: str
@@ -38,6 +46,13 @@ class Host:
     expect: dict[str, Any] = field(default_factory=dict)
     groups: tuple[str, ...] = ()
     unusable: str | None = None
+    runtime_venv: str = DEFAULT_RUNTIME_VENV
+    torch_spec: str | None = None
+    pip_index_url: str | None = None
+    pip_extra_args: tuple[str, ...] = ()
+    wheelhouse: str | None = None
+    python_set: bool = False
+    provision_unusable: str | None = None
 
     @property
     def rendezvous_address(self) -> str:

@@ -21,6 +21,7 @@ from dcctl.inventory.groups import ALL_GROUP, GroupDef, InventoryBuilder
 from dcctl.inventory.limits import MAX_GROUP_LINKS, MAX_MEMBERSHIPS
 from dcctl.inventory.model import (
     DEFAULT_PYTHON,
+    DEFAULT_RUNTIME_VENV,
     DEFAULT_SCRATCH_DIR,
     Connection,
     Host,
@@ -217,7 +218,23 @@ def _build_host(name: str, resolved: _Resolved, builder: InventoryBuilder, ctx: 
         expect=settings.expect,
         groups=resolved.groups,
         unusable=used.problem,
+        python_set=effective(merged, "python") is not None,
+        **_provision_settings(merged),
     )
+
+
+def _provision_settings(merged: dict[str, Any]) -> dict[str, Any]:
+    """The variables only `dcctl provision` reads; a template among them spoils that command
+    for the host, not check or bench (another tool's role may own a `wheelhouse`)."""
+    used = Uses()
+    return {
+        "runtime_venv": used(merged.get("runtime_venv")) or DEFAULT_RUNTIME_VENV,
+        "torch_spec": used(merged.get("torch_spec")),
+        "pip_index_url": used(merged.get("pip_index_url")),
+        "pip_extra_args": used(merged.get("pip_extra_args")) or (),
+        "wheelhouse": used(merged.get("wheelhouse")),
+        "provision_unusable": used.problem,
+    }
 
 
 def _host_settings(

@@ -342,6 +342,59 @@ def _parse_absolute_path(node: Node, key: str, ctx: Context) -> str:
     return value
 
 
+def _parse_venv_path(node: Node, key: str, ctx: Context) -> str:
+    value = _parse_absolute_path(node, key, ctx)
+    # `python -m venv /` would write bin/ and lib/ over the node's own.
+    if posixpath.normpath(value) == "/":
+        raise ctx.error(node, key, "expected a directory of its own for the venv, got '/'")
+    return value
+
+
+# pip's index URLs: a mirror over HTTP(S), or a directory served as one (file://).
+_INDEX_SCHEMES = ("http://", "https://", "file://")
+
+
+def _parse_index_url(node: Node, key: str, ctx: Context) -> str:
+    value = _parse_text(node, key, ctx)
+    if not value.lower().startswith(_INDEX_SCHEMES):
+        raise ctx.error(node, key, f"expected an http(s):// or file:// URL, got {describe(node)}")
+    return value
+
+
+def _parse_requirement(node: Node, key: str, ctx: Context) -> str:
+    """A pip requirement (`torch==2.4.1`); pip reads a leading '-' as an option instead."""
+    value = _parse_text(node, key, ctx).strip()
+    if not value or value.startswith("-"):
+        problem = f"expected a pip requirement such as 'torch==2.4.1', got {describe(node)}"
+        raise ctx.error(node, key, f"{problem}; pip options go in pip_extra_args")
+    return value
+
+
+def _parse_pip_args(node: Node, key: str, ctx: Context) -> Any:
+    """Arguments pip gets as they are, each one argv item: a list, or a string split as a
+    shell splits it (`--trusted-host mirror.local --timeout 60`); never run through a shell."""
+    if isinstance(node, SequenceNode):
+        items = _bounded_list(node, key, ctx)
+        for item in items:
+            if isinstance(item, ScalarNode) and any(m in item.value for m in _TEMPLATE_MARKS):
+                return Template(str(ctx.error(item, key, _JINJA_PROBLEM)))
+        words = [_scalar_as_written(item, key, ctx) for item in items]
+        for item, word in zip(items, words, strict=True):
+            if not word:
+                raise ctx.error(item, key, "expected non-empty strings, got an empty one")
+        return tuple(words)
+    value = ctx.construct(node, key) if isinstance(node, ScalarNode) else None
+    if not isinstance(value, str):
+        problem = f"expected a list of strings or one string of arguments, got {describe(node)}"
+        raise ctx.error(node, key, problem)
+    if any(mark in value for mark in _TEMPLATE_MARKS):
+        return Template(str(ctx.error(node, key, _JINJA_PROBLEM)))
+    try:
+        return tuple(shlex.split(value))
+    except ValueError as exc:
+        raise ctx.error(node, key, f"cannot be split into arguments: {exc}") from None
+
+
 def _parse_env(node: Node, key: str, ctx: Context) -> dict[str, str | None] | None:
     if isinstance(node, ScalarNode) and not is_null(node):
         return None  # `env: prod`, another tool's variable: dcctl's env is a mapping
@@ -441,4 +494,10 @@ _VAR_PARSERS: Mapping[str, _ValueParser] = {
     "fabric_address": _template_or(_parse_text),
     "scratch_dir": _template_or(_parse_absolute_path),
     "expect": parse_expect,
+    # Read by `dcctl provision` only.
+    "runtime_venv": _template_or(_parse_venv_path),
+    "torch_spec": _template_or(_parse_requirement),
+    "pip_index_url": _template_or(_parse_index_url),
+    "pip_extra_args": _parse_pip_args,
+    "wheelhouse": _template_or(_parse_absolute_path),
 }

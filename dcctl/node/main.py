@@ -41,11 +41,18 @@ def _gang_task(params: dict[str, Any]) -> dict[str, Any]:
     return gang_task(params)
 
 
+def _provision_task(params: dict[str, Any]) -> dict[str, Any]:
+    from dcctl.node.provision.task import provision_task
+
+    return provision_task(params)
+
+
 TASKS: Mapping[str, Task] = {
     "facts": facts_task,
     "bench": _bench_task,
     "gang_preflight": _gang_preflight_task,
     "gang": _gang_task,
+    "provision": _provision_task,
 }
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import sys
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -74,15 +75,33 @@ def _step_expect(inventory: dict[str, Any], step: dict[str, Any]) -> dict[str, A
     return {key: value for key, value in merged.items() if value is not None}
 
 
+# Steps that need torch: they run on the venv `dcctl provision` recorded for a host whose
+# inventory names no python. A check needs no torch and keeps the inventory's interpreter.
+_RECORDED_PYTHON_KINDS = ("bench", "certify")
+
+
+def _warn(message: str) -> None:
+    print(f"dcctl: warning: {message}", file=sys.stderr)
+
+
 def plan_steps(plan: RunPlan, build: BuildStep) -> list[PlannedStep]:
-    """Every step built, with its hosts carrying the step's `expect` over the inventory's."""
+    """Every step built, with its hosts carrying the step's `expect` over the inventory's,
+    and, for bench and certify, the python `dcctl provision` recorded (results/provisioned)."""
     planned = []
+    recorded: tuple[Host, ...] | None = None  # read once, for the first step that wants it
     for step in plan.playbook.steps:
+        base: Sequence[Host] = plan.hosts
+        if step.kind in _RECORDED_PYTHON_KINDS:
+            if recorded is None:
+                from dcctl.results.provisioned import with_recorded_python
+
+                recorded = with_recorded_python(plan.hosts, plan.state_dir, _warn)
+            base = recorded
         hosts = tuple(
             dataclasses.replace(host, expect=_step_expect(host.expect, step.expect))
             if step.expect
             else host
-            for host in plan.hosts
+            for host in base
         )
         planned.append(PlannedStep(step, hosts, build(step, hosts)))
     return planned
