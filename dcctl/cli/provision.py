@@ -42,7 +42,8 @@ def provision(
     prune: bool = typer.Option(
         False,
         "--prune",
-        help="Also remove old node runtimes dcctl left in the node's ~/.cache/dcctl.",
+        help="Also remove old node runtimes dcctl left in the node's ~/.cache/dcctl, those of "
+        "other dcctl versions included: run it when no other dcctl is running on the hosts.",
     ),
     timeout: float = typer.Option(
         DEFAULT_TIMEOUT_S,
@@ -59,7 +60,8 @@ def provision(
 
     Afterwards bench and certify use the venv's python on each host whose inventory sets no
     `python` (an explicit one always wins). Per-host variables: `runtime_venv`, `torch_spec`,
-    `pip_index_url`, `pip_extra_args`, `wheelhouse` (offline). Examples:
+    `pip_index_url`, `pip_extra_args`, `wheelhouse` (offline), `provision_python` (the
+    Python >= 3.9 that makes the venv, when the host's python is older). Examples:
 
       dcctl -i rack1.yaml provision --check
 
@@ -115,6 +117,7 @@ def task_params(host: Host, settings: ProvisionSettings, keep_runtime: str) -> d
         "scratch_dir": host.scratch_dir,
         "prune": settings.prune,
         "keep_runtime": keep_runtime,
+        "python": host.provision_python,
     }
 
 

@@ -39,7 +39,10 @@ TASK = "provision"
 
 class _Records:
     """Each host's venv python kept in the state dir as it lands (non-check runs only): a
-    usable venv is recorded, a broken one forgotten, an unreachable host left as it was."""
+    venv with its packages in place is recorded; a venv not usable after the run (the node's
+    venv_python is null) forgotten; a venv that works but whose packages could not be
+    installed or checked (a mirror outage) keeps its record, so bench does not silently go
+    back to the host's python3; an unreachable host is left as it was."""
 
     def __init__(self, state_dir: Path, enabled: bool) -> None:
         self._state_dir = state_dir
@@ -52,7 +55,7 @@ class _Records:
         try:
             if result.venv_usable and result.venv_python is not None:
                 write_record(self._state_dir, host.name, new_record(host, result.venv_python))
-            else:
+            elif result.venv_python is None:
                 remove_record(self._state_dir, host.name)
         except OSError as exc:
             where = exc.filename or self._state_dir

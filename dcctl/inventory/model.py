@@ -25,11 +25,12 @@ class Host:
     host stays in the inventory, as in Ansible, so groups and `--limit` resolve the same; a run
     reports it as an `inventory` error and contacts it never.
 
-    `runtime_venv` .. `wheelhouse` are read by `dcctl provision` only, so a Jinja template in
+    `runtime_venv` .. `provision_python` are read by `dcctl provision` only, so a template in
     one of them (a role variable of the same name) spoils only that command for the host:
     `provision_unusable`, not `unusable`. `python_set` says whether the inventory chose the
     interpreter (`python`/`ansible_python_interpreter` at any level): if not, bench and
-    certify use the one `dcctl provision` recorded for the host.
+    certify use the one `dcctl provision` recorded for the host. `provision_python` (the
+    interpreter that makes the venv) is not such a choice and leaves `python_set` alone.
     """
 
     name: str
@@ -51,6 +52,7 @@ class Host:
     pip_index_url: str | None = None
     pip_extra_args: tuple[str, ...] = ()
     wheelhouse: str | None = None
+    provision_python: str | None = None
     python_set: bool = False
     provision_unusable: str | None = None
 

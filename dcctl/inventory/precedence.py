@@ -233,6 +233,7 @@ def _provision_settings(merged: dict[str, Any]) -> dict[str, Any]:
         "pip_index_url": used(merged.get("pip_index_url")),
         "pip_extra_args": used(merged.get("pip_extra_args")) or (),
         "wheelhouse": used(merged.get("wheelhouse")),
+        "provision_python": used(merged.get("provision_python")),
         "provision_unusable": used.problem,
     }
 

@@ -342,12 +342,18 @@ def _parse_absolute_path(node: Node, key: str, ctx: Context) -> str:
     return value
 
 
-def _parse_venv_path(node: Node, key: str, ctx: Context) -> str:
+def _parse_node_dir(node: Node, key: str, ctx: Context) -> str:
+    """A directory on the node as dcctl makes and removes it: absolute, no `.` or `..` parts
+    (`/a/x/../v` is /a/v only once x exists), never / (nor //, which POSIX keeps apart);
+    duplicate and trailing slashes are dropped."""
     value = _parse_absolute_path(node, key, ctx)
-    # `python -m venv /` would write bin/ and lib/ over the node's own.
-    if posixpath.normpath(value) == "/":
-        raise ctx.error(node, key, "expected a directory of its own for the venv, got '/'")
-    return value
+    named = [part for part in value.split("/") if part]
+    if "." in named or ".." in named:
+        problem = f"expected a path without . or .. parts, got {describe(node)}"
+        raise ctx.error(node, key, problem)
+    if not named:
+        raise ctx.error(node, key, f"expected a directory of its own, got {describe(node)}")
+    return "/" + "/".join(named)
 
 
 # pip's index URLs: a mirror over HTTP(S), or a directory served as one (file://).
@@ -362,11 +368,20 @@ def _parse_index_url(node: Node, key: str, ctx: Context) -> str:
 
 
 def _parse_requirement(node: Node, key: str, ctx: Context) -> str:
-    """A pip requirement (`torch==2.4.1`); pip reads a leading '-' as an option instead."""
+    """A pip requirement (`torch==2.4.1`), read by packaging, the parser pip itself vendors;
+    pip reads a leading '-' as an option instead."""
+    from packaging.requirements import InvalidRequirement, Requirement
+
     value = _parse_text(node, key, ctx).strip()
     if not value or value.startswith("-"):
         problem = f"expected a pip requirement such as 'torch==2.4.1', got {describe(node)}"
         raise ctx.error(node, key, f"{problem}; pip options go in pip_extra_args")
+    try:
+        Requirement(value)
+    except InvalidRequirement as exc:
+        # packaging >= 22 adds the text and a caret under it on lines of their own.
+        why = (str(exc).splitlines() or ["invalid"])[0]
+        raise ctx.error(node, key, f"not a pip requirement: {why}") from None
     return value
 
 
@@ -492,12 +507,13 @@ _VAR_PARSERS: Mapping[str, _ValueParser] = {
     "jump": _template_or(_parse_text),
     "env": _parse_env,
     "fabric_address": _template_or(_parse_text),
-    "scratch_dir": _template_or(_parse_absolute_path),
+    "scratch_dir": _template_or(_parse_node_dir),
     "expect": parse_expect,
     # Read by `dcctl provision` only.
-    "runtime_venv": _template_or(_parse_venv_path),
+    "runtime_venv": _template_or(_parse_node_dir),
     "torch_spec": _template_or(_parse_requirement),
     "pip_index_url": _template_or(_parse_index_url),
     "pip_extra_args": _parse_pip_args,
-    "wheelhouse": _template_or(_parse_absolute_path),
+    "wheelhouse": _template_or(_parse_node_dir),
+    "provision_python": _template_or(_parse_text),
 }

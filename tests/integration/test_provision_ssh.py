@@ -232,15 +232,20 @@ class LaterRun:
     cache_before: set[str]
     cache_after: set[str]
     current_runtime: str
+    apt_log: list[str]
 
 
 @pytest.fixture(scope="module")
 def later_run(acceptance: Acceptance, tmp_path_factory: pytest.TempPathFactory) -> LaterRun:
     lab = acceptance.lab
     fake_bin = tmp_path_factory.mktemp("fakebin")
-    # No fio on this PATH, and an apt-get that cannot install it.
-    (fake_bin / "apt-get").write_text("#!/bin/sh\necho 'E: Unable to locate package fio' >&2\n"
-                                      "exit 100\n")  # fmt: skip
+    # No fio on this PATH, and an apt-get whose install itself fails (a package it cannot
+    # fetch: not a missing package list, which the update-and-retry path handles).
+    (fake_bin / "apt-get").write_text(
+        f'#!/bin/sh\necho "$*" >> {fake_bin}/apt-get.log\n'
+        "echo 'E: Failed to fetch http://mirror.invalid/pool/f/fio/fio_3.28_amd64.deb' >&2\n"
+        "exit 100\n"
+    )
     (fake_bin / "apt-get").chmod(0o755)
     for tool in ("sh", "python3"):
         (fake_bin / tool).symlink_to(shutil.which(tool, path=NODE_PATH) or tool)
@@ -261,7 +266,9 @@ def later_run(acceptance: Acceptance, tmp_path_factory: pytest.TempPathFactory) 
     inventory = lab.inventory("later.yaml", [broken, lab.hosts[1]])
     result = lab.dcctl(inventory, "provision", "--become", "--prune")
     after = {path.name for path in cache.iterdir()}
-    return LaterRun(result, before, after, current)
+    apt_log = fake_bin / "apt-get.log"
+    calls = apt_log.read_text().splitlines() if apt_log.exists() else []
+    return LaterRun(result, before, after, current, calls)
 
 
 def test_a_failing_package_manager_fails_its_host_only(
@@ -272,8 +279,12 @@ def test_a_failing_package_manager_fails_its_host_only(
     found = steps_of(result)
     fio = found["node1"]["fio"]
     assert fio["status"] == "failed"
-    assert "Unable to locate package fio" in fio["message"]
-    assert ["apt-get", "install", "-y", "fio"] in fio["commands"]
+    assert fio["message"] == (
+        "apt-get could not install fio: "
+        "E: Failed to fetch http://mirror.invalid/pool/f/fio/fio_3.28_amd64.deb"
+    )
+    assert fio["commands"] == [["apt-get", "install", "-y", "fio"]]  # no update, no retry
+    assert later_run.apt_log == ["install -y fio"]
     assert found["node1"]["packages"]["status"] == "ok"
     assert {step["status"] for step in found["node2"].values()} <= {"ok", "skipped"}
     hosts = {host["name"]: host["status"] for host in result.json()["hosts"]}
@@ -285,6 +296,9 @@ def test_a_failing_package_manager_fails_its_host_only(
 def test_become_as_root_needs_no_sudo(later_run: LaterRun) -> None:
     for name, steps in steps_of(later_run.result).items():
         assert "sudo" not in steps or steps["sudo"]["status"] == "skipped", name
+        ran = [argv for step in steps.values() for argv in step["commands"]]
+        assert ran, name
+        assert [argv for argv in ran if argv[0] == "sudo"] == [], name
 
 
 def test_prune_removes_only_dcctls_old_runtimes(
@@ -300,3 +314,22 @@ def test_prune_removes_only_dcctls_old_runtimes(
     assert kept <= later_run.cache_after
     assert found["node2"]["prune"]["status"] == "ok"
     assert (acceptance.lab.cache("node2") / "dcctl" / later_run.current_runtime).is_dir()
+
+
+@pytest.mark.parametrize(
+    ("variable", "problem"),
+    [
+        ("runtime_venv: //", "runtime_venv: expected a directory of its own, got '//'"),
+        ("wheelhouse: /srv/x/../w", "wheelhouse: expected a path without . or .. parts"),
+        ("torch_spec: torch>=2,,<3", "torch_spec: not a pip requirement: "),
+    ],
+)
+def test_a_bad_provision_variable_is_one_line_and_exit_2(
+    lab: Lab, variable: str, problem: str
+) -> None:
+    inventory = lab.root / "bad.yaml"
+    inventory.write_text(f"all:\n  hosts:\n    node1:\n      {variable}\n")
+    result = lab.dcctl(inventory, "provision", "--check")
+    assert result.code == 2, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and f"bad.yaml:4: {problem}" in lines[0], result.stderr

@@ -13,6 +13,7 @@ import hashlib
 import io
 import json
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -30,11 +31,11 @@ from dcctl.node.payload import parse_progress_line, read_payload
 from dcctl.node.provision import prune as prune_module
 from dcctl.node.provision.commands import run_command
 from dcctl.node.provision.fio import fio_step
-from dcctl.node.provision.packages import _to_install, index_args
+from dcctl.node.provision.packages import index_args, packages_step, to_install
 from dcctl.node.provision.params import parse_params
 from dcctl.node.provision.persistence import persistence_step
 from dcctl.node.provision.privilege import Privilege
-from dcctl.node.provision.python import python_step
+from dcctl.node.provision.python import Maker, find_maker, python_step
 from dcctl.node.provision.scratch import scratch_step
 from dcctl.node.provision.task import provision_task
 from dcctl.node.provision.torch_build import BuildChoice
@@ -159,7 +160,7 @@ def test_first_run_makes_the_venv_and_installs_second_run_is_all_ok(
         "persistence": "skipped", "scratch": "changed",
     }  # fmt: skip
     packages = _by_name(provisioned.first, "packages")
-    assert "faketorch==1.0" in packages["message"] and "nvidia-ml-py==12.0" in packages["message"]
+    assert packages["message"].startswith("installed faketorch==1.0 nvidia-ml-py (from ")
     install = packages["commands"][-1]
     assert install[:3] == [str(provisioned.venv / "bin" / "python"), "-m", "pip"]
     assert install[install.index("--no-index") :][:2] == ["--no-index", "--find-links"]
@@ -223,19 +224,45 @@ def test_check_changes_nothing_and_says_what_would_run(
     assert _by_name(payload, "scratch")["message"].startswith("would create")
 
 
-def test_check_on_a_venv_asks_pip_which_packages_it_lacks(
+# Nothing listens on port 9 of loopback: a pip that asked this index would fail or hang.
+DEAD_INDEX = "http://127.0.0.1:9/simple"
+
+
+def test_check_on_a_venv_decides_offline_which_packages_it_lacks(
     bare_path: Path, provisioned: Provisioned, wheelhouse: Path
 ) -> None:
     before = _tree(provisioned.venv)
-    raw = {**_params(provisioned.root, wheelhouse, check=True), "packages": ["extra-pkg"]}
+    raw = {
+        **_params(provisioned.root, wheelhouse, check=True),
+        "packages": ["extra-pkg"],
+        "wheelhouse": None,
+        "pip_index_url": DEAD_INDEX,
+    }
     payload, _ = _run(raw)
     assert _tree(provisioned.venv) == before
     packages = _by_name(payload, "packages")
     assert packages["status"] == "changed"
-    assert packages["message"].startswith("would install extra-pkg==0.1 (from ")
-    dry_run, install = packages["commands"]
-    assert "--dry-run" in dry_run and "--dry-run" not in install
+    assert packages["message"] == f"would install extra-pkg (from {DEAD_INDEX})"
+    asked, install = packages["commands"]
+    assert asked[:3] == [str(provisioned.venv / "bin" / "python"), "-I", "-c"]
+    assert asked[4:] == ["faketorch==1.0", "extra-pkg"]  # argv items, never code
+    assert "pip" not in asked[:3] and "--dry-run" not in install
     assert payload["venv_python"] == str(provisioned.venv / "bin" / "python")
+
+
+def test_satisfied_packages_are_ok_without_asking_any_index(
+    bare_path: Path, provisioned: Provisioned, wheelhouse: Path
+) -> None:
+    raw = {**_params(provisioned.root, wheelhouse), "wheelhouse": None, "pip_index_url": DEAD_INDEX}
+    started = time.monotonic()
+    payload, _ = _run(raw)
+    packages = _by_name(payload, "packages")
+    assert packages["status"] == "ok", packages
+    assert packages["message"] == (
+        f"faketorch==1.0 nvidia-ml-py already installed in {provisioned.venv}"
+    )
+    assert len(packages["commands"]) == 1 and "install" not in packages["commands"][0]
+    assert time.monotonic() - started < 30
 
 
 def test_a_package_manager_failure_fails_fio_only(
@@ -274,22 +301,46 @@ def test_apt_without_package_lists_is_updated_once_and_retried(
     assert entry["commands"] == [install, ["apt-get", "update"], install]
 
 
+def test_apt_update_failing_is_the_reason_given(bare_path: Path) -> None:
+    _tool(
+        bare_path,
+        "apt-get",
+        'if [ "$1" = update ]; then echo "E: Could not get lock /var/lib/apt/lists/lock" >&2; '
+        "exit 100; fi\n"
+        "echo 'E: Unable to locate package fio' >&2; exit 100",
+    )
+    entry = fio_step("apt-get", Privilege(ROOT, "root", become=False), check=False)
+    install = ["apt-get", "install", "-y", "fio"]
+    assert entry["commands"] == [install, ["apt-get", "update"]]
+    assert entry["status"] == "failed"
+    assert entry["message"] == (
+        "apt-get could not install fio: E: Could not get lock /var/lib/apt/lists/lock"
+    )
+
+
 @needs_python_38
 def test_the_oldest_node_python_runs_the_task_and_is_told_it_is_too_old(
     bare_path: Path, tmp_path: Path
 ) -> None:
     # Every provision module is imported: a 3.9-only construct fails here, not on a node.
+    payload = _run_on_python_38(tmp_path, _params(tmp_path, tmp_path, check=True))
+    python = _by_name(payload, "python")
+    assert python["status"] == "failed" and "set `provision_python`" in python["message"]
+    assert _by_name(payload, "venv")["status"] == "skipped"
+
+
+def _run_on_python_38(tmp_path: Path, raw: dict[str, Any]) -> dict[str, Any]:
+    """The task's payload from the shipped runtime run by Python 3.8, as on an old node."""
     runtime = tmp_path / "runtime"
-    zipfile.ZipFile(io.BytesIO(build_runtime().archive)).extractall(runtime)
-    raw = _params(tmp_path, tmp_path, check=True)
+    if not runtime.exists():
+        zipfile.ZipFile(io.BytesIO(build_runtime().archive)).extractall(runtime)
     done = subprocess.run(
         [str(PYTHON_38), "-S", str(runtime), "provision", json.dumps(raw)],
         capture_output=True, text=True, timeout=60, check=False,
     )  # fmt: skip
     payload = read_payload(done.stdout)
     assert payload is not None, done.stdout + done.stderr
-    assert _by_name(payload, "python")["status"] == "failed"
-    assert _by_name(payload, "venv")["status"] == "skipped"
+    return payload
 
 
 def test_no_package_manager_fails_fio_with_what_to_do(bare_path: Path, tmp_path: Path) -> None:
@@ -381,6 +432,7 @@ def test_persistence_already_on_is_ok_and_no_gpu_is_skipped(
 def test_a_failed_venv_skips_packages(bare_path: Path, tmp_path: Path) -> None:
     venv = tmp_path / "broken"
     (venv / "bin").mkdir(parents=True)
+    (venv / "pyvenv.cfg").write_text("home = /gone\n")
     _tool(venv / "bin", "python", "echo 'cannot execute: no such base interpreter' >&2; exit 127")
     payload, _ = _run({**_params(tmp_path, tmp_path), "venv": str(venv)})
     assert _by_name(payload, "venv")["status"] == "failed"
@@ -390,6 +442,68 @@ def test_a_failed_venv_skips_packages(bare_path: Path, tmp_path: Path) -> None:
         "commands": [],
     }  # fmt: skip
     assert payload["venv_python"] is None
+
+
+def _usr_like(root: Path) -> Path:
+    """A directory like /usr: bin/python runs, pip included, but it is no venv."""
+    usr = root / "usr"
+    (usr / "bin").mkdir(parents=True)
+    (usr / "bin" / "python").symlink_to(sys.executable)
+    (usr / "lib").mkdir()
+    return usr
+
+
+@pytest.mark.parametrize("check", [True, False])
+def test_a_directory_that_is_no_venv_is_refused_never_installed_into(
+    bare_path: Path, tmp_path: Path, wheelhouse: Path, check: bool
+) -> None:
+    usr = _usr_like(tmp_path)
+    before = _tree(usr)
+    payload, _ = _run({**_params(tmp_path, wheelhouse, check=check), "venv": str(usr)})
+    assert _tree(usr) == before
+    assert _by_name(payload, "venv") == {
+        "name": "venv", "status": "failed", "commands": [],
+        "message": f"{usr} exists and is not a venv (no pyvenv.cfg): choose another runtime_venv",
+    }  # fmt: skip
+    assert _by_name(payload, "packages")["status"] == "skipped"
+    assert payload["venv_python"] is None
+    ran = [argv for entry in payload["steps"] for argv in entry["commands"]]
+    assert not [argv for argv in ran if "venv" in argv or "install" in argv]
+
+
+def test_an_empty_directory_may_become_the_venv(bare_path: Path, tmp_path: Path) -> None:
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    payload, _ = _run({**_params(tmp_path, tmp_path, check=True), "venv": str(empty)})
+    venv = _by_name(payload, "venv")
+    assert venv["status"] == "changed" and venv["message"].startswith("would create a venv")
+    assert venv["commands"] == [[sys.executable, "-m", "venv", str(empty)]]
+
+
+@needs_python_38
+def test_an_old_host_python_with_a_working_venv_is_ok(
+    bare_path: Path, tmp_path: Path, provisioned: Provisioned, wheelhouse: Path
+) -> None:
+    raw = {**_params(tmp_path, wheelhouse, check=True), "venv": str(provisioned.venv)}
+    payload = _run_on_python_38(tmp_path, raw)
+    python = _by_name(payload, "python")
+    assert python["status"] == "ok"
+    assert python["message"].startswith("the venv is there and its python runs: Python 3.")
+    assert python["message"].endswith(f" at {provisioned.venv}/bin/python")
+    assert _statuses(payload)["venv"] == _statuses(payload)["packages"] == "ok"
+    assert payload["venv_python"] == str(provisioned.venv / "bin" / "python")
+
+
+@needs_python_38
+def test_provision_python_makes_the_venv_when_the_host_python_is_old(
+    bare_path: Path, tmp_path: Path, wheelhouse: Path
+) -> None:
+    raw = {**_params(tmp_path, wheelhouse, check=True), "python": sys.executable}
+    payload = _run_on_python_38(tmp_path, raw)
+    assert _by_name(payload, "python")["status"] == "ok"
+    venv = _by_name(payload, "venv")
+    assert venv["status"] == "changed"
+    assert venv["commands"] == [[sys.executable, "-m", "venv", raw["venv"]]]
 
 
 # --- single steps --------------------------------------------------------------------------
@@ -404,24 +518,57 @@ def test_a_command_past_its_timeout_is_killed_and_says_so() -> None:
 
 
 def test_python_older_than_3_9_fails_with_what_to_set() -> None:
-    entry = python_step((3, 8, 10), "/usr/bin/python3")
+    entry = python_step(Maker("/usr/bin/python3", (3, 8, 10)))
     assert entry["status"] == "failed"
     assert entry["message"] == (
-        "python 3.8.10 at /usr/bin/python3: provision needs >= 3.9; set `python` for the host"
+        "python 3.8.10 at /usr/bin/python3: provision needs >= 3.9 to make the venv; "
+        "set `provision_python` for the host to a Python >= 3.9 on it"
     )
-    assert python_step((3, 9, 0), "/x")["status"] == "ok"
+    assert python_step(Maker("/x", (3, 9, 0)))["status"] == "ok"
+    # A venv that is there and works needs nothing made: the maker is not even asked.
+    working = python_step(None, "Python 3.11, pip 24.0 at /v/bin/python")
+    assert working["status"] == "ok"
+    assert working["message"] == (
+        "the venv is there and its python runs: Python 3.11, pip 24.0 at /v/bin/python"
+    )
 
 
-def test_old_pip_falls_back_to_importlib_metadata(
+def test_provision_python_is_asked_for_its_version(tmp_path: Path) -> None:
+    maker = find_maker(sys.executable)
+    assert maker.ok and maker.version == tuple(sys.version_info[:3])
+    assert maker.commands[0][:2] == (sys.executable, "-I")
+    missing = find_maker(str(tmp_path / "python3.11"))
+    assert not missing.ok
+    entry = python_step(missing)
+    assert entry["status"] == "failed"
+    assert entry["message"].startswith(f"provision_python {tmp_path}/python3.11 does not run: ")
+
+
+def test_requirements_are_decided_with_importlib_metadata_and_markers(
     provisioned: Provisioned, wheelhouse: Path
 ) -> None:
     python = str(provisioned.venv / "bin" / "python")
-    state = VenvState(python, usable=True, would_create=False, pip=(21, 0), as_root=False)
-    raw = _params(provisioned.root, wheelhouse, packages=["nvidia-ml-py>=12", "extra-pkg"])
+    state = VenvState(python, usable=True, would_create=False, as_root=False)
+    packages = ["nvidia-ml-py>=12", "extra-pkg", "never-needed; python_version < '3'"]
+    raw = _params(provisioned.root, wheelhouse, packages=packages)
     params = parse_params({**raw, "torch_spec": "faketorch>=2"})
-    missing, outcome = _to_install(state, params, [])
-    assert "-c" in outcome.argv
-    assert missing == ["faketorch>=2 (1.0 installed)", "extra-pkg"]
+    unmet = to_install(state, params)
+    assert unmet.outcome.argv[1:3] == ["-I", "-c"]
+    assert unmet.missing == ["faketorch>=2 (1.0 installed)", "extra-pkg"]
+
+
+def test_an_invalid_requirement_is_one_clear_line(
+    bare_path: Path, provisioned: Provisioned, wheelhouse: Path
+) -> None:
+    raw = {**_params(provisioned.root, wheelhouse, check=True), "packages": ["extra-pkg>=1,,2"]}
+    packages = _by_name(_run(raw)[0], "packages")
+    assert packages["status"] == "failed"
+    assert packages["message"].startswith("extra-pkg>=1,,2 is not a pip requirement: ")
+    assert "~" not in packages["message"] and "Traceback" not in packages["message"]
+    state = VenvState(str(provisioned.venv / "bin" / "python"), True, False, False)
+    params = parse_params(raw)
+    entry = packages_step(params, state, BuildChoice("cpu", ""), Privilege(ROOT, "root", False))
+    assert entry == packages
 
 
 def test_index_arguments_follow_wheelhouse_then_mirror_then_build(tmp_path: Path) -> None:
@@ -461,6 +608,11 @@ def test_scratch_refuses_unsafe_directories(tmp_path: Path) -> None:
         ({"check": "yes"}, "check must be true or false"),
         ({"venv": "relative/venv"}, "venv must be an absolute path"),
         ({"venv": "/"}, "venv must be an absolute path"),
+        ({"venv": "//"}, "venv must be an absolute path other than /"),
+        ({"venv": "/a/x/../v"}, "without . or .. parts"),
+        ({"wheelhouse": "/w/./x"}, "without . or .. parts"),
+        ({"scratch_dir": "/var/tmp/.."}, "without . or .. parts"),
+        ({"python": "--version"}, "python must be a non-empty string"),
         ({"torch_spec": "--index-url=http://evil"}, "torch_spec must be a pip requirement"),
         ({"packages": "nvidia-ml-py"}, "packages must be a list of strings"),
         ({"pip_extra_args": "--pre"}, "pip_extra_args must be a list of strings"),
@@ -479,6 +631,8 @@ def test_defaults_match_the_contract() -> None:
     assert params.venv == "/opt/dcctl/venv" and params.torch_spec == "torch>=2.2,<3"
     assert params.packages == ["nvidia-ml-py"] and params.scratch_dir == "/var/tmp/dcctl"
     assert not (params.check or params.become or params.prune)
+    assert params.python is None  # the interpreter running the task makes the venv
+    assert parse_params({"venv": "//srv//venv/"}).venv == "/srv/venv"
 
 
 # --- prune ---------------------------------------------------------------------------------
@@ -546,3 +700,34 @@ def test_prune_of_a_missing_cache_is_nothing(
 ) -> None:
     monkeypatch.setenv(prune_module.NODE_CACHE_ENV, str(tmp_path / "none"))
     assert prune_module.prune_step(KEEP, check=False)["status"] == "ok"
+
+
+def test_prune_counts_what_a_concurrent_prune_removed_first_as_removed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two nodes sharing an NFS home prune the same cache: whole entries and files inside
+    them may vanish between the listing, the sizing and the removal."""
+    cache = _cache(tmp_path, monkeypatch)
+    listed = prune_module.prunable
+
+    real_unlink = os.unlink
+
+    def unlinked_by_the_other(path: Any, *args: Any, **kwargs: Any) -> None:
+        real_unlink(path, *args, **kwargs)  # the other prune got there first...
+        raise FileNotFoundError(2, "No such file or directory", path)  # ...and we see ENOENT
+
+    def other_prune_first(*args: Any) -> list[str]:
+        names = listed(*args)
+        shutil.rmtree(cache / "runtime-1111111111111111")  # gone before it is sized
+        monkeypatch.setattr(os, "unlink", unlinked_by_the_other)  # the rest: file by file
+        return names
+
+    monkeypatch.setattr(prune_module, "prunable", other_prune_first)
+    done = prune_module.prune_step(KEEP, check=False)
+    monkeypatch.undo()
+    assert done["status"] == "changed", done
+    assert done["message"].startswith(
+        "removed 2 old runtime(s) and 1 unfinished upload(s), 1.0 MiB"
+    )
+    assert not (cache / "runtime-2222222222222222").exists()
+    assert (cache / f"runtime-{KEEP}").is_dir()

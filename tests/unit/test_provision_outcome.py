@@ -4,6 +4,7 @@ exit code, the table and the node task's parameters."""
 from __future__ import annotations
 
 import io
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -16,10 +17,12 @@ from dcctl.cli.provision import (
     progress_line,
     task_params,
 )
+from dcctl.cli.provision_run import _Records
 from dcctl.evaluate.provision import host_provision, provision_exit_code, tally
 from dcctl.fleet.outcome import HostOutcome
 from dcctl.inventory.model import Host
 from dcctl.report.provision_table import provision_table, summary_line
+from dcctl.results.provisioned import new_record, read_record, write_record
 from dcctl.transport.base import HostError
 
 HOST = Host(name="gpu1", address="10.0.0.1")
@@ -151,6 +154,7 @@ def test_task_params_follow_the_contract() -> None:
         pip_extra_args=("--no-cache-dir",),
         wheelhouse="/srv/wheels",
         scratch_dir="/scratch",
+        provision_python="/usr/bin/python3.11",
     )
     settings = ProvisionSettings(check=True, become=True, prune=False, timeout_s=60.0)
     assert task_params(host, settings, "0123456789abcdef") == {
@@ -166,4 +170,27 @@ def test_task_params_follow_the_contract() -> None:
         "scratch_dir": "/scratch",
         "prune": False,
         "keep_runtime": "0123456789abcdef",
+        "python": "/usr/bin/python3.11",
     }
+
+
+@pytest.mark.parametrize(
+    ("statuses", "venv_python", "kept"),
+    [
+        # A mirror outage: the venv works, its packages could not be installed or checked.
+        ({"venv": "ok", "packages": "failed"}, "/opt/dcctl/venv/bin/python", True),
+        ({"venv": "failed", "packages": "skipped"}, None, False),
+        ({"python": "failed", "venv": "skipped", "packages": "skipped"}, None, False),
+    ],
+)
+def test_the_record_goes_only_when_the_venv_is_not_usable_after_the_run(
+    tmp_path: Path, statuses: dict[str, str], venv_python: str | None, kept: bool
+) -> None:
+    record = new_record(HOST, "/opt/dcctl/venv/bin/python")
+    write_record(tmp_path, HOST.name, record)
+    records = _Records(tmp_path, enabled=True)
+    records.keep(HOST, landed({**payload(**statuses), "venv_python": venv_python}))
+    assert records.errors == []
+    assert (read_record(tmp_path, HOST.name) == record) is kept
+    if not kept:
+        assert read_record(tmp_path, HOST.name) is None

@@ -61,9 +61,11 @@ def fio_step(manager: str | None, privilege: Privilege, check: bool) -> dict[str
     outcome = run_command(argv, INSTALL_TIMEOUT_S, env=env)
     if not outcome.ok and manager == "apt-get" and APT_NO_LISTS in outcome.why():
         update = install_argv(manager, privilege, ["apt-get", "update"])
-        commands += [update, argv]
-        updated = run_command(update, UPDATE_TIMEOUT_S, env=env)
-        outcome = run_command(argv, INSTALL_TIMEOUT_S, env=env) if updated.ok else updated
+        commands.append(update)
+        outcome = run_command(update, UPDATE_TIMEOUT_S, env=env)
+        if outcome.ok:  # a failed update is the reason given; the install is not retried
+            commands.append(argv)
+            outcome = run_command(argv, INSTALL_TIMEOUT_S, env=env)
     if not outcome.ok:
         why = outcome.why()
         return step("fio", "failed", f"{manager} could not install fio: {why}", commands)

@@ -1,14 +1,16 @@
 """The `packages` step: torch (the host's spec) and the other packages in the venv.
 
-pip itself says whether they are installed already (`--dry-run --report`, pip >= 22.2), so
-"satisfied" means what the install would do, dependencies included; an older pip in the venv
-is asked through importlib.metadata instead, for the requirements themselves only.
+"Satisfied" is decided offline, inside the venv: importlib.metadata says what is installed
+and the requirement parser pip vendors (pip._vendor.packaging) reads the requirements, their
+markers evaluated for the venv's Python. Nothing is downloaded or built to decide it, so
+`--check` never touches the network; only a real run with something unmet runs pip install.
+Dependencies of the requirements are pip's business when it installs them.
 """
 
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import Any, NamedTuple
 
 from dcctl.node.provision.commands import Outcome, run_command
 from dcctl.node.provision.params import Params
@@ -18,31 +20,43 @@ from dcctl.node.provision.torch_build import BuildChoice
 from dcctl.node.provision.venv import VenvState
 
 INSTALL_TIMEOUT_S = 3600.0  # torch's CUDA wheels are GiBs through a site's proxy
-DRY_RUN_TIMEOUT_S = 600.0
 METADATA_TIMEOUT_S = 60.0
-PIP_REPORT = (22, 2)  # the first pip with --dry-run and --report
 # Never a question, never a "new pip available" line in the output kept.
 PIP_QUIET_FLAGS = ["--disable-pip-version-check", "--no-input"]
 
-# Runs in the venv's Python (>= 3.8 there): which requirements importlib.metadata finds unmet.
-_UNMET_PY = """
+# Runs in the venv's Python (its argv: the requirements): {"unmet": [...]} or {"invalid": ...}.
+# A requirement whose marker is false for this Python is not needed; one with a URL is met
+# by any installed version of its name.
+UNMET_PY = """
 import json, sys
 from importlib import metadata
 try:
-    from packaging.requirements import Requirement
+    from pip._vendor.packaging.requirements import InvalidRequirement, Requirement
 except ImportError:
-    from pip._vendor.packaging.requirements import Requirement
+    from packaging.requirements import InvalidRequirement, Requirement
+def installed(name):
+    for candidate in (name, name.replace("-", "_"), name.replace("_", "-")):
+        try:
+            return metadata.version(candidate)
+        except metadata.PackageNotFoundError:
+            continue
+    return None
 unmet = []
 for text in sys.argv[1:]:
-    req = Requirement(text)
     try:
-        version = metadata.version(req.name)
-    except metadata.PackageNotFoundError:
-        unmet.append(text)
+        req = Requirement(text)
+    except InvalidRequirement as exc:
+        why = (str(exc).splitlines() or ["invalid"])[0]
+        print(json.dumps({"invalid": "%s is not a pip requirement: %s" % (text, why)}))
+        sys.exit(0)
+    if req.marker is not None and not req.marker.evaluate():
         continue
-    if not req.specifier.contains(version, prereleases=True):
+    version = installed(req.name)
+    if version is None:
+        unmet.append(text)
+    elif req.url is None and not req.specifier.contains(version, prereleases=True):
         unmet.append("%s (%s installed)" % (text, version))
-print(json.dumps(unmet))
+print(json.dumps({"unmet": unmet}))
 """
 
 
@@ -79,37 +93,30 @@ def install_argv(python: str, params: Params, index: list[str], *options: str) -
     ]
 
 
-def parse_report(text: str) -> list[str]:
-    """ "name==version" for each distribution pip's JSON report would install."""
-    report = json.loads(text)
-    found = []
-    for item in report.get("install", []):
-        meta = item.get("metadata", {})
-        found.append(f"{meta.get('name', '?')}=={meta.get('version', '?')}")
-    return found
+class Unmet(NamedTuple):
+    """The venv's answer: what it lacks, or why there is no answer (one line)."""
+
+    missing: list[str] | None  # None: no answer
+    outcome: Outcome
+    problem: str | None = None  # a requirement is no pip requirement (the whole line)
 
 
-def _to_install(
-    state: VenvState, params: Params, index: list[str]
-) -> tuple[list[str] | None, Outcome]:
-    """What the install would add (None: the question failed; the outcome says why)."""
-    if state.pip is not None and state.pip >= PIP_REPORT:
-        argv = install_argv(state.python, params, index, "--dry-run", "--quiet", "--report", "-")
-        outcome = run_command(argv, DRY_RUN_TIMEOUT_S, keep_stdout=True)
-        if not outcome.ok:
-            return None, outcome
-        try:
-            return parse_report(outcome.stdout), outcome
-        except (ValueError, AttributeError) as exc:
-            return None, outcome._replace(error=f"pip's --report is not a JSON report: {exc}")
-    argv = [state.python, "-c", _UNMET_PY, *requirements(params)]
+def to_install(state: VenvState, params: Params) -> Unmet:
+    """The requirements the venv does not meet. Runs only the venv's python, offline."""
+    argv = [state.python, "-I", "-c", UNMET_PY, *requirements(params)]
     outcome = run_command(argv, METADATA_TIMEOUT_S, keep_stdout=True)
     if not outcome.ok:
-        return None, outcome
+        return Unmet(None, outcome)
     try:
-        return list(json.loads(outcome.stdout)), outcome
-    except ValueError as exc:
-        return None, outcome._replace(error=f"the requirement check printed no list: {exc}")
+        answer = json.loads(outcome.stdout)
+    except ValueError:
+        answer = None
+    if isinstance(answer, dict) and isinstance(answer.get("invalid"), str):
+        return Unmet(None, outcome, answer["invalid"])
+    unmet = answer.get("unmet") if isinstance(answer, dict) else None
+    if not isinstance(unmet, list):
+        return Unmet(None, outcome._replace(error="the requirement check printed no answer"))
+    return Unmet([str(item) for item in unmet], outcome)
 
 
 def packages_step(
@@ -119,36 +126,35 @@ def packages_step(
     if not (state.usable or state.would_create):
         return step("packages", "skipped", "no usable venv (see venv)")
     index, source = index_args(params, choice)
-    if index is None:
-        return step("packages", "failed", f"cannot choose torch's build: {source}")
-    argv = install_argv(state.python, params, index)
     if state.would_create:
+        if index is None:
+            return step("packages", "failed", f"cannot choose torch's build: {source}")
         # The venv step already refused when root is needed and cannot be had.
+        argv = install_argv(state.python, params, index)
         argv = privilege.argv(argv) if state.as_root else argv
         return step("packages", "changed", f"would install {wanted} ({source})", [argv])
     # Asked as this user, even when the install needs root: the question writes nothing.
-    missing, asked = _to_install(state, params, index)
-    if missing is None:
-        return step("packages", "failed", f"checking {wanted} failed: {asked.why()}", [asked.argv])
-    if not missing:
-        return step("packages", "ok", f"{wanted} already installed ({source})", [asked.argv])
+    unmet = to_install(state, params)
+    asked = unmet.outcome.argv
+    if unmet.problem is not None:
+        return step("packages", "failed", unmet.problem, [asked])
+    if unmet.missing is None:
+        why = unmet.outcome.why()
+        return step("packages", "failed", f"checking {wanted} failed: {why}", [asked])
+    if not unmet.missing:
+        return step("packages", "ok", f"{wanted} already installed in {params.venv}", [asked])
+    missing = " ".join(unmet.missing)
+    if index is None:
+        return step("packages", "failed", f"cannot choose torch's build: {source}", [asked])
+    argv = install_argv(state.python, params, index)
     if state.as_root:
         if not privilege.usable:
-            what = f"installing {' '.join(missing)} into {params.venv}"
-            return privilege.refused("packages", what, [asked.argv, argv])
+            what = f"installing {missing} into {params.venv}"
+            return privilege.refused("packages", what, [asked, argv])
         argv = privilege.argv(argv)
     if params.check:
-        return step(
-            "packages",
-            "changed",
-            f"would install {' '.join(missing)} ({source})",
-            [asked.argv, argv],
-        )
+        return step("packages", "changed", f"would install {missing} ({source})", [asked, argv])
     outcome = run_command(argv, INSTALL_TIMEOUT_S)
     if not outcome.ok:
-        return step(
-            "packages", "failed", f"pip install failed: {outcome.why()}", [asked.argv, argv]
-        )
-    return step(
-        "packages", "changed", f"installed {' '.join(missing)} ({source})", [asked.argv, argv]
-    )
+        return step("packages", "failed", f"pip install failed: {outcome.why()}", [asked, argv])
+    return step("packages", "changed", f"installed {missing} ({source})", [asked, argv])

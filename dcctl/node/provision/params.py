@@ -27,6 +27,7 @@ class Params(NamedTuple):
     scratch_dir: str
     prune: bool
     keep_runtime: str | None
+    python: str | None  # provision_python: what makes the venv; None: the one running this
 
 
 def _flag(raw: dict[str, Any], key: str) -> bool:
@@ -37,12 +38,17 @@ def _flag(raw: dict[str, Any], key: str) -> bool:
 
 
 def _absolute(raw: dict[str, Any], key: str, default: str | None) -> str | None:
+    """A normalised absolute directory: no `.` or `..` parts (the inventory refuses them
+    too), never / (nor //), duplicate and trailing slashes dropped."""
     value = raw.get(key, default)
     if value is None:
         return None
-    if not isinstance(value, str) or not value.startswith("/") or value.rstrip("/") == "":
-        raise TaskParamsError(f"{key} must be an absolute path other than /, got {value!r}")
-    return value.rstrip("/")
+    named = [part for part in value.split("/") if part] if isinstance(value, str) else []
+    if not named or not value.startswith("/") or "." in named or ".." in named:
+        raise TaskParamsError(
+            f"{key} must be an absolute path other than /, without . or .. parts, got {value!r}"
+        )
+    return "/" + "/".join(named)
 
 
 def _requirement(key: str, value: Any) -> str:
@@ -100,4 +106,5 @@ def parse_params(raw: dict[str, Any]) -> Params:
         scratch_dir=scratch_dir,
         prune=_flag(raw, "prune"),
         keep_runtime=keep_runtime,
+        python=_text(raw, "python", None),
     )

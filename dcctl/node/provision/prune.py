@@ -4,6 +4,9 @@ Only what dcctl's run and upload scripts (dcctl.fleet.runtime) make is touched:
 `runtime-<16 hex>` directories other than the one kept, and `.runtime-*` upload temporaries
 older than an hour (a younger one may be an upload in progress). Everything else stays: fio's
 version cache, anything a person put there.
+
+Two prunes may run at once on a home shared over NFS (one per node): an entry the other one
+removed first, whole or in part, counts as removed here, never as a failure.
 """
 
 from __future__ import annotations
@@ -11,6 +14,7 @@ from __future__ import annotations
 import os
 import re
 import shutil
+import sys
 import time
 from typing import Any
 
@@ -67,10 +71,14 @@ def _age(cache: str, name: str, now: float) -> float:
 
 
 def _size(path: str) -> int:
-    if os.path.islink(path) or not os.path.isdir(path):
-        return os.lstat(path).st_size
+    """Bytes under `path`; what is gone meanwhile (another prune) counts nothing."""
+    try:
+        if os.path.islink(path) or not os.path.isdir(path):
+            return os.lstat(path).st_size
+    except FileNotFoundError:
+        return 0
     total = 0
-    for root, _dirs, files in os.walk(path):
+    for root, _dirs, files in os.walk(path):  # os.walk skips what it cannot list
         for name in files:
             try:
                 total += os.lstat(os.path.join(root, name)).st_size
@@ -79,11 +87,27 @@ def _size(path: str) -> int:
     return total
 
 
-def _remove(path: str) -> None:
-    if os.path.islink(path) or not os.path.isdir(path):
-        os.unlink(path)  # a link named like a runtime: the link goes, never its target
+def _gone_is_removed(exc: BaseException) -> None:
+    if not isinstance(exc, FileNotFoundError):
+        raise exc
+
+
+def _rmtree(path: str) -> None:
+    """shutil.rmtree, where a file or directory already removed by another prune is fine."""
+    if sys.version_info >= (3, 12):
+        shutil.rmtree(path, onexc=lambda _func, _path, exc: _gone_is_removed(exc))
     else:
-        shutil.rmtree(path)
+        shutil.rmtree(path, onerror=lambda _func, _path, info: _gone_is_removed(info[1]))
+
+
+def _remove(path: str) -> None:
+    try:
+        if os.path.islink(path) or not os.path.isdir(path):
+            os.unlink(path)  # a link named like a runtime: the link goes, never its target
+        else:
+            _rmtree(path)
+    except FileNotFoundError:
+        return  # another prune was first: removed all the same
 
 
 def prune_step(keep_runtime: str | None, check: bool, now: float | None = None) -> dict[str, Any]:

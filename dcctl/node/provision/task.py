@@ -18,10 +18,10 @@ from dcctl.node.provision.params import parse_params
 from dcctl.node.provision.persistence import persistence_step
 from dcctl.node.provision.privilege import Privilege, sudo_step, user_name
 from dcctl.node.provision.prune import prune_step
-from dcctl.node.provision.python import python_step
+from dcctl.node.provision.python import find_maker, python_step
 from dcctl.node.provision.scratch import scratch_step
 from dcctl.node.provision.torch_build import BuildChoice, choose_build, read_driver_cuda
-from dcctl.node.provision.venv import venv_step
+from dcctl.node.provision.venv import inspect_venv, venv_step
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -52,13 +52,16 @@ def provision_task(
         progress({"step": name, "phase": "start"})
 
     begin("python")
-    steps.append(python_step())
+    # A venv that is there and works needs no maker: an old host python does not matter.
+    found = inspect_venv(params.venv)
+    maker = None if found.works else find_maker(params.python)
+    steps.append(python_step(maker, found.describe() if found.works else None))
     if params.become and not privilege.root:
         begin("sudo")
         entry, privilege = sudo_step(privilege)
         steps.append(entry)
     begin("venv")
-    venv_entry, venv = venv_step(params, privilege, steps[0]["status"] == "ok")
+    venv_entry, venv = venv_step(params, privilege, found, maker)
     steps.append(venv_entry)
     begin("packages")
     driver_loaded, cuda = read_driver()
