@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import subprocess
@@ -9,6 +10,8 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+import jsonschema
 
 
 @dataclass(frozen=True)
@@ -65,3 +68,20 @@ def load_schema() -> dict[str, Any]:
     schema_path = Path(__file__).parents[1] / "dcctl" / "results" / "run.schema.json"
     schema: dict[str, Any] = json.loads(schema_path.read_text())
     return schema
+
+
+@functools.lru_cache(maxsize=1)
+def _schema_validator() -> Any:
+    schema = load_schema()
+    cls = jsonschema.validators.validator_for(schema)
+    cls.check_schema(schema)
+    return cls(schema)
+
+
+def validate_document(document: Any) -> None:
+    """What `jsonschema.validate(document, load_schema())` does, with the schema itself checked
+    and the validator built once per session instead of on every call (checking the schema
+    against its meta-schema costs more than validating a document)."""
+    error = jsonschema.exceptions.best_match(_schema_validator().iter_errors(document))
+    if error is not None:
+        raise error

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import compileall
 import signal
 import sys
 from collections.abc import Iterator
@@ -12,6 +13,18 @@ import pytest
 sys.path.insert(0, str(Path(__file__).parent))
 
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+PACKAGE_DIR = Path(__file__).parents[1] / "dcctl"
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _package_byte_compiled() -> None:
+    """dcctl's bytecode written once, for the many `python -m dcctl` (and worker) processes
+    the tests start. Under PYTHONDONTWRITEBYTECODE=1 (set in this machine's environment) none
+    of them writes it, so each compiles the modules it imports from source again (~0.3 s of CPU
+    apiece).
+    Only the cache beside the sources is added: what the processes run is unchanged, and a
+    source edited later is recompiled by the interpreter as usual (timestamp check)."""
+    compileall.compile_dir(PACKAGE_DIR, quiet=2)
 
 
 @pytest.fixture(autouse=True)

@@ -324,8 +324,11 @@ def test_check_report_html_writes_the_page_as_the_run_ends(runs: tuple[Path, str
     assert after in page and 'data-host="gone"' in page
     # The inventory as the run read it, kept in the run directory, shown as used.
     kept = (state / "runs" / after / "sources" / "inventory.yaml").read_text()
-    assert "port: 1" in kept and stat.S_IMODE((state / "runs" / after / "sources" /
-                                               "inventory.yaml").stat().st_mode) == 0o600
+    assert (
+        "port: 1" in kept
+        and stat.S_IMODE((state / "runs" / after / "sources" / "inventory.yaml").stat().st_mode)
+        == 0o600
+    )
     assert "port: 1" in page.split('id="sources"')[1]
 
 

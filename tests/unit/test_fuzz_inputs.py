@@ -21,10 +21,9 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import jsonschema
 import pytest
 import yaml
-from cli_runner import load_schema
+from cli_runner import validate_document
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sysroots import H100_EXPECT, build_sysroot
@@ -333,7 +332,7 @@ def test_any_node_payload_ends_in_a_contract_exit_code(
     code = data.draw(st.sampled_from([0, 1, 2, 97, 98, 124, 137, -1]))
     expect = data.draw(st.sampled_from([{}, H100_EXPECT]))
     document = judge_canned(CommandResult(code, stdout, data.draw(st.text(max_size=80))), expect)
-    jsonschema.validate(document, load_schema())
+    validate_document(document)
     assert exit_code(document) in RUN_EXITS
     (host,) = document["hosts"]
     if host["status"] == "error":
@@ -351,5 +350,5 @@ def test_huge_and_deep_payloads_stay_contract_outcomes(count: int, size: int) ->
     flood = {"kernel_log": {"source": "journal", "window_h": 24, "xids": xids}}
     for stdout in (PAYLOAD_START + deep + PAYLOAD_END, format_payload(flood)):
         document = judge_canned(CommandResult(0, stdout, ""), H100_EXPECT)
-        jsonschema.validate(document, load_schema())
+        validate_document(document)
         assert exit_code(document) in RUN_EXITS
