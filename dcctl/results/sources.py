@@ -7,6 +7,8 @@ MAX_SOURCE_BYTES each, mode 0600 like the rest of the run directory.
 
 from __future__ import annotations
 
+import os
+import stat
 from pathlib import Path
 
 SOURCES_DIR = "sources"
@@ -21,10 +23,21 @@ def read_source_file(path: str | None) -> str | None:
     if not path or path.startswith("<"):
         return None
     try:
-        with open(path, "rb") as handle:
+        # Non-blocking, and regular files only: an inventory read from a FIFO or a terminal
+        # (`-i /dev/stdin`) was consumed by the loader, and opening it again would wait for
+        # ever for a writer.
+        descriptor = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+    except OSError:
+        return None
+    try:
+        if not stat.S_ISREG(os.fstat(descriptor).st_mode):
+            return None
+        with os.fdopen(descriptor, "rb", closefd=False) as handle:
             data = handle.read(MAX_SOURCE_BYTES + 1)
     except OSError:
         return None
+    finally:
+        os.close(descriptor)
     text = data[:MAX_SOURCE_BYTES].decode("utf-8", "replace")
     return (
         text + f"\n# [cut at {MAX_SOURCE_BYTES} bytes]\n" if len(data) > MAX_SOURCE_BYTES else text
