@@ -12,9 +12,10 @@ from typing import Any
 from rich.table import Table
 from rich.text import Text
 
+from dcctl.report.document_view import STATUS_ORDER
+
 STATUS_STYLE = {"pass": "green", "warn": "yellow", "fail": "bold red", "error": "bold yellow",
                 "skip": "dim"}  # fmt: skip
-_WORST_FIRST = {"fail": 0, "error": 1, "warn": 2, "skip": 3, "pass": 4}
 
 
 def figure_text(value: Any, digits: int = 1) -> str:
@@ -39,7 +40,7 @@ def titled_table(
     for index, column in enumerate(columns):
         table.add_column(column, no_wrap=index == 0, justify="left" if index < 2 else "right")
     table.add_column("Status", no_wrap=True)
-    for status, cells in sorted(rows, key=lambda row: _WORST_FIRST.get(row[0], 5)):
+    for status, cells in sorted(rows, key=lambda row: STATUS_ORDER.get(row[0], 5)):
         table.add_row(*cells, Text(status, style=STATUS_STYLE.get(status, "")))
     return table
 

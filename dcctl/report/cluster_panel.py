@@ -9,7 +9,7 @@ host name must print as itself.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from typing import Any, TypeGuard
 
 from rich.console import Console, Group, JustifyMethod, RenderableType
@@ -24,6 +24,7 @@ from dcctl.report.bench_tables import (
     sweep_tables,
     titled_table,
 )
+from dcctl.report.document_view import as_list, as_map, hosts_label
 
 CERTIFY_ID = "certify"
 ALLREDUCE_ID = "cluster.allreduce"
@@ -67,11 +68,11 @@ def cluster_renderables(
 
 def certify_renderables(result: Mapping[str, Any], detail: bool) -> list[RenderableType]:
     """The verdict panel; with `detail`, the ranks and the versions each host ran."""
-    certificate = _mapping(result.get("certificate"))
+    certificate = as_map(result.get("certificate"))
     certified = _certified(result, certificate)
     panel = Panel(
         Group(*_verdict_lines(result, certificate, certified)),
-        title=Text(f"certify: {_hosts_label(result.get('hosts'))}"),
+        title=Text(f"certify: {hosts_label(result.get('hosts'), TITLE_HOSTS, '-')}"),
         title_align="left",
         border_style="green" if certified else "red",
         expand=False,
@@ -91,15 +92,15 @@ def _certified(result: Mapping[str, Any], certificate: Mapping[str, Any]) -> boo
 def _verdict_lines(
     result: Mapping[str, Any], certificate: Mapping[str, Any], certified: bool
 ) -> list[Text]:
-    metrics = _mapping(result.get("metrics"))
+    metrics = as_map(result.get("metrics"))
     head = Text("CERTIFIED" if certified else "NOT CERTIFIED",
                 style="bold green" if certified else "bold red")  # fmt: skip
     lines = [head]
-    reasons = [str(reason) for reason in _list(certificate.get("reasons"))]
+    reasons = [str(reason) for reason in as_list(certificate.get("reasons"))]
     if not certified and not reasons and result.get("message"):
         reasons = [str(result["message"])]  # no certificate at all: the message says why
     lines += [Text(f"  - {reason}", style="red") for reason in reasons]
-    lines += _figure_lines(metrics, _mapping(certificate.get("thresholds")))
+    lines += _figure_lines(metrics, as_map(certificate.get("thresholds")))
     return lines
 
 
@@ -125,7 +126,7 @@ def _figure_lines(metrics: Mapping[str, Any], thresholds: Mapping[str, Any]) -> 
 
 
 def _ranks_table(ranks: Any) -> Table | None:
-    entries = [_mapping(entry) for entry in _list(ranks)]
+    entries = [as_map(entry) for entry in as_list(ranks)]
     if not entries:
         return None
     table = Table(title=Text("certify: ranks (times in ms)"), title_justify="left")
@@ -179,7 +180,7 @@ def _versions_table(versions: Any) -> Table | None:
     for column in columns:
         table.add_column(column)
     for host, found in hosts.items():
-        entry = _mapping(found)
+        entry = as_map(found)
         table.add_row(Text(str(host)), *(Text(_text(entry.get(key))) for key in columns))
     return table
 
@@ -197,22 +198,22 @@ def allreduce_renderables(results: list[dict[str, Any]], detail: bool) -> list[R
     shown += [_plain_line(r) for r in results if r.get("status") != "pass"]
     if detail:
         # The node-scope sweep table reads a host's facts: the group stands in for the host.
-        stand_ins = [{"name": f"cluster {_hosts_label(r.get('hosts'))}",
-                      "facts": {"allreduce": {"sizes": _list(r.get("sizes"))}}}
+        stand_ins = [{"name": f"cluster {hosts_label(r.get('hosts'), TITLE_HOSTS, '-')}",
+                      "facts": {"allreduce": {"sizes": as_list(r.get("sizes"))}}}
                      for r in results]  # fmt: skip
         shown += sweep_tables(stand_ins)
     return shown
 
 
 def _allreduce_cells(result: Mapping[str, Any]) -> list[str]:
-    metrics = _mapping(result.get("metrics"))
+    metrics = as_map(result.get("metrics"))
     ranks = f"{_count(metrics.get('ranks'))} on {_count(metrics.get('nodes'))} nodes"
     if metrics.get("net_only") is True:
         ranks += ", net only"  # one rank per node: the figure is the network's alone
-    wrong = [row.get("wrong") for row in map(_mapping, _list(result.get("sizes")))]
+    wrong = [row.get("wrong") for row in map(as_map, as_list(result.get("sizes")))]
     counted = [count for count in wrong if _is_number(count)]
     return [
-        _hosts_label(result.get("hosts")),
+        hosts_label(result.get("hosts"), TITLE_HOSTS, "-"),
         ranks,
         size_text(metrics.get("bytes")),
         figure_text(metrics.get("algbw_gbs"), 2),
@@ -245,9 +246,9 @@ def _pass_number(result: Mapping[str, Any]) -> int:
 
 
 def _pair_cells(result: Mapping[str, Any]) -> list[str]:
-    metrics = _mapping(result.get("metrics"))
+    metrics = as_map(result.get("metrics"))
     return [
-        " + ".join(str(host) for host in _list(result.get("hosts"))) or "-",
+        " + ".join(str(host) for host in as_list(result.get("hosts"))) or "-",
         size_text(metrics.get("bytes")),
         _count(metrics.get("ranks")),
         figure_text(metrics.get("algbw_gbs"), 2),
@@ -261,7 +262,7 @@ def _pairs_summary(result: Mapping[str, Any]) -> Text:
     line.append(status, style=STATUS_STYLE.get(status, ""))
     if result.get("message"):
         line.append(f"  {result['message']}")
-    flagged = [str(host) for host in _list(result.get("flagged"))]
+    flagged = [str(host) for host in as_list(result.get("flagged"))]
     if flagged:
         line.append(f"  flagged: {', '.join(flagged)}", style="bold red")
     threshold = result.get("threshold_gbs")
@@ -283,23 +284,6 @@ def _plain_line(result: Mapping[str, Any]) -> Text:
     if result.get("message"):
         line.append(f"  {result['message']}")
     return line
-
-
-def _hosts_label(hosts: Any) -> str:
-    names = [str(host) for host in _list(hosts)]
-    if not names:
-        return "-"
-    if len(names) <= TITLE_HOSTS:
-        return ", ".join(names)
-    return f"{names[0]} … {names[-1]} ({len(names):,} hosts)"
-
-
-def _mapping(value: Any) -> Mapping[str, Any]:
-    return value if isinstance(value, Mapping) else {}
-
-
-def _list(value: Any) -> Sequence[Any]:
-    return value if isinstance(value, list) else []
 
 
 def _is_number(value: Any) -> TypeGuard[float]:

@@ -17,6 +17,7 @@ from rich.table import Table
 from rich.text import Text
 
 from dcctl.evaluate.check import summarize_facts
+from dcctl.report.document_view import HOST_ORDER, STATUS_ORDER
 
 _STATUS_STYLE = {
     "passed": "green",
@@ -28,11 +29,9 @@ _STATUS_STYLE = {
     "skip": "dim",
 }
 # Failures first: a person reading a 1,000-row table looks at the top.
-_STATUS_ORDER = {"failed": 0, "error": 1, "passed": 2}
 _FINDING_ORDER = {"fail": 0, "error": 1, "warn": 2}
 _CLUSTER_WORDS = {"pass": "passed", "fail": "failed", "error": "error", "warn": "warning",
                   "skip": "skipped"}  # fmt: skip
-_CLUSTER_ORDER = {"fail": 0, "error": 1, "warn": 2, "skip": 3, "pass": 4}
 # One pair of a pairs sweep is not a verdict: the sweep's summary result is.
 _PAIR_ID = "cluster.allreduce.pair"
 _PAIRS_ID = "cluster.allreduce.pairs"
@@ -118,7 +117,7 @@ def print_run(
 ) -> None:
     """The hosts table and a summary line; `run_dir` None: the run was not saved. Raises
     OSError if stdout cannot be written."""
-    hosts = sorted(document["hosts"], key=lambda h: _STATUS_ORDER.get(h["status"], 3))
+    hosts = sorted(document["hosts"], key=lambda h: HOST_ORDER.get(h["status"], 3))
     if only_problems:
         hosts = [host for host in hosts if host["status"] != "passed"]
     # certify and the jobs across nodes are benchmarks too: the GPUs a host ran on tell more
@@ -277,7 +276,7 @@ def _append_cluster_counts(line: Text, cluster_results: list[Any]) -> None:
     for index, (result_id, by_status) in enumerate(counts.items()):
         line.append("; cluster: " if index == 0 else ", ")
         line.append(f"{result_id} ")
-        ordered = sorted(by_status.items(), key=lambda item: _CLUSTER_ORDER.get(item[0], 5))
+        ordered = sorted(by_status.items(), key=lambda item: STATUS_ORDER.get(item[0], 5))
         words = [_CLUSTER_WORDS.get(status, status) for status, _ in ordered]
         if by_status.total() > 1:
             words = [f"{count} {word}" for (_, count), word in zip(ordered, words, strict=True)]

@@ -21,33 +21,28 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
+from dcctl.report.document_view import as_list, escaped_char, gpu_index, hosts_label
+
 # The characters XML 1.0 allows (https://www.w3.org/TR/xml/#charsets); everything else, lone
 # surrogates from undecodable bytes included, is shown as an escape a person can still read.
 _NOT_XML = re.compile("[^\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
 TIMESTAMP = "%Y-%m-%dT%H:%M:%SZ"
-# A name lists this many hosts of a cluster result, then a count.
-NAMED_HOSTS = 4
-
-
-def _escaped(match: re.Match[str]) -> str:
-    code = ord(match.group())
-    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
 
 
 def xml_text(value: Any) -> str:
     """`value` as text XML 1.0 can hold: forbidden characters become `\\x1b`-style escapes."""
     text = value if isinstance(value, str) else str(value)
-    return _NOT_XML.sub(_escaped, text.replace("\r\n", "\n"))
+    return _NOT_XML.sub(escaped_char, text.replace("\r\n", "\n"))
 
 
 def render_junit(document: Mapping[str, Any]) -> str:
     """The run as a JUnit XML document (UTF-8, with its XML declaration)."""
     root = ET.Element("testsuites", name=xml_text(f"dcctl {document.get('run_id', '')}"))
     default_step = str(document.get("command") or "run")
-    for host in _list(document.get("hosts")):
+    for host in as_list(document.get("hosts")):
         if isinstance(host, Mapping):
             root.append(_host_suite(host, document, default_step))
-    cluster = [r for r in _list(document.get("cluster_results")) if isinstance(r, Mapping)]
+    cluster = [r for r in as_list(document.get("cluster_results")) if isinstance(r, Mapping)]
     if cluster:
         root.append(_cluster_suite(cluster, document, default_step))
     totals: Counter[str] = Counter()
@@ -82,7 +77,7 @@ def _host_suite(
     suite.set("time", _seconds(host.get("duration_s")))
     _properties(suite, {"status": host.get("status"), "address": host.get("address")})
     names: Counter[str] = Counter()
-    for result in _list(host.get("results")):
+    for result in as_list(host.get("results")):
         if isinstance(result, Mapping):
             suite.append(
                 _result_case(result, f"dcctl.{name}", _case_name(result, default_step), names)
@@ -104,7 +99,7 @@ def _cluster_suite(
     suite.set("time", "0")
     names: Counter[str] = Counter()
     for result in results:
-        hosts = _hosts_label(result.get("hosts"))
+        hosts = hosts_label(result.get("hosts"))
         name = _case_name(result, default_step) + (f" [{hosts}]" if hosts else "")
         suite.append(_result_case(result, "dcctl.cluster", name, names))
     return _counted(suite)
@@ -128,7 +123,7 @@ def _properties(suite: ET.Element, values: Mapping[str, Any]) -> None:
 def _case_name(result: Mapping[str, Any], default_step: str) -> str:
     """ "check: gpu.ecc (GPU 3)": the step first, as a playbook's steps run the same checks."""
     name = f"{result.get('step') or default_step}: {result.get('id', '?')}"
-    index = _gpu_index(result)
+    index = gpu_index(result)
     return name if index is None else f"{name} (GPU {index})"
 
 
@@ -179,19 +174,6 @@ def _counted(suite: ET.Element) -> ET.Element:
     return suite
 
 
-def _gpu_index(result: Mapping[str, Any]) -> int | None:
-    gpu = result.get("gpu")
-    index = gpu.get("index") if isinstance(gpu, Mapping) else None
-    return index if isinstance(index, int) and not isinstance(index, bool) else None
-
-
-def _hosts_label(hosts: Any) -> str:
-    names = [str(host) for host in _list(hosts)]
-    if len(names) <= NAMED_HOSTS:
-        return ", ".join(names)
-    return f"{names[0]} … {names[-1]} ({len(names):,} hosts)"
-
-
 def _seconds(value: Any) -> str:
     ok = isinstance(value, (int, float)) and not isinstance(value, bool) and value == value
     return f"{max(float(value), 0.0):.3f}" if ok and value != float("inf") else "0.000"
@@ -199,7 +181,3 @@ def _seconds(value: Any) -> str:
 
 def _json(value: Any) -> str:
     return value if isinstance(value, str) else json.dumps(value, default=str, ensure_ascii=False)
-
-
-def _list(value: Any) -> list[Any]:
-    return value if isinstance(value, list) else []

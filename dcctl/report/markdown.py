@@ -19,13 +19,19 @@ from typing import Any
 
 from dcctl.evaluate.bench_allreduce import size_text
 from dcctl.evaluate.check import summarize_facts
+from dcctl.report.document_view import (
+    HOST_ORDER,
+    STATUS_ORDER,
+    as_list,
+    as_map,
+    escaped_char,
+    gpu_index,
+    hosts_label,
+)
 
 # A cell shows this much of an observed or expected value: a table row is not a data dump.
 VALUE_CHARS = 120
 # Failures first: a person reading a ticket looks at the top.
-STATUS_ORDER = {"fail": 0, "error": 1, "warn": 2, "skip": 3, "pass": 4}
-HOST_ORDER = {"failed": 0, "error": 1, "passed": 2}
-NAMED_HOSTS = 4
 _CONTROL = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f\ud800-\udfff]")
 _GEMM = re.compile(r"^bench\.gemm\.([^.]+)$")
 _FACT_KEYS = {"os": "os", "kernel": "kernel", "driver": "driver", "cuda": "cuda", "gpus": "gpus"}
@@ -36,16 +42,11 @@ _CLUSTER_ALLREDUCE = ("cluster.allreduce", "cluster.allreduce.pair")
 # --- cells and tables --------------------------------------------------------------------
 
 
-def _escaped(match: re.Match[str]) -> str:
-    code = ord(match.group())
-    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
-
-
 def _inert(value: Any) -> str:
     text = value if isinstance(value, str) else str(value)
     # Backslashes doubled first, so the escapes written for control characters stay escapes.
     text = text.replace("\\", "\\\\").replace("&", "&amp;").replace("<", "&lt;")
-    return _CONTROL.sub(_escaped, text)
+    return _CONTROL.sub(escaped_char, text)
 
 
 def md_text(value: Any) -> str:
@@ -89,32 +90,19 @@ def value_text(value: Any) -> str:
     return text if len(text) <= VALUE_CHARS else f"{text[: VALUE_CHARS - 1]}…"
 
 
-def hosts_label(hosts: Any) -> str:
-    names = [str(host) for host in _list(hosts)]
-    if len(names) <= NAMED_HOSTS:
-        return ", ".join(names)
-    return f"{names[0]} … {names[-1]} ({len(names):,} hosts)"
-
-
-def gpu_index(result: Mapping[str, Any]) -> int | None:
-    gpu = result.get("gpu")
-    index = gpu.get("index") if isinstance(gpu, Mapping) else None
-    return index if isinstance(index, int) and not isinstance(index, bool) else None
-
-
 # --- the document ------------------------------------------------------------------------
 
 
 def render_markdown(document: Mapping[str, Any]) -> str:
     """The run as Markdown, ending with a newline."""
     hosts = sorted(
-        (h for h in _list(document.get("hosts")) if isinstance(h, Mapping)),
+        (h for h in as_list(document.get("hosts")) if isinstance(h, Mapping)),
         key=lambda h: HOST_ORDER.get(str(h.get("status")), 3),
     )
-    cluster = [r for r in _list(document.get("cluster_results")) if isinstance(r, Mapping)]
+    cluster = [r for r in as_list(document.get("cluster_results")) if isinstance(r, Mapping)]
     default_step = str(document.get("command") or "run")
     sections = [_head(document)]
-    steps = [s for s in _list(document.get("steps")) if isinstance(s, Mapping)]
+    steps = [s for s in as_list(document.get("steps")) if isinstance(s, Mapping)]
     if len(steps) > 1:
         sections.append("## Steps\n\n" + _steps_table(steps))
     if hosts:
@@ -154,7 +142,7 @@ def _head(document: Mapping[str, Any]) -> str:
 def _steps_table(steps: Sequence[Mapping[str, Any]]) -> str:
     rows = []
     for step in steps:
-        summary = _mapping(step.get("summary"))
+        summary = as_map(step.get("summary"))
         counts = (summary.get(key, 0) for key in ("hosts", "passed", "failed", "error"))
         rows.append([step.get("name"), step.get("command"), step.get("status"), *counts])
     return md_table(["Step", "Command", "Status", "Hosts", "Passed", "Failed", "Error"], rows)
@@ -163,7 +151,7 @@ def _steps_table(steps: Sequence[Mapping[str, Any]]) -> str:
 def _hosts_table(hosts: Sequence[Mapping[str, Any]]) -> str:
     rows = []
     for host in hosts:
-        facts = _mapping(host.get("facts"))
+        facts = as_map(host.get("facts"))
         # A fact the run did not read is "-": a bench run reads GPUs, not the OS.
         summary = summarize_facts(dict(facts)) if facts else {}
         shown = [
@@ -180,7 +168,7 @@ def _hosts_table(hosts: Sequence[Mapping[str, Any]]) -> str:
 
 def _counts(host: Mapping[str, Any]) -> str:
     counts = Counter(
-        str(r.get("status")) for r in _list(host.get("results")) if isinstance(r, Mapping)
+        str(r.get("status")) for r in as_list(host.get("results")) if isinstance(r, Mapping)
     )
     shown = [f"{counts[s]} {s}" for s in ("fail", "error", "warn") if counts[s]]
     return ", ".join(shown) if shown else "none"
@@ -193,7 +181,7 @@ def _results_table(hosts: Sequence[Mapping[str, Any]], default_step: str) -> str
         if isinstance(error, Mapping):
             message = f"{error.get('kind')}: {error.get('message')}"
             rows.append((1, [host.get("name"), "-", "host", "-", "error", "-", "-", message]))
-        for result in _list(host.get("results")):
+        for result in as_list(host.get("results")):
             if not isinstance(result, Mapping):
                 continue
             status = str(result.get("status"))
@@ -225,7 +213,7 @@ def _bench_sections(
 ) -> list[str]:
     """The figures of each benchmark that ran, from the results' metrics (what history keeps)."""
     pairs = [
-        (host, r) for host in hosts for r in _list(host.get("results")) if isinstance(r, Mapping)
+        (host, r) for host in hosts for r in as_list(host.get("results")) if isinstance(r, Mapping)
     ]
     sections = []
     gemm = [_gemm_row(host, r) for host, r in pairs if _GEMM.match(str(r.get("id")))]
@@ -262,7 +250,7 @@ def _worst_first(rows: list[list[Any]]) -> list[list[Any]]:
 
 
 def _metrics(result: Mapping[str, Any]) -> Mapping[str, Any]:
-    return _mapping(result.get("metrics"))
+    return as_map(result.get("metrics"))
 
 
 def _gemm_row(host: Mapping[str, Any], result: Mapping[str, Any]) -> list[Any] | None:
@@ -289,7 +277,7 @@ def _allreduce_row(where: str, result: Mapping[str, Any]) -> list[Any] | None:
 
 def _cluster_label(result: Mapping[str, Any]) -> str:
     if result.get("id") == "cluster.allreduce.pair":
-        return " + ".join(str(h) for h in _list(result.get("hosts"))) or "-"
+        return " + ".join(str(h) for h in as_list(result.get("hosts"))) or "-"
     return f"cluster: {hosts_label(result.get('hosts'))}"
 
 
@@ -297,7 +285,7 @@ def _fio_row(host: Mapping[str, Any], result: Mapping[str, Any]) -> list[Any] | 
     metrics = _metrics(result)
     if figure(metrics.get("mb_s")) == "-":
         return None
-    clat = _mapping(metrics.get("clat_us"))
+    clat = as_map(metrics.get("clat_us"))
     job = str(result.get("id"))[len("bench.fio.") :]
     return [host.get("name"), result.get("step"), job, figure(metrics.get("mb_s")),
             figure(metrics.get("iops"), 0), figure(clat.get("p99"), 0),
@@ -306,19 +294,11 @@ def _fio_row(host: Mapping[str, Any], result: Mapping[str, Any]) -> list[Any] | 
 
 def _certify_row(result: Mapping[str, Any]) -> list[Any]:
     metrics = _metrics(result)
-    certificate = _mapping(result.get("certificate"))
+    certificate = as_map(result.get("certificate"))
     verdict = certificate.get("verdict", result.get("observed"))
-    reasons = [str(reason) for reason in _list(certificate.get("reasons"))]
+    reasons = [str(reason) for reason in as_list(certificate.get("reasons"))]
     message = "; ".join(reasons) if reasons else result.get("message")
     return [hosts_label(result.get("hosts")), verdict, metrics.get("ranks"),
             figure(metrics.get("samples_per_s"), 0),
             percent(metrics.get("mfu")), message,
             result.get("status")]  # fmt: skip
-
-
-def _mapping(value: Any) -> Mapping[str, Any]:
-    return value if isinstance(value, Mapping) else {}
-
-
-def _list(value: Any) -> list[Any]:
-    return value if isinstance(value, list) else []

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from dcctl.evaluate.baselines import Direction, better, change, figure, worse_by
+from dcctl.report.document_view import gpu_index
 from dcctl.report.markdown import md_table, md_text
 from dcctl.results.metrics import result_points
 
@@ -212,13 +213,7 @@ Key = tuple[str | None, str, int | None]
 
 def _key(result: Mapping[str, Any], common_steps: set[str]) -> Key:
     step = result.get("step")
-    return (step if step in common_steps else None, str(result["id"]), _gpu_index(result))
-
-
-def _gpu_index(result: Mapping[str, Any]) -> int | None:
-    gpu = result.get("gpu")
-    index = gpu.get("index") if isinstance(gpu, Mapping) else None
-    return index if isinstance(index, int) and not isinstance(index, bool) else None
+    return (step if step in common_steps else None, str(result["id"]), gpu_index(result))
 
 
 def _points(

@@ -18,6 +18,7 @@ from datetime import datetime, timezone
 from typing import Any
 
 from dcctl.evaluate.bench_allreduce import size_text
+from dcctl.report.document_view import STATUS_ORDER, as_list, as_map, hosts_label
 from dcctl.report.html import plots, series
 from dcctl.report.html.style import STYLE
 from dcctl.report.markdown import value_text
@@ -136,7 +137,7 @@ def _status_key(host_status: str) -> str:
 
 
 def _verdict(document: Mapping[str, Any]) -> str:
-    summary = series.as_map(document.get("summary"))
+    summary = as_map(document.get("summary"))
     counts = [
         ("hosts", summary.get("hosts", 0), ""),
         ("passed", summary.get("passed", 0), "pass"),
@@ -150,11 +151,11 @@ def _verdict(document: Mapping[str, Any]) -> str:
         for label, value, key in counts
     )
     parts = [f'<div class="counts">{boxes}</div>']
-    steps = [s for s in series.as_list(document.get("steps")) if isinstance(s, Mapping)]
+    steps = [s for s in as_list(document.get("steps")) if isinstance(s, Mapping)]
     if len(steps) > 1:
         rows = []
         for step in steps:
-            done = series.as_map(step.get("summary"))
+            done = as_map(step.get("summary"))
             rows.append(
                 [
                     step.get("name"),
@@ -171,11 +172,11 @@ def _verdict(document: Mapping[str, Any]) -> str:
         parts.append("<h3>Steps</h3>" + _table(columns, rows))
     cluster = series.cluster_results(document)
     if cluster:
-        ordered = sorted(cluster, key=lambda r: series.STATUS_RANK.get(str(r.get("status")), 1))
+        ordered = sorted(cluster, key=lambda r: STATUS_ORDER.get(str(r.get("status")), 1))
         rows = [
             [
                 r.get("id"),
-                series.hosts_label(r.get("hosts")),
+                hosts_label(r.get("hosts")),
                 _Status(str(r.get("status"))),
                 r.get("message"),
             ]

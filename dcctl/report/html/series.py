@@ -12,22 +12,12 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-# Worst first: the order rows and columns are sorted in, and the status a cell shows when a
-# check has several results on one host (one per GPU, per port).
-STATUS_RANK = {"fail": 0, "error": 1, "warn": 2, "skip": 3, "pass": 4}
-HOST_RANK = {"failed": 0, "error": 1, "passed": 2}
+from dcctl.report.document_view import HOST_ORDER, STATUS_ORDER, as_list, as_map, hosts_label
+
 GEMM_PREFIX = "bench.gemm."
 FIO_PREFIX = "bench.fio."
 # Result ids compared with the history or the rest of the fleet (the drift table).
 FLEET_PREFIXES = ("drift.", "fleet.outlier.", "baseline.")
-
-
-def as_list(value: Any) -> list[Any]:
-    return value if isinstance(value, list) else []
-
-
-def as_map(value: Any) -> Mapping[str, Any]:
-    return value if isinstance(value, Mapping) else {}
 
 
 def number(value: Any) -> float | None:
@@ -40,7 +30,9 @@ def number(value: Any) -> float | None:
 def hosts_of(document: Mapping[str, Any]) -> list[Mapping[str, Any]]:
     """The document's hosts, failed first, then error, then passed; names in order within."""
     hosts = [h for h in as_list(document.get("hosts")) if isinstance(h, Mapping)]
-    return sorted(hosts, key=lambda h: (HOST_RANK.get(str(h.get("status")), 1), str(h.get("name"))))
+    return sorted(
+        hosts, key=lambda h: (HOST_ORDER.get(str(h.get("status")), 1), str(h.get("name")))
+    )
 
 
 def results_of(item: Mapping[str, Any]) -> list[Mapping[str, Any]]:
@@ -51,18 +43,9 @@ def cluster_results(document: Mapping[str, Any]) -> list[Mapping[str, Any]]:
     return [r for r in as_list(document.get("cluster_results")) if isinstance(r, Mapping)]
 
 
-def hosts_label(hosts: Any) -> str:
-    """ "a + b" for a pair, the names up to four, else the first and last and the count."""
-    names = [str(h) for h in as_list(hosts)]
-    if not names:
-        return "cluster"
-    if len(names) <= 4:
-        return " + ".join(names)
-    return f"{len(names)} hosts ({names[0]} … {names[-1]})"
-
-
 def worst(statuses: Sequence[str]) -> str:
-    return min(statuses, key=lambda s: STATUS_RANK.get(s, 1)) if statuses else "pass"
+    """The status a cell shows when a check has several results on one host (per GPU, port)."""
+    return min(statuses, key=lambda s: STATUS_ORDER.get(s, 1)) if statuses else "pass"
 
 
 # --- host x check matrix --------------------------------------------------------------------
@@ -116,7 +99,7 @@ def matrix(document: Mapping[str, Any]) -> Matrix:
         check: worst([row.cells[check].status for row in rows if check in row.cells])
         for check in order
     }
-    checks = sorted(order, key=lambda c: (STATUS_RANK.get(column_worst[c], 1), order[c]))
+    checks = sorted(order, key=lambda c: (STATUS_ORDER.get(column_worst[c], 1), order[c]))
     return Matrix(checks, rows)
 
 
@@ -158,7 +141,7 @@ def findings(document: Mapping[str, Any], default_step: str) -> list[Finding]:
             found.append(
                 Finding(where, step, str(result.get("id")), status, str(result.get("message")))
             )
-    return sorted(found, key=lambda f: STATUS_RANK.get(f.status, 1))
+    return sorted(found, key=lambda f: STATUS_ORDER.get(f.status, 1))
 
 
 # --- GEMM ------------------------------------------------------------------------------------
@@ -572,4 +555,4 @@ def fleet_comparisons(document: Mapping[str, Any]) -> list[Compared]:
                     str(result.get("message")),
                 )
             )
-    return sorted(rows, key=lambda r: STATUS_RANK.get(r.status, 1))
+    return sorted(rows, key=lambda r: STATUS_ORDER.get(r.status, 1))
