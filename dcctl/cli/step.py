@@ -70,6 +70,7 @@ def execute(options: GlobalOptions, playbook: Playbook, command: str) -> Executi
         command=command,
         hosts=hosts,
         inventory_source=inventory.source,
+        inventory_text=inventory.text,
         state_dir=options.state_dir,
         fleet_options=fleet_options(options),
         history=options.history,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import gc
 import os
 import sys
@@ -52,10 +53,11 @@ def _load_file(path: str) -> Inventory:
         constructor=ValueConstructor(),
     )
     with _collector_paused():
-        root = compose(read_text(path), path)
+        text = read_text(path)
+        root = compose(text, path)
         builder = InventoryBuilder()
         walk_top_level(root, ctx, builder)
-        return resolve(builder, ctx)
+        return dataclasses.replace(resolve(builder, ctx), text=text)
 
 
 @contextlib.contextmanager

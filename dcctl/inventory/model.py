@@ -74,6 +74,8 @@ class Inventory:
     # and its child groups, each in the order first listed (for `--limit 'rack1[0:3]'`).
     group_hosts: dict[str, tuple[str, ...]] = field(default_factory=dict)
     group_children: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    # The file's text as read, which a run keeps as what it used (None: the built-in one).
+    text: str | None = field(default=None, repr=False, compare=False)
 
     def host(self, name: str) -> Host:
         for host in self.hosts:

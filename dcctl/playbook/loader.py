@@ -72,7 +72,8 @@ _read_on_fail = choice("continue", "stop")
 def load_playbook(path: str) -> Playbook:
     """The playbook at `path`; InputError naming file, line and key for anything wrong."""
     ctx = Context(path=path, constructor=ValueConstructor())
-    root = _compose(_read(path), path)
+    text = _read(path)
+    root = _compose(text, path)
     if not isinstance(root, MappingNode):
         problem = f"expected a mapping with 'steps:', got {describe(root)}"
         raise ctx.error(root, "top level", problem)
@@ -82,7 +83,7 @@ def load_playbook(path: str) -> Playbook:
     name = _text(top["name"][1], "name", ctx) if "name" in top else PurePath(path).stem
     steps = _steps(top["steps"][1], ctx)
     about = _text(top["description"][1], "description", ctx) if "description" in top else ""
-    return Playbook(name=name, source=path, steps=steps, description=about)
+    return Playbook(name=name, source=path, steps=steps, description=about, text=text)
 
 
 def _steps(node: Node, ctx: Context) -> tuple[PlaybookStep, ...]:

@@ -36,6 +36,8 @@ class Playbook:
     source: str
     steps: tuple[PlaybookStep, ...]
     description: str = ""
+    # The file's text as read, which a run keeps as what it used (None: built in memory).
+    text: str | None = field(default=None, repr=False, compare=False)
 
     @property
     def from_file(self) -> bool:

@@ -8,7 +8,7 @@ write that failed, to the run directory or to the history, is kept for the calle
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 from dcctl.playbook.host_merge import merge_host_documents, tag_results
 from dcctl.playbook.model import PlaybookStep
 from dcctl.results.document import RunMeta, iso_utc, run_document, step_status
-from dcctl.results.sources import SOURCE_FILES, SOURCES_DIR, read_source_file
+from dcctl.results.sources import kept_text, source_path
 from dcctl.results.store import RunStore, SaveError
 
 if TYPE_CHECKING:
@@ -51,13 +51,20 @@ class _Step:
 
 
 class RunRecorder:
-    def __init__(self, meta: RunMeta, state_dir: Path, history: History | None) -> None:
+    def __init__(
+        self,
+        meta: RunMeta,
+        state_dir: Path,
+        history: History | None,
+        sources: Mapping[str, str | None] | None = None,
+    ) -> None:
+        """`sources`: the inventory's and playbook's text as their loaders read them, kept in
+        the run directory as what the run used (a failed write is kept as the run's)."""
         self.meta = meta
         self.store = RunStore(state_dir, meta.run_id)
-        for key, path in (("inventory", meta.inventory), ("playbook", meta.playbook)):
-            kept = read_source_file(path)
-            if kept is not None:  # what the report shows as used; a failed write is kept
-                self.store.write_text(f"{SOURCES_DIR}/{SOURCE_FILES[key]}", kept)
+        for key, text in (sources or {}).items():
+            if text is not None:
+                self.store.write_text(source_path(key), kept_text(text))
         self.history = history
         self.history_error: str | None = None
         self._hosts: dict[str, dict[str, Any]] = {}

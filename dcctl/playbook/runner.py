@@ -60,6 +60,8 @@ class RunPlan:
     state_dir: Path
     fleet_options: FleetOptions
     history: bool = True
+    # The inventory file's text as the loader read it (None: the built-in inventory).
+    inventory_text: str | None = None
 
 
 @dataclass(frozen=True)
@@ -181,7 +183,8 @@ def run_playbook(
     # The file's full path: audits of one playbook are compared whatever the working dir.
     playbook = str(Path(plan.playbook.source).resolve()) if plan.playbook.from_file else None
     meta = new_run_meta(plan.command, plan.inventory_source, playbook)
-    recorder = RunRecorder(meta, plan.state_dir, history)
+    sources = {"inventory": plan.inventory_text, "playbook": plan.playbook.text}
+    recorder = RunRecorder(meta, plan.state_dir, history, sources)
     if history_error is not None:
         recorder.history_error = history_error
     recorder.expect_hosts([host.name for host in plan.hosts])

@@ -83,6 +83,10 @@ def test_with_on_fail_continue_every_step_runs_and_each_result_names_its_step(
     assert json.loads((saved / "run.json").read_text()) == document
     host_file = json.loads((saved / "hosts" / "node1.json").read_text())
     assert host_file == document["hosts"][0]
+    # The inventory and playbook as the run read them, kept beside it for its report.
+    kept = saved / "sources"
+    assert (kept / "playbook.yaml").read_text() == Path(document["playbook"]).read_text()
+    assert (kept / "inventory.yaml").read_text() == inventory(tmp_path).read_text()
 
 
 def test_a_bad_playbook_is_refused_with_its_line_before_anything_runs(tmp_path: Path) -> None:
