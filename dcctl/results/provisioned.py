@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -18,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from dcctl.inventory.model import Host
-from dcctl.results.store import host_file_name, write_text_atomic
+from dcctl.results.store import host_file_name, make_private_dirs, write_text_atomic
 
 PROVISIONED_DIR = "provisioned"
 # A record is a few hundred bytes; anything much larger is not one of ours.
@@ -58,7 +57,7 @@ def record_path(state_dir: Path, host_name: str) -> Path:
 def write_record(state_dir: Path, host_name: str, record: ProvisionRecord) -> Path:
     """The record, mode 0600, in a 0700 directory; OSError when the state dir refuses it."""
     path = record_path(state_dir, host_name)
-    _make_private_dirs(path.parent)
+    make_private_dirs(state_dir, path.parent)
     text = json.dumps(dataclasses.asdict(record), indent=2) + "\n"
     write_text_atomic(path, text, 0o600)
     return path
@@ -121,14 +120,3 @@ def with_recorded_python(
         chosen.append(host)
     return tuple(chosen)
 
-
-def _make_private_dirs(directory: Path) -> None:
-    """Levels this call creates are 0700 whatever the umask; existing ones are left as they
-    are (the state dir is the user's)."""
-    missing = [level for level in [directory, *directory.parents] if not level.exists()]
-    for level in reversed(missing):
-        try:
-            level.mkdir(mode=0o700)
-        except FileExistsError:
-            continue  # made meanwhile by another dcctl; a file in the way fails the write
-        os.chmod(level, 0o700)

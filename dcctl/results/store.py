@@ -100,7 +100,7 @@ class RunStore:
         if not self._dirs_made:
             return None
         try:
-            _make_private_dirs(self.state_dir, path.parent)
+            make_private_dirs(self.state_dir, path.parent)
             write_text_atomic(path, text, 0o600)
         except OSError as exc:
             self._failed(path, exc)
@@ -109,7 +109,7 @@ class RunStore:
 
     def _make_dirs(self) -> bool:
         try:
-            _make_private_dirs(self.state_dir, self.run_dir / "hosts")
+            make_private_dirs(self.state_dir, self.run_dir / "hosts")
         except OSError as exc:
             self._failed(Path(exc.filename) if exc.filename else self.run_dir, exc)
             return False
@@ -132,7 +132,7 @@ class RunStore:
             self.error = SaveError(path, exc)
 
 
-def _make_private_dirs(top: Path, leaf: Path) -> None:
+def make_private_dirs(top: Path, leaf: Path) -> None:
     """Create top..leaf as 0700; directories that already exist are the user's to keep, and
     so are those another run creates at the same moment (two cron jobs on a fresh state dir
     both making `runs/`): only what this call created is made private."""
