@@ -15,11 +15,9 @@ from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from dcctl.results.history_query import Finding
+from dcctl.results.history_query import CLUSTER_HOST, Finding
 
 FINDING_STATUSES = ("warn", "fail", "error")
-# Where the history keeps the verdicts of jobs across hosts (dcctl.results.history).
-CLUSTER_HOST = "(cluster)"
 # A host that could not be evaluated, as a finding of its own.
 HOST_FINDING = "host"
 _RANK = {"warn": 1, "fail": 2, "error": 2}

@@ -9,7 +9,6 @@ from pathlib import Path
 from typing import Any
 
 from dcctl.audit.changes import (
-    CLUSTER_HOST,
     Change,
     change_line,
     changes,
@@ -19,7 +18,7 @@ from dcctl.audit.changes import (
 from dcctl.cli.options import GlobalOptions
 from dcctl.fleet.signals import StopRequest
 from dcctl.playbook.recorder import RunSaved
-from dcctl.results.history_query import Finding
+from dcctl.results.history_query import CLUSTER_HOST, Finding
 
 
 def _previous_findings(options: GlobalOptions, document: dict[str, Any]) -> list[Finding] | None:

@@ -119,4 +119,3 @@ def with_recorded_python(
             host = dataclasses.replace(host, python=record.python)
         chosen.append(host)
     return tuple(chosen)
-

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from dcctl.audit.changes import CLUSTER_HOST, change_line, changes, document_findings, evaluated
-from dcctl.results.history_query import Finding
+from dcctl.audit.changes import change_line, changes, document_findings, evaluated
+from dcctl.results.history_query import CLUSTER_HOST, Finding
 
 
 def host(name: str, *results: dict[str, Any], error: str | None = None) -> dict[str, Any]:
