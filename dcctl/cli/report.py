@@ -198,16 +198,9 @@ def _print_text(text: str) -> int:
 
 
 def _write(output: Path, text: str, what: str) -> int:
-    from dcctl.report.console import print_error
-    from dcctl.report.report_files import write_text_atomic
+    from dcctl.report.report_files import save_text
 
-    try:
-        write_text_atomic(output, text)
-    except OSError as exc:
-        print_error(
-            f"cannot write {output}: {exc.strerror or exc}; the report was not saved "
-            "(choose another -o path)"
-        )
+    if not save_text(output, text, "-o"):
         return EXIT_NOT_SAVED
     print(f"wrote the {what} to {output}", file=sys.stderr)
     return 0

@@ -87,19 +87,28 @@ def save_report(
     if path is None:
         return True
     try:
-        write_report(document, path, run_dir=run_dir)
-    except (OSError, InputError) as exc:
-        from dcctl.report.console import print_error
+        text = render(document, format_for(path), run_dir)
+    except InputError as exc:
+        _not_saved(str(exc), option)
+        return False
+    return save_text(path, text, option)
 
-        print_error(f"{_why(path, exc)}; the report was not saved (choose another {option} path)")
+
+def save_text(path: Path, text: str, option: str) -> bool:
+    """`text` written to `path` whole or not at all; False after one error line on stderr
+    naming the path and the option to change."""
+    try:
+        write_text_atomic(path, text)
+    except OSError as exc:
+        _not_saved(f"cannot write {path}: {exc.strerror or exc}", option)
         return False
     return True
 
 
-def _why(path: Path, exc: Exception) -> str:
-    if isinstance(exc, OSError):
-        return f"cannot write {path}: {exc.strerror or exc}"
-    return str(exc)
+def _not_saved(why: str, option: str) -> None:
+    from dcctl.report.console import print_error
+
+    print_error(f"{why}; the report was not saved (choose another {option} path)")
 
 
 def _check_report_path(value: Path | None) -> Path | None:
